@@ -1,0 +1,138 @@
+"""The `oec` command: a thin layer over the library. Each pipeline stage is one verb."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from oec.collect import CollectConfig, collect
+from oec.config import load_config
+from oec.policies import PolicySpecError
+from oec.sandbox.bwrap import SandboxUnavailable
+from oec.show import render, summarize
+from oec.tasks import InputError, generate_tasks, write_tasks
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="On-policy expert corrections and DAgger for LM agents.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Make and inspect task files.")
+app.add_typer(tasks_app, name="tasks")
+
+USER_ERRORS = (InputError, PolicySpecError, SandboxUnavailable, ValueError)
+
+
+def _fail(e: Exception) -> None:
+    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _warn(message, category, filename, lineno, file=None, line=None):  # one short line, not a source excerpt
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+warnings.showwarning = _warn
+
+
+@tasks_app.command("generate")
+def tasks_generate(
+    out: Path = typer.Option(..., help="tasks JSONL file to write"),
+    suite: str = typer.Option("toy", help="task generator (the embedded suite is 'toy')"),
+    split: str = typer.Option("train", help="train | heldout (disjoint names)"),
+    n: int = typer.Option(100, min=1, help="number of tasks"),
+    seed: int = typer.Option(0, help="generator seed"),
+    modules: Optional[int] = typer.Option(None, help="modules per package [3]"),
+    functions_per_module: Optional[int] = typer.Option(None, help="functions per module [3]"),
+    hops: Optional[int] = typer.Option(None, help="call hops from the reported function to the bug [1]"),
+    shapes: Optional[str] = typer.Option(None, help="comma-separated function shapes [all]"),
+    mutations: Optional[str] = typer.Option(None, help="comma-separated mutation kinds [all]"),
+    direct_test_prob: Optional[float] = typer.Option(None, help="chance the buggy function has its own test [0.5]"),
+):
+    """Generate tasks, e.g. `oec tasks generate --suite toy --split train --n 200 --seed 0 --out tasks/train.jsonl`."""
+    try:
+        tasks = generate_tasks(
+            suite, split, n, seed, modules=modules, functions_per_module=functions_per_module, hops=hops,
+            shapes=shapes.split(",") if shapes else None, mutation_kinds=mutations.split(",") if mutations else None,
+            direct_test_prob=direct_test_prob,
+        )
+    except USER_ERRORS as e:
+        _fail(e)
+    write_tasks(tasks, out)
+    typer.echo(f"wrote {len(tasks)} {suite}/{split} tasks to {out}")
+
+
+@app.command("collect")
+def collect_cmd(
+    overrides: Optional[List[str]] = typer.Argument(None, help="config overrides KEY=VALUE, e.g. loop.step_limit=20"),
+    tasks: Optional[Path] = typer.Option(None, help="tasks JSONL file"),
+    out: Optional[Path] = typer.Option(None, help="run directory (re-running the same command resumes it)"),
+    mode: Optional[str] = typer.Option(None, help="expert | student | oec | dagger [expert]"),
+    expert: Optional[str] = typer.Option(None, help="expert policy spec [scripted:expert]"),
+    student: Optional[str] = typer.Option(None, help="student policy spec, e.g. scripted:noisy"),
+    switch: Optional[str] = typer.Option(None, help="oec switch turn: uniform | late[:A,B] | fixed:K [uniform]"),
+    beta: Optional[float] = typer.Option(None, help="dagger: probability the expert acts at a turn [0.5]"),
+    samples: Optional[int] = typer.Option(None, help="episodes per task [1]"),
+    workers: Optional[int] = typer.Option(None, help="concurrent episodes [4]"),
+    seed: Optional[int] = typer.Option(None, help="fixes all randomness of the collection [0]"),
+    config: Optional[Path] = typer.Option(None, help="YAML config; options and overrides are applied on top"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+):
+    """Run episodes and append them to OUT/trajectories.jsonl."""
+    options = dict(tasks=str(tasks) if tasks else None, out=str(out) if out else None, mode=mode, expert=expert,
+                   student=student, switch=switch, beta=beta, samples=samples, workers=workers, seed=seed)
+    try:
+        cfg = load_config(CollectConfig, config, options, overrides)
+        result = collect(cfg, progress=not quiet)
+    except USER_ERRORS as e:
+        _fail(e)
+    if result["interrupted"]:
+        typer.echo(f"stopped: {result['written']} written, {result['remaining']} left; run the same command to resume")
+        raise typer.Exit(130)
+    typer.echo(render(summarize(cfg.out)))
+
+
+@app.command()
+def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = typer.Option(False, "--json")):
+    """Summarise a run: counts by exit status, resolve rate with 95% CI, switch-turn histogram."""
+    try:
+        summary = summarize(run)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(json.dumps(summary, indent=2) if as_json else render(summary))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="where the demo writes its tasks and runs"),
+    n: int = typer.Option(40, help="train tasks"),
+    workers: int = typer.Option(4),
+    fresh: bool = typer.Option(False, help="delete OUT first instead of resuming"),
+):
+    """The main job on the embedded default: generate toy tasks, collect expert and OEC data, summarise."""
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    try:
+        for split, count, seed in (("train", n, 0), ("heldout", max(n // 4, 1), 1)):
+            path = out / f"tasks/{split}.jsonl"
+            write_tasks(generate_tasks("toy", split, count, seed), path)
+            typer.echo(f"$ oec tasks generate --suite toy --split {split} --n {count} --seed {seed} --out {path}")
+        runs = {
+            "bc": dict(mode="expert", expert="scripted:expert"),
+            "oec": dict(mode="oec", student="scripted:noisy", expert="scripted:expert", switch="uniform", samples=2),
+            "dagger": dict(mode="dagger", student="scripted:noisy", expert="scripted:expert", beta=0.3),
+        }
+        for name, opts in runs.items():
+            cfg = CollectConfig(tasks=str(out / "tasks/train.jsonl"), out=str(out / name), workers=workers, **opts)
+            flags = " ".join(f"--{k} {v}" for k, v in opts.items())
+            typer.echo(f"\n$ oec collect --tasks {cfg.tasks} {flags} --workers {workers} --out {cfg.out}")
+            collect(cfg, progress=sys.stderr.isatty())
+            typer.echo(render(summarize(cfg.out)))
+    except USER_ERRORS as e:
+        _fail(e)
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,3 @@
+from oec.formats.text import TextFormat
+
+__all__ = ["TextFormat"]

@@ -1,0 +1,95 @@
+"""A weak scripted student: follows the expert most of the time, and otherwise makes a plausible mistake.
+
+Mistakes are the ones a small model makes: reading the wrong module, grepping for the wrong function, repeating
+its last command, editing a line that was fine, replying without a bash block, submitting too early. The error rate
+is seeded per episode, so a collection with a fixed `--seed` is reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oec.formats import TextFormat
+from oec.policies.scripted import Edit, ScriptedExpert, _reply
+from oec.protocols import Episode, Message
+from oec.types import Completion
+
+MISTAKES = {"wrong_cat": 0.25, "wrong_grep": 0.2, "repeat": 0.2, "wrong_edit": 0.25, "format_error": 0.05,
+            "early_submit": 0.05}
+SWAPS = [(" + ", " - "), (" - ", " + "), (" < ", " > "), (" > ", " < "), (" * ", " + "), ("[:n]", "[:n - 1]"),
+         ("if ", "if not ")]
+
+
+class NoisyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    error_rate: float = Field(0.3, ge=0, le=1, description="chance that a turn is a mistake")
+    latency: float = Field(0.0, ge=0, description="seconds to sleep per call (benchmarks)")
+
+
+def perturb(line: str, rng) -> str | None:
+    """A plausible wrong version of LINE (an operator or comparison changed, a constant bumped), or None."""
+    options = [(a, b) for a, b in SWAPS if a in line]
+    digits = [m for m in re.finditer(r"\b\d+\b", line)]
+    if digits:
+        options.append(("digit", None))
+    if not options:
+        return None
+    a, b = rng.choice(options)
+    if a == "digit":
+        m = rng.choice(digits)
+        return line[: m.start()] + str(int(m.group()) + rng.choice([-1, 1])) + line[m.end() :]
+    return line.replace(a, b, 1)
+
+
+class NoisyStudent:
+    def __init__(self, spec: str = "scripted:noisy", config: NoisyConfig | None = None):
+        self.spec, self.config, self.format = spec, config or NoisyConfig(), TextFormat()
+        self._expert = ScriptedExpert()
+
+    def act(self, messages: list[Message], episode: Episode) -> Completion:
+        t0 = time.monotonic()
+        if self.config.latency:
+            time.sleep(self.config.latency)
+        rng = episode.rng
+        if rng.random() >= self.config.error_rate:
+            text = _reply(*self._expert.decide(episode))
+        else:
+            kinds, weights = zip(*MISTAKES.items())
+            text = self.mistake(rng.choices(kinds, weights)[0], episode) or _reply(*self._expert.decide(episode))
+        return Completion(text=text, latency_s=time.monotonic() - t0)
+
+    def mistake(self, kind: str, episode: Episode) -> str | None:
+        rng, files = episode.rng, episode.task.repo.files
+        modules = sorted(p for p in files if p.endswith(".py") and not p.startswith("tests/") and files[p].strip())
+        if kind == "wrong_cat" and modules:
+            path = rng.choice(modules)
+            return _reply(f"Maybe the problem is in {path}.", f"cat {path}")
+        if kind == "wrong_grep":
+            names = sorted({n for p in modules for n in re.findall(r"^def (\w+)\(", files[p], re.M)})
+            if names:
+                pkg = episode.task.meta.get("package", ".")
+                return _reply("Let me look for this function.", f"grep -rn 'def {rng.choice(names)}(' {pkg}")
+        if kind == "repeat":
+            prev = [s.output for s in episode.steps if s.actor == episode.actor]
+            return prev[-1] if prev else None
+        if kind == "wrong_edit" and modules:
+            path = rng.choice(modules)
+            try:
+                text = (episode.workspace / path).read_text()
+            except OSError:
+                return None
+            lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("def ", "from "))]
+            rng.shuffle(lines)
+            for line in lines:
+                new = perturb(line, rng)
+                if new and new != line and text.count(line) == 1:
+                    return _reply("I think this line is the bug; let me fix it.", Edit(path, line, new).command())
+            return None
+        if kind == "format_error":
+            return "I think the bug is in one of the functions, I should fix it."
+        if kind == "early_submit":
+            return _reply("I think it is fixed now.", "submit")
+        return None

@@ -1,0 +1,178 @@
+"""Scripted policies: an expert that solves a task from any reachable state, and a noisy student.
+
+The expert is privileged (it knows the gold patch and reads the workspace) but acts only through ordinary commands a
+student can imitate: run the tests, follow the call chain with grep and cat, edit, re-run the tests, submit. When it
+finds edits it did not make, it inspects them with `git diff` and reverts them: that recovery is what OEC and DAgger
+data teach a student, so the expert must act well in states it would never reach by itself.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oec.commands import is_read_only
+from oec.formats import TextFormat
+from oec.protocols import Episode, Message
+from oec.types import Completion, Task
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str
+    old: str
+    new: str
+
+    def command(self) -> str:
+        return f"edit {self.path} <<'EOF'\n{self.old}\n=======\n{self.new}\nEOF"
+
+
+def parse_patch(patch: str) -> dict[str, list[list[tuple[str, str]]]]:
+    """Unified diff -> {path: [hunk, ...]}, a hunk being [(tag, line)] with tag in ' ', '-', '+'."""
+    files: dict[str, list] = {}
+    path, hunk = None, None
+    for line in patch.splitlines():
+        if line.startswith("+++ "):
+            path = line[4:].split("\t")[0].removeprefix("b/")
+            files.setdefault(path, [])
+        elif line.startswith("--- ") and hunk is None or line.startswith("diff "):
+            hunk = None
+        elif line.startswith("@@"):
+            hunk = []
+            files[path].append(hunk)
+        elif hunk is not None and line[:1] in (" ", "-", "+"):
+            hunk.append((line[0], line[1:]))
+        elif hunk is not None and line == "":
+            hunk.append((" ", ""))
+    return files
+
+
+def edits_from_patch(base: dict[str, str], patch: str) -> list[Edit]:
+    """The gold patch as `edit` commands, each with the least context that makes its snippet unique in the file."""
+    edits = []
+    for path, hunks in parse_patch(patch).items():
+        text = base[path]
+        for hunk in hunks:
+            changed = [i for i, (tag, _) in enumerate(hunk) if tag != " "]
+            lo, hi = changed[0], changed[-1] + 1
+            while True:
+                old = "\n".join(s for t, s in hunk[lo:hi] if t != "+")
+                new = "\n".join(s for t, s in hunk[lo:hi] if t != "-")
+                if old.strip() and text.count(old) == 1 or (lo == 0 and hi == len(hunk)):
+                    break
+                # grow towards the side with a non-blank line first: a bare blank line is rarely distinctive
+                if lo > 0 and (hi == len(hunk) or hunk[lo - 1][1].strip()):
+                    lo -= 1
+                else:
+                    hi += 1
+            edits.append(Edit(path, old, new))
+            text = text.replace(old, new, 1)
+    return edits
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The expert's route through one task: explore commands, then the fix."""
+
+    explore: tuple[tuple[str, str], ...]  # (thought, command)
+    edits: tuple[Edit, ...]
+    stages: dict  # path -> [base content, after the 1st edit of it, ..., fixed content]
+    focus: str  # the function with the bug, for thoughts
+
+
+@lru_cache(maxsize=4096)
+def _plan(task_json: str) -> Plan:
+    return make_plan(Task.model_validate_json(task_json))
+
+
+def make_plan(task: Task) -> Plan:
+    if not task.gold_patch:
+        raise ValueError(f"task {task.task_id}: the scripted expert needs a gold_patch")
+    base = task.repo.files
+    edits = edits_from_patch(base, task.gold_patch)
+    stages = {p: [c] for p, c in base.items()}
+    for e in edits:
+        stages[e.path].append(stages[e.path][-1].replace(e.old, e.new, 1))
+    explore = [("Let me run the tests to see what fails.", "runtests")]
+    chain = task.meta.get("chain") or []
+    pkg = task.meta.get("package", ".")
+    seen_files = set()
+    for i, fn in enumerate(chain):
+        why = "The issue is about" if i == 0 else "It calls"
+        explore.append((f"{why} `{fn}`; let me find where it is defined.", f"grep -rn 'def {fn}(' {pkg}"))
+        path = next(p for p, c in base.items() if re.search(rf"^def {fn}\(", c, re.M) and not p.startswith("tests/"))
+        if path not in seen_files:
+            seen_files.add(path)
+            explore.append((f"Let me read {path}.", f"cat {path}"))
+    for e in edits:  # tasks without a call chain (imported ones): read the files the fix touches
+        if e.path not in seen_files:
+            seen_files.add(e.path)
+            explore.append((f"Let me read {e.path}.", f"cat {e.path}"))
+    focus = chain[-1] if chain else edits[0].path
+    return Plan(tuple(explore), tuple(edits), stages, focus)
+
+
+def workspace_state(ws: Path, task: Task, plan: Plan) -> tuple[str, list[str]]:
+    """('clean' | 'fixed' | 'wrong', files that are neither base, fixed, nor on the way between them)."""
+    wrong, done = [], True
+    for path, stages in plan.stages.items():
+        try:
+            now = (ws / path).read_text()
+        except (OSError, UnicodeDecodeError):
+            now = None
+        if now not in stages:
+            wrong.append(path)
+        elif now != stages[-1]:
+            done = False
+    return ("wrong" if wrong else "fixed" if done else "clean"), wrong
+
+
+def _reply(thought: str, command: str) -> str:
+    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```"
+
+
+class ExpertConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    latency: float = Field(0.0, ge=0, description="seconds to sleep per call (benchmarks: simulate an API)")
+
+
+class ScriptedExpert:
+    def __init__(self, spec: str = "scripted:expert", config: ExpertConfig | None = None):
+        self.spec, self.config, self.format = spec, config or ExpertConfig(), TextFormat()
+
+    def act(self, messages: list[Message], episode: Episode) -> Completion:
+        t0 = time.monotonic()
+        if self.config.latency:
+            time.sleep(self.config.latency)
+        text = _reply(*self.decide(episode))
+        return Completion(text=text, latency_s=time.monotonic() - t0)
+
+    def decide(self, episode: Episode) -> tuple[str, str]:
+        task = episode.task
+        plan = _plan(task.model_dump_json())
+        state, wrong = workspace_state(episode.workspace, task, plan)
+        done = [s.action.command if s.action.kind == "bash" else "submit" for s in episode.steps if s.action]
+        # commands since the workspace last changed: a view older than that may show stale code
+        last_change = max((i for i, c in enumerate(done) if not is_read_only(c)), default=-1)
+        fresh = done[last_change + 1 :]
+        if state == "wrong":
+            if not fresh or fresh[-1] != "git diff":
+                return "There are changes I did not expect; let me look at them.", "git diff"
+            return "These changes are wrong; let me revert them.", "git checkout -- " + " ".join(sorted(wrong))
+        if state == "fixed":
+            if "runtests" not in fresh:
+                return "Let me check that the tests pass now.", "runtests"
+            return "The tests pass; the fix is done.", "submit"
+        for thought, command in plan.explore:
+            if command not in (fresh if command.startswith("cat ") else done):
+                return thought, command
+        current = {e.path: (episode.workspace / e.path).read_text() for e in plan.edits}
+        for e in plan.edits:
+            if current[e.path].count(e.old) == 1:
+                return f"The bug is in `{plan.focus}`; let me fix it.", e.command()
+        return "I cannot find the code to fix; let me look at the changes.", "git diff"

@@ -1,0 +1,78 @@
+"""bubblewrap command lines: what the agent's processes can see.
+
+The sandbox gets a read-only view of the system (/usr, /etc, the Python that runs the tests), a private /tmp, no
+network, its own pid namespace (so killing its first process kills everything it started), and an environment built
+from scratch (no host variable, and so no API key, reaches it). The workspace is the only writable host directory and
+is always mounted at the same path, so observations do not depend on where the host keeps its files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from functools import cache
+from pathlib import Path
+
+WORKSPACE = "/workspace"
+TOOLS = "/oec/bin"
+TOOLS_DIR = Path(__file__).parent / "tools"
+
+
+class SandboxUnavailable(RuntimeError):
+    pass
+
+
+@cache
+def bwrap_path() -> str:
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed; it is the sandbox every agent command runs in. "
+            "Install it with `apt-get install bubblewrap` (or `make install`, which tries that for you)."
+        )
+    return path
+
+
+def _python_dirs() -> list[str]:
+    """Real paths of the interpreter and the environment whose pytest runs the tests."""
+    dirs = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    return sorted(d for d in dirs if not d.startswith("/usr"))
+
+
+def sandbox_env() -> dict[str, str]:
+    bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+    return {
+        "PATH": f"{TOOLS}:{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+        "PAGER": "cat",
+        "GIT_PAGER": "cat",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+
+
+def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] | None = None) -> list[str]:
+    """The full argv that runs COMMAND inside a fresh sandbox over WORKSPACE."""
+    argv = [bwrap_path(), "--die-with-parent", "--new-session", "--clearenv"]
+    argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox"]
+    for top in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    for d in _python_dirs():
+        argv += ["--ro-bind", d, d]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    argv += ["--ro-bind", str(TOOLS_DIR), TOOLS]
+    for host, inside in (extra_binds or {}).items():
+        argv += ["--ro-bind", host, inside]
+    argv += ["--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE]
+    for k, v in sandbox_env().items():
+        argv += ["--setenv", k, v]
+    return argv + ["--"] + command

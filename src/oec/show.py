@@ -1,0 +1,65 @@
+"""`oec show`: what a run directory holds: counts by exit status, resolve rate, switch turns, steps by actor."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+
+from oec.store import TRAJECTORIES, read_trajectories
+from oec.tasks import InputError
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a rate k/n (sensible at 0% and 100%, unlike the normal approximation)."""
+    if n == 0:
+        return (0.0, 0.0)
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarize(run: str | Path) -> dict:
+    run = Path(run)
+    if not (run / TRAJECTORIES).exists():
+        raise InputError(f"{run}: no {TRAJECTORIES} here; is this a run directory written by `oec collect`?")
+    trajs = read_trajectories(run)
+    n = len(trajs)
+    resolved = sum(t.resolved for t in trajs)
+    steps = Counter(s.actor for t in trajs for s in t.steps)
+    switch = Counter(t.switch_turn for t in trajs if t.switch_turn is not None)
+    return {
+        "run": str(run),
+        "n": n,
+        "resolved": resolved,
+        "resolve_rate": resolved / n if n else 0.0,
+        "resolve_rate_ci95": list(wilson(resolved, n)),
+        "by_exit_status": dict(sorted(Counter(t.exit_status for t in trajs).items())),
+        "by_mode": dict(sorted(Counter(t.mode for t in trajs).items())),
+        "mean_steps": sum(len(t.steps) for t in trajs) / n if n else 0.0,
+        "steps_by_actor": dict(sorted(steps.items())),
+        "format_errors": sum(s.format_error for t in trajs for s in t.steps),
+        "with_switch": sum(t.switch_turn is not None for t in trajs),
+        "switch_turn_hist": {str(k): v for k, v in sorted(switch.items())},
+        "labelled_steps": sum(s.label is not None for t in trajs for s in t.steps),
+        "tasks": len({t.task_id for t in trajs}),
+    }
+
+
+def render(summary: dict) -> str:
+    lo, hi = summary["resolve_rate_ci95"]
+    lines = [
+        f"run {summary['run']}: {summary['n']} trajectories over {summary['tasks']} tasks, modes {summary['by_mode']}",
+        f"resolved {summary['resolved']}/{summary['n']} = {summary['resolve_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%})",
+        "exit status: " + ", ".join(f"{k} {v}" for k, v in summary["by_exit_status"].items()),
+        f"mean steps {summary['mean_steps']:.1f}; steps by actor: {summary['steps_by_actor']}; "
+        f"format errors {summary['format_errors']}",
+    ]
+    hist = summary["switch_turn_hist"]
+    if hist:
+        top = max(hist.values())
+        lines.append(f"switch turn ({summary['with_switch']} trajectories):")
+        lines += [f"  {k:>3} {'#' * max(1, round(30 * v / top))} {v}" for k, v in hist.items()]
+    if summary["labelled_steps"]:
+        lines.append(f"expert labels on student steps: {summary['labelled_steps']}")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Canonical, format-free records: Task, Action, Step, Verdict, Trajectory.
+
+Everything a stage writes to disk is one of these, serialised as one JSON object per line. They are pydantic models
+with ``extra="forbid"`` so that a typo in a hand-written tasks file is an error that names the field, not a silently
+ignored key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Actor = Literal["student", "expert"]
+ExitStatus = Literal["submitted", "step_limit", "format_errors", "error", "cancelled"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Repo(Record):
+    """How to materialise a task's workspace. ``inline``: the files are in the task itself (the toy suite)."""
+
+    kind: Literal["inline"] = "inline"
+    files: dict[str, str] = Field(description="path -> content of every file at the base commit (bug present)")
+
+
+class Task(Record):
+    schema_version: int = SCHEMA_VERSION
+    task_id: str
+    suite: str = "toy"
+    split: str
+    problem_statement: str
+    repo: Repo
+    FAIL_TO_PASS: list[str] = Field(min_length=1, description="pytest node ids that must go from failing to passing")
+    PASS_TO_PASS: list[str] = Field(default_factory=list, description="pytest node ids that must keep passing")
+    test_files: list[str] = Field(
+        default_factory=list, description="files restored to their base version before verification"
+    )
+    gold_patch: str | None = Field(None, description="unified diff (a/ b/ prefixes) that fixes the bug")
+    meta: dict[str, Any] = Field(default_factory=dict, description="generator facts: mutation kind, hops, ...")
+
+
+class Action(Record):
+    """What an agent asked for: a shell command, or to submit the workspace as it is."""
+
+    kind: Literal["bash", "submit"]
+    command: str = ""
+
+
+class Completion(Record):
+    """One policy call: the raw text plus what it cost."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+
+
+class Label(Record):
+    """DAgger: what the teacher would have done at a state where the student acted (recorded, not executed)."""
+
+    actor: Actor = "expert"
+    output: str
+    action: Action | None = None
+    completion: Completion | None = None
+
+
+class Step(Record):
+    turn: int
+    actor: Actor
+    output: str = Field(description="the raw text the policy produced")
+    action: Action | None = Field(description="the parsed action; None when the output could not be parsed")
+    observation: str
+    format_error: bool = False
+    returncode: int | None = None
+    completion: Completion | None = None
+    env_latency_s: float = 0.0
+    label: Label | None = None
+    info: dict[str, Any] = Field(default_factory=dict, description="schedule facts at this turn, e.g. trigger score")
+
+
+class TestResult(Record):
+    __test__ = False  # keep pytest from collecting this class
+    outcome: Literal["passed", "failed", "error", "missing"]
+    message: str = ""
+
+
+class Verdict(Record):
+    resolved: bool
+    tests: dict[str, TestResult]
+    patch: str = ""
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+class Trajectory(Record):
+    schema_version: int = SCHEMA_VERSION
+    task_id: str
+    sample: int
+    mode: str
+    policies: dict[str, str] = Field(description="actor -> policy spec")
+    switch_turn: int | None = None
+    switch_info: dict[str, Any] = Field(default_factory=dict)
+    steps: list[Step]
+    exit_status: ExitStatus
+    exit_message: str = ""
+    verdict: Verdict | None = None
+    filters: dict[str, Any] = Field(default_factory=dict, description="filter name -> result, filled by later stages")
+    seed: int
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task_id, self.sample)
+
+    @property
+    def resolved(self) -> bool:
+        return bool(self.verdict and self.verdict.resolved)
