@@ -134,5 +134,5 @@ def demo(
         _fail(e)
 
 
-def main() -> None:  # pragma: no cover
+if __name__ == "__main__":
     app()

@@ -33,8 +33,9 @@ def iter_trajectories(path: str | Path, warn: bool = True) -> Iterator[Trajector
                 yield Trajectory.model_validate(json.loads(line))
             except (json.JSONDecodeError, ValidationError) as e:
                 if warn:
-                    kind = "cut short (an interrupted write)" if not line.endswith("\n") else f"invalid: {e}"[:200]
-                    warnings.warn(f"{path} line {lineno}: ignored, {kind}", stacklevel=2)
+                    why = f"{e}".splitlines()[0][:160]
+                    warnings.warn(f"{path} line {lineno}: ignored, not a valid trajectory (cut short by an interrupted "
+                                  f"run, or edited by hand): {why}", stacklevel=2)
 
 
 def read_trajectories(path: str | Path, warn: bool = True) -> list[Trajectory]:

@@ -121,3 +121,15 @@ class Trajectory(Record):
     @property
     def resolved(self) -> bool:
         return bool(self.verdict and self.verdict.resolved)
+
+    def canonical(self) -> dict:
+        """Everything but wall-clock measurements: equal for two runs with the same seed and deterministic policies."""
+        data = self.model_dump(mode="json", exclude={"timings"})
+        for step in data["steps"]:
+            step.pop("env_latency_s")
+            for c in (step["completion"], (step["label"] or {}).get("completion")):
+                if c:
+                    c.pop("latency_s")
+        if data["verdict"]:
+            data["verdict"].pop("duration_s")
+        return data

@@ -57,8 +57,14 @@ class NoisyStudent:
         if rng.random() >= self.config.error_rate:
             text = _reply(*self._expert.decide(episode))
         else:
-            kinds, weights = zip(*MISTAKES.items())
-            text = self.mistake(rng.choices(kinds, weights)[0], episode) or _reply(*self._expert.decide(episode))
+            # draw mistake kinds without replacement until one applies here (no previous command to repeat, ...)
+            kinds = dict(MISTAKES)
+            text = None
+            while kinds and text is None:
+                kind = rng.choices(list(kinds), list(kinds.values()))[0]
+                del kinds[kind]
+                text = self.mistake(kind, episode)
+            text = text or _reply(*self._expert.decide(episode))
         return Completion(text=text, latency_s=time.monotonic() - t0)
 
     def mistake(self, kind: str, episode: Episode) -> str | None:

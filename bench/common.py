@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmarks: toy tasks, plain git workspaces, a machine line, and summary statistics."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from oec.suites.toy import ToyConfig, generate
+from oec.types import Task
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@localhost", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def toy_tasks(n: int, seed: int = 0, **knobs) -> list[Task]:
+    return generate("train", n, seed, ToyConfig(**knobs))
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for rel, content in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(content)
+    return root
+
+
+def git_repo(root: Path, files: dict[str, str]) -> Path:
+    """FILES committed in a fresh git repo at ROOT (built with git itself, not with oec's template code)."""
+    write_files(root, files)
+    env = {**os.environ, **GIT_ENV}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
+        subprocess.run(["git", "-C", str(root), *cmd], env=env, check=True, capture_output=True)
+    return root
+
+
+def machine() -> str:
+    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    return (f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"load avg {load}")
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def ms(x: float) -> str:
+    return f"{x * 1000:.2f} ms"
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def verdict_line(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"

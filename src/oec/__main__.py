@@ -1,0 +1,3 @@
+from oec.cli import app
+
+app()

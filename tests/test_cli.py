@@ -1,0 +1,53 @@
+"""The `oec` command as a user runs it (subprocesses, real sandbox)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+OEC = [sys.executable, "-m", "oec"]
+
+
+def oec(*args, check=True):
+    return subprocess.run(OEC + [str(a) for a in args], capture_output=True, text=True, check=check)
+
+
+def test_generate_collect_show(tmp_path):
+    tasks = tmp_path / "tasks/train.jsonl"
+    assert "wrote 4 toy/train tasks" in oec("tasks", "generate", "--suite", "toy", "--split", "train", "--n", 4,
+                                            "--seed", 0, "--out", tasks).stdout
+    lines = tasks.read_text().splitlines()
+    assert len(lines) == 4 and {"task_id", "split", "problem_statement", "FAIL_TO_PASS", "PASS_TO_PASS"} <= set(json.loads(lines[0]))
+    out = oec("collect", "--tasks", tasks, "--mode", "oec", "--student", "scripted:noisy", "--expert",
+              "scripted:expert", "--switch", "uniform", "--samples", 2, "--workers", 4, "--out", tmp_path / "oec",
+              "--quiet", "loop.step_limit=25").stdout
+    assert "resolved" in out and "switch turn" in out
+    summary = json.loads(oec("show", tmp_path / "oec", "--json").stdout)
+    assert summary["n"] == 8 and {"resolved", "resolve_rate", "by_exit_status"} <= set(summary)
+    manifest = json.loads((tmp_path / "oec/manifest.json").read_text())
+    assert manifest["config"]["loop"]["step_limit"] == 25 and manifest["versions"]["oec"]
+    traj = json.loads((tmp_path / "oec/trajectories.jsonl").read_text().splitlines()[0])
+    assert {"task_id", "sample", "mode", "switch_turn", "steps", "exit_status", "verdict"} <= set(traj)
+    assert {"actor", "action", "observation"} <= set(traj["steps"][0])
+    assert isinstance(traj["verdict"]["resolved"], bool) and traj["verdict"]["tests"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["collect", "--tasks", "nope.jsonl", "--out", "x"], "nope.jsonl: no such tasks file"),
+    (["collect", "--tasks", "t.jsonl", "--out", "x", "lop.step_limit=3"], "lop: Extra inputs are not permitted (unknown key"),
+    (["collect", "--tasks", "t.jsonl", "--out", "x", "--mode", "oec"], "needs --student"),
+    (["collect", "--tasks", "t.jsonl", "--out", "x", "--mode", "oec", "--student", "scripted:noisy", "--switch", "sometimes"], "unknown --switch"),
+    (["tasks", "generate", "--out", "t.jsonl", "--hops", "9"], "hops"),
+    (["show", "nowhere"], "no trajectories.jsonl"),
+])
+def test_errors_are_clear_and_exit_2(tmp_path, args, needle, train_tasks):
+    (tmp_path / "t.jsonl").write_text(train_tasks[0].model_dump_json() + "\n")
+    r = subprocess.run(OEC + args, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+
+
+def test_unknown_cli_option_is_rejected(tmp_path):
+    r = oec("collect", "--taks", "x", check=False)
+    assert r.returncode == 2 and "--taks" in r.stderr

@@ -1,0 +1,77 @@
+"""Scripted policies against the real sandbox."""
+
+import random
+
+import pytest
+
+from oec.env import SandboxEnv
+from oec.policies import PolicySpecError, make_policy
+from oec.protocols import Episode
+from oec.rollout import rollout
+from oec.schedules import make_schedule
+
+
+def _run(task, env, mode="expert", student="scripted:noisy", seed=0):
+    policies = {"expert": make_policy("scripted:expert"), "student": make_policy(student)}
+    plan = make_schedule(mode).plan(task, policies, random.Random(seed), probe=None)
+    return rollout(task, env, plan, mode=mode, seed=seed)
+
+
+def test_expert_solves_varied_tasks(varied_tasks):
+    for task in varied_tasks:
+        with SandboxEnv(task) as env:
+            traj = _run(task, env)
+        assert traj.exit_status == "submitted" and traj.resolved, task.task_id
+        cmds = [s.action.command for s in traj.steps if s.action and s.action.kind == "bash"]
+        assert cmds[0] == "runtests" and any(c.startswith("edit ") for c in cmds)
+        assert all(f"grep -rn 'def {fn}(" in " ".join(cmds) for fn in task.meta["chain"])
+
+
+def test_expert_recovers_from_a_wrong_state(train_tasks):
+    """Start the expert where a bad student left things: a wrong edit and a deleted module."""
+    task = train_tasks[2]
+    others = [p for p in task.repo.files if p.endswith(".py") and not p.startswith("tests/") and p != task.meta["buggy_file"] and "__init__" not in p]
+    with SandboxEnv(task) as env:
+        env.execute(f"sed -i 's/return/return  1 +/' {task.meta['buggy_file']} && rm {others[0]}")
+        traj = _run(task, env)
+    cmds = [s.action.command for s in traj.steps if s.action and s.action.kind == "bash"]
+    assert cmds[:2] == ["git diff", f"git checkout -- {' '.join(sorted([task.meta['buggy_file'], others[0]]))}"]
+    assert traj.resolved
+
+
+def test_expert_continues_from_a_fixed_state(train_tasks):
+    task = train_tasks[3]
+    from oec.policies.scripted import edits_from_patch
+
+    with SandboxEnv(task) as env:
+        for e in edits_from_patch(task.repo.files, task.gold_patch):
+            env.execute(e.command())
+        traj = _run(task, env)
+    assert [s.action.kind if s.action.kind == "submit" else s.action.command for s in traj.steps] == ["runtests", "submit"]
+    assert traj.resolved
+
+
+def test_noisy_student_is_seeded_and_makes_mistakes(train_tasks):
+    task = train_tasks[0]
+    with SandboxEnv(task) as env:
+        def outputs(spec, seed):
+            pol = make_policy(spec)
+            rng = random.Random(seed)
+            return [pol.act([], Episode(task, env.workspace, [], rng, "student")).text for _ in range(30)]
+
+        assert outputs("scripted:noisy", 1) == outputs("scripted:noisy", 1)
+        assert outputs("scripted:noisy", 1) != outputs("scripted:noisy", 2)
+        expert_first = make_policy("scripted:expert").act([], Episode(task, env.workspace, [], random.Random(0), "expert")).text
+        assert set(outputs("scripted:noisy?error_rate=0", 1)) == {expert_first}
+        assert expert_first not in outputs("scripted:noisy?error_rate=1", 1)
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("scripted:genius", "unknown scripted policy"),
+    ("scripted:noisy?eror_rate=0.1", "eror_rate"),
+    ("scripted:noisy?error_rate=2", "error_rate"),
+    ("hf:foo", "unknown kind"),
+])
+def test_bad_policy_specs(spec, needle):
+    with pytest.raises(PolicySpecError, match=needle):
+        make_policy(spec)

@@ -1,0 +1,132 @@
+"""The real bubblewrap shell and the real pytest verifier (no doubles)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from oec.env import EnvConfig, SandboxEnv
+from oec.policies.scripted import edits_from_patch
+from oec.sandbox.shell import PersistentShell
+
+
+@pytest.fixture
+def shell(tmp_path):
+    (tmp_path / "f.txt").write_text("hello\n")
+    sh = PersistentShell(tmp_path, timeout=2.0, output_limit=200)
+    yield sh
+    sh.close()
+
+
+def test_state_persists_between_commands(shell):
+    shell.run("cd /tmp && export X=42")
+    assert shell.run("pwd; echo $X").output == "/tmp\n42\n"
+
+
+def test_environment_is_scrubbed(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    sh = PersistentShell(tmp_path)
+    try:
+        out = sh.run("env").output
+    finally:
+        sh.close()
+    assert "sk-secret" not in out and "OPENAI_API_KEY" not in out
+
+
+def test_isolation(shell, tmp_path):
+    assert shell.run("touch /usr/oec-x").returncode != 0
+    assert not Path("/usr/oec-x").exists()
+    assert shell.run("python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 53), 1)'").returncode != 0
+    assert shell.run("cat /workspace/f.txt").output == "hello\n"
+    assert shell.run("echo hi > /workspace/g.txt").returncode == 0
+    assert (tmp_path / "g.txt").read_text() == "hi\n"
+    assert shell.run("ls /root").output.strip() in ("", ".pyenv")  # the host's home is not visible
+    assert shell.run("ps -e | wc -l").output.strip().isdigit()
+    assert int(shell.run("ps -e --no-headers | wc -l").output) < 10  # own pid namespace
+
+
+def test_output_is_capped_and_says_so(shell):
+    r = shell.run("seq 1 100000")
+    assert r.truncated and "output truncated" in r.output and len(r.output) < 400
+    assert r.output.startswith("1\n2\n") and r.output.endswith("100000\n")
+
+
+def test_timeout_kills_and_restarts(shell):
+    r = shell.run("cd /tmp; sleep 30")
+    assert r.timed_out and "timed out" in r.output
+    assert shell.run("pwd").output == "/workspace\n"
+
+
+def test_stdin_and_syntax_errors_do_not_hang(shell):
+    assert shell.run("cat").returncode == 0
+    r = shell.run("echo 'unterminated")
+    assert r.returncode != 0 and "unexpected EOF" in r.output
+    r = shell.run("exit 3")
+    assert r.restarted and r.returncode == 3
+    assert shell.run("echo ok").output == "ok\n"
+
+
+def test_edit_tool(shell, tmp_path):
+    (tmp_path / "m.py").write_text("a = 1\nb = 1\nc = 2\n")
+    r = shell.run("edit m.py <<'EOF'\n= 1\n=======\n= 3\nEOF")
+    assert r.returncode == 1 and "occurs 2 times" in r.output
+    r = shell.run("edit m.py <<'EOF'\nzzz\n=======\nyyy\nEOF")
+    assert r.returncode == 1 and "not found" in r.output
+    r = shell.run("edit nope.py <<'EOF'\nzzz\n=======\nyyy\nEOF")
+    assert r.returncode == 1 and "no such file" in r.output
+    r = shell.run("edit m.py <<'EOF'\nc = 2\nEOF")
+    assert r.returncode == 1 and "=======" in r.output
+    assert shell.run("edit m.py <<'EOF'\nc = 2\n=======\nc = 5\nEOF").returncode == 0
+    assert (tmp_path / "m.py").read_text() == "a = 1\nb = 1\nc = 5\n"
+
+
+def test_runtests_is_compact_and_verifier_is_real(train_tasks):
+    task = train_tasks[0]
+    with SandboxEnv(task) as env:
+        out = env.execute("runtests").output
+        failed = [ln for ln in out.splitlines() if ln.startswith("FAILED")]
+        assert sorted(ln.split()[1] for ln in failed) == sorted(task.FAIL_TO_PASS)
+        assert out.strip().endswith(f"{len(task.FAIL_TO_PASS)} failed, {len(task.PASS_TO_PASS)} passed")
+        verdict = env.verify()
+    assert not verdict.resolved
+    assert {k for k, v in verdict.tests.items() if v.outcome == "failed"} == set(task.FAIL_TO_PASS)
+    assert all(verdict.tests[k].outcome == "passed" for k in task.PASS_TO_PASS)
+
+
+def test_gold_patch_resolves_every_task(varied_tasks):
+    for task in varied_tasks:
+        with SandboxEnv(task) as env:
+            for e in edits_from_patch(task.repo.files, task.gold_patch):
+                assert env.execute(e.command()).returncode == 0
+            verdict = env.verify()
+        assert verdict.resolved, (task.task_id, verdict.tests)
+        assert verdict.patch.startswith("diff --git") and "__pycache__" not in verdict.patch
+
+
+def test_verifier_restores_tests_and_kills_agent_processes(train_tasks):
+    """An agent that rewrites the tests, or leaves a process that breaks the code later, does not fool the verdict."""
+    task = train_tasks[1]
+    with SandboxEnv(task) as env:
+        for path in task.test_files:
+            env.execute(f"printf 'def test_ok():\\n    pass\\n' > {path}")
+        assert "passed" in env.execute("runtests").output
+        env.execute("(sleep 0.5; echo 'raise SystemExit' >> " + task.meta["buggy_file"] + ") &")
+        verdict = env.verify()
+    assert not verdict.resolved
+    assert {k for k, v in verdict.tests.items() if v.outcome != "passed"} == set(task.FAIL_TO_PASS)
+
+
+def test_missing_bwrap_is_a_clear_error(monkeypatch, tmp_path):
+    from oec.sandbox import bwrap
+
+    bwrap.bwrap_path.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(bwrap.SandboxUnavailable, match="apt-get install bubblewrap"):
+        PersistentShell(tmp_path)
+    bwrap.bwrap_path.cache_clear()
+
+
+def test_env_config_rejects_unknown_keys():
+    with pytest.raises(Exception, match="comand_timeout"):
+        EnvConfig(comand_timeout=3)
+    assert os.environ.get("OPENAI_API_KEY", "") == os.environ.get("OPENAI_API_KEY", "")

@@ -1,0 +1,59 @@
+import re
+
+from oec.suites.templates import LEAF_SHAPES, MUTATION_KINDS, leaf
+from oec.suites.toy import ToyConfig, generate, split_of
+
+
+def _identifiers(task):
+    names = {task.meta["package"]}
+    for path, text in task.repo.files.items():
+        names |= {n for n in re.findall(r"^def (\w+)\(", text, re.M) if not n.startswith("test_")}
+        if not path.startswith("tests/") and path.endswith(".py") and not path.endswith("__init__.py"):
+            names.add(path.rsplit("/", 1)[1][:-3])
+    return names
+
+
+def test_generation_is_deterministic():
+    assert generate("train", 5, seed=3) == generate("train", 5, seed=3)
+    assert generate("train", 5, seed=3) != generate("train", 5, seed=4)
+
+
+def test_splits_have_disjoint_names():
+    train = set().union(*(_identifiers(t) for t in generate("train", 40, seed=0)))
+    held = set().union(*(_identifiers(t) for t in generate("heldout", 40, seed=1)))
+    assert train and held and not (train & held)
+    assert {split_of(n) for n in train} == {"train"}
+
+
+def test_every_mutation_kind_and_shape_is_reachable():
+    assert len(MUTATION_KINDS) >= 6
+    for kind in MUTATION_KINDS:
+        tasks = generate("train", 4, seed=1, cfg=ToyConfig(mutation_kinds=[kind]))
+        assert {t.meta["mutation"] for t in tasks} == {kind}
+    import random
+
+    for shape in LEAF_SHAPES:  # each mutation really changes behaviour on some input
+        fn = leaf(shape, "f", random.Random(0))
+        for m in fn.mutations:
+            rng = random.Random(1)
+            assert any(fn.impl(*a) != m.impl(*a) for a in (fn.inputs(rng) for _ in range(200))), (shape, m.kind)
+
+
+def test_task_shape_and_statement():
+    for t in generate("train", 10, seed=0, cfg=ToyConfig(hops=2)):
+        entry = t.meta["chain"][0]
+        assert f"`{entry}(" in t.problem_statement
+        assert len(t.meta["chain"]) == 3
+        assert t.FAIL_TO_PASS and t.PASS_TO_PASS and not set(t.FAIL_TO_PASS) & set(t.PASS_TO_PASS)
+        assert t.gold_patch.startswith(f"--- a/{t.meta['buggy_file']}")
+        # the fix is not leaked by the statement: the buggy line's fixed text appears nowhere in the statement
+        added = [ln[1:].strip() for ln in t.gold_patch.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+        assert all(a not in t.problem_statement for a in added if a)
+
+
+def test_hidden_direct_test_means_multi_hop():
+    tasks = generate("train", 10, seed=0, cfg=ToyConfig(direct_test_prob=0.0, hops=1))
+    for t in tasks:
+        buggy = t.meta["chain"][-1]
+        assert not any(tid.endswith(f"::test_{buggy}") for tid in t.FAIL_TO_PASS)
+        assert len(t.FAIL_TO_PASS) == 1
