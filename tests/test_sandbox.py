@@ -43,6 +43,8 @@ def test_isolation(shell, tmp_path):
     assert shell.run("ls /root").output.strip() in ("", ".pyenv")  # the host's home is not visible
     assert shell.run("ps -e | wc -l").output.strip().isdigit()
     assert int(shell.run("ps -e --no-headers | wc -l").output) < 10  # own pid namespace
+    assert "CapEff:\t0000000000000000" in shell.run("grep CapEff /proc/self/status").output  # no capabilities
+    assert shell.run("mount -o remount,rw /usr").returncode != 0
 
 
 def test_output_is_capped_and_says_so(shell):
