@@ -132,3 +132,22 @@ def test_env_config_rejects_unknown_keys():
     with pytest.raises(Exception, match="comand_timeout"):
         EnvConfig(comand_timeout=3)
     assert os.environ.get("OPENAI_API_KEY", "") == os.environ.get("OPENAI_API_KEY", "")
+
+
+def test_a_reused_slot_starts_clean(train_tasks):
+    """Slots are pooled: nothing of one episode (processes, /tmp, workspace edits) may reach the next."""
+    from oec.sandbox.shell import SlotPool
+
+    pool = SlotPool()
+    a, b = train_tasks[0], train_tasks[1]
+    with SandboxEnv(a, pool=pool) as env:
+        env.execute("echo secret > /tmp/left; echo x >> " + a.meta["buggy_file"])
+        env.execute("(while true; do echo y >> /workspace/spam; sleep 0.05; done) > /dev/null 2>&1 &")
+        first = env._slot
+    with SandboxEnv(b, pool=pool) as env:
+        assert env._slot is first
+        assert env.execute("ls /tmp/left spam 2>&1; ps -e --no-headers | wc -l").output.count("No such file") == 2
+        assert env.execute("git status --porcelain").output == ""
+        assert env.execute("kill -9 1; echo still here").output == "still here\n"  # the slot's init survives
+        assert not env.verify().resolved
+    pool.close()

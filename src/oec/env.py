@@ -1,13 +1,12 @@
 """The agent's environment: a task's workspace (a git repo), a sandboxed persistent shell, and the verifier.
 
 Workspaces are copied from a per-task template repo built once per process, so an episode's set-up is a directory
-copy rather than `git init` + commit. The verifier's sandbox is started with the episode and imports pytest while the
-agent works, so the final verification costs one fork instead of a cold pytest start.
+copy rather than `git init` + commit. Sandboxes are pooled slots (see sandbox/shell.py) with pytest already imported,
+so `runtests` and the final verification each cost one fork instead of a cold interpreter and pytest start.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.sandbox.bwrap import TOOLS, WORKSPACE, bwrap_argv
-from oec.sandbox.shell import CommandResult, PersistentShell
+from oec.sandbox.bwrap import WORKSPACE
+from oec.sandbox.shell import POOL, CommandResult, SandboxError, Slot, SlotPool
 from oec.types import Task, TestResult, Verdict
 
 # Fixed identity and dates: the template repo's commit hash is the same on every machine.
@@ -76,30 +75,23 @@ def _template(task: Task) -> Path:
 
 
 class PytestVerifier:
-    """Runs the task's FAIL_TO_PASS and PASS_TO_PASS tests in a fresh sandbox over the workspace.
+    """Runs the task's FAIL_TO_PASS and PASS_TO_PASS tests with pytest inside the episode's sandbox.
 
-    Fresh, not the agent's shell: nothing the agent started (a background process, a fake test server, a changed
-    PATH) survives into verification, and test files are restored to their base version first.
+    First everything the agent started is killed (a background process, a fake test server), and the test files are
+    restored to their base version; the tests then run in a child forked from the slot's pristine process.
     """
 
-    def __init__(self, workspace: Path, timeout: float = 60.0):
-        self.timeout = timeout
-        argv = bwrap_argv(workspace, ["python3", "-I", f"{TOOLS}/testserver.py", "verify"])
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, start_new_session=True)
+    def __init__(self, slot: Slot, timeout: float = 60.0):
+        self.slot, self.timeout = slot, timeout
 
     def verify(self, task: Task) -> Verdict:
         t0 = time.monotonic()
         restore = {p: task.repo.files[p] for p in task.test_files}
-        req = {"cwd": WORKSPACE, "restore": restore, "tests": task.FAIL_TO_PASS + task.PASS_TO_PASS,
-               "timeout": self.timeout}
         try:
-            out, err = self._proc.communicate(json.dumps(req) + "\n", timeout=self.timeout + 30)
-            report = json.loads(out.strip().splitlines()[-1])
-        except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as e:
-            self.close()
-            return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0,
-                           error=f"verifier failed: {e.__class__.__name__}: {e}")
+            report = self.slot.control("verify", cwd=WORKSPACE, restore=restore,
+                                       tests=task.FAIL_TO_PASS + task.PASS_TO_PASS, timeout=self.timeout)
+        except SandboxError as e:
+            return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0, error=f"verifier failed: {e}")
         results = report.get("results", {})
         tests = {}
         for tid in task.FAIL_TO_PASS + task.PASS_TO_PASS:
@@ -111,37 +103,37 @@ class PytestVerifier:
                        duration_s=time.monotonic() - t0, error=error)
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, 9)
-            except ProcessLookupError:
-                pass
-        self._proc.wait()
+        pass
 
 
 class SandboxEnv:
-    """One episode's environment. `workspace` is the host path (for privileged readers such as the scripted expert)."""
+    """One episode's environment. `workspace` is the host path (for privileged readers such as the scripted expert).
 
-    def __init__(self, task: Task, config: EnvConfig | None = None):
+    The sandbox comes from a pool of slots that outlive episodes; `close` gives it back for the next one.
+    """
+
+    def __init__(self, task: Task, config: EnvConfig | None = None, pool: SlotPool = POOL):
         self.task = task
         self.config = config or EnvConfig()
-        self._dir = Path(tempfile.mkdtemp(prefix="oec-ep-"))
-        self.workspace = self._dir / "ws"
-        shutil.copytree(_template(task), self.workspace, symlinks=True)
-        self._verifier = PytestVerifier(self.workspace, self.config.verify_timeout)
-        self._shell = PersistentShell(self.workspace, self.config.command_timeout, self.config.output_limit)
+        template = _template(task)
+        self._pool = pool
+        self._slot = pool.acquire()
+        try:
+            self._slot.load(template)
+        except BaseException:
+            self._slot.close()
+            raise
+        self.workspace = self._slot.workspace
+        self._verifier = PytestVerifier(self._slot, self.config.verify_timeout)
 
     def execute(self, command: str) -> CommandResult:
-        return self._shell.run(command)
+        return self._slot.run(command, self.config.command_timeout, self.config.output_limit)
 
     def verify(self) -> Verdict:
-        self._shell.close()  # everything the agent started dies with its pid namespace
         return self._verifier.verify(self.task)
 
     def close(self) -> None:
-        self._shell.close()
-        self._verifier.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._pool.release(self._slot)
 
     def __enter__(self) -> SandboxEnv:
         return self

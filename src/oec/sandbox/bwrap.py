@@ -57,11 +57,14 @@ def sandbox_env() -> dict[str, str]:
     }
 
 
-def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] | None = None) -> list[str]:
+def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] | None = None,
+               as_pid_1: bool = False) -> list[str]:
     """The full argv that runs COMMAND inside a fresh sandbox over WORKSPACE."""
     # --cap-drop ALL: run as root, bwrap would otherwise leave the agent every capability (mount, ptrace, ...)
     argv = [bwrap_path(), "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox"]
+    if as_pid_1:  # COMMAND is the namespace's init: signals from inside cannot kill it
+        argv += ["--as-pid-1"]
     for top in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
         if os.path.islink(top):
             argv += ["--symlink", os.readlink(top), top]

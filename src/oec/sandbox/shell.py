@@ -1,15 +1,17 @@
-"""A persistent bash session inside bubblewrap.
+"""Sandbox slots: a long-lived bubblewrap sandbox with a persistent bash inside, reused episode after episode.
 
-Each command is written to a file that the shell `source`s, so `cd` and `export` persist between commands, an
-unbalanced quote is a bash error instead of a hung shell, and the command cannot read our protocol from stdin.
-The end of its output is marked by a random nonce the agent cannot guess. A command that runs past its timeout
-takes the whole sandbox down with it (the pid namespace dies with its first process) and a fresh shell is started;
-the observation says so.
+The slot's first process is `tools/slotd.py` (see its docstring). Each command is written to a file that bash
+`source`s, so `cd` and `export` persist between commands, an unbalanced quote is a bash error instead of a hung
+shell, and the command cannot read our protocol from stdin. The end of its output is marked by a random nonce the
+agent cannot guess. A command that runs past its timeout is killed with everything the agent started, and a fresh
+shell is started; the observation says so.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import re
 import secrets
 import select
@@ -17,15 +19,20 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from oec.sandbox.bwrap import TOOLS, bwrap_argv
 
 IO = "/oec/io"
-# Started before the first command: imports pytest so `runtests` answers in tens of milliseconds.
-INIT = f"(exec python3 -I {TOOLS}/testserver.py serve /tmp/.oec </dev/null >/dev/null 2>&1 &)\nmkdir -p /tmp/.oec\n"
+EXITED = re.compile(rb"\036EXIT (-?\d+)\n")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the agent's command)."""
 
 
 @dataclass(frozen=True)
@@ -53,87 +60,211 @@ def cap_output(head: bytes, tail: bytes, total: int, limit: int) -> tuple[str, b
     return first.decode(errors="replace") + note + last.decode(errors="replace"), True
 
 
-class PersistentShell:
-    def __init__(self, workspace: Path, timeout: float = 10.0, output_limit: int = 2000):
-        self.workspace = workspace
-        self.timeout = timeout
-        self.output_limit = output_limit
-        self._io = Path(tempfile.mkdtemp(prefix="oec-io-"))
-        self._proc: subprocess.Popen | None = None
-        self._start()
+class _Spawner:
+    """Starts sandboxes from one long-lived thread.
 
-    def _start(self) -> None:
-        argv = bwrap_argv(self.workspace, ["bash", "--noprofile", "--norc"], extra_binds={str(self._io): IO})
-        self._proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.run(INIT, timeout=30.0)
+    bwrap's --die-with-parent uses PR_SET_PDEATHSIG, which fires when the *thread* that started it exits; pooled slots
+    outlive the worker threads that first asked for them, so no worker thread may be their parent.
+    """
 
-    def _kill(self) -> None:
-        if self._proc is None:
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, daemon=True, name="oec-sandbox-spawner").start()
+
+    def _loop(self) -> None:
+        while True:
+            args, kwargs, fut = self._queue.get()
+            try:
+                fut.set_result(subprocess.Popen(*args, **kwargs))
+            except BaseException as e:  # handed to the caller, who raises it
+                fut.set_exception(e)
+
+    def popen(self, *args, **kwargs) -> subprocess.Popen:
+        fut: Future = Future()
+        self._queue.put((args, kwargs, fut))
+        return fut.result()
+
+
+_spawner_lock = threading.Lock()
+_spawner: _Spawner | None = None
+
+
+def _popen(*args, **kwargs) -> subprocess.Popen:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = _Spawner()
+    return _spawner.popen(*args, **kwargs)
+
+
+class Slot:
+    """One sandbox. `workspace` (host path) is mounted at /workspace; `load` replaces its contents."""
+
+    def __init__(self, workspace: Path | None = None):
+        self._dir = Path(tempfile.mkdtemp(prefix="oec-slot-"))
+        self.workspace = workspace or self._dir / "ws"
+        self.workspace.mkdir(exist_ok=True)
+        self._io = self._dir / "io"
+        self._io.mkdir()
+        shell_in_r, self._shell_in = os.pipe()
+        self._shell_out, shell_out_w = os.pipe()
+        argv = bwrap_argv(self.workspace, ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w)],
+                          extra_binds={str(self._io): IO}, as_pid_1=True)
+        self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      pass_fds=(shell_in_r, shell_out_w), start_new_session=True)
+        os.close(shell_in_r)
+        os.close(shell_out_w)
+        self._lock = threading.Lock()
+        self.alive = True
+        self._control_reply("starting the sandbox")
+
+    # -- control -------------------------------------------------------------------------------------------------
+    def _control_reply(self, what: str) -> dict:
+        line = self._proc.stdout.readline()
+        if not line:
+            self.close()
+            raise SandboxError(f"the sandbox died while {what} (exit code {self._proc.poll()})")
+        return json.loads(line)
+
+    def control(self, op: str, **kw) -> dict:
+        if not self.alive:
+            raise SandboxError("this sandbox was closed")
+        try:
+            self._proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            self.close()
+            raise SandboxError(f"the sandbox died before {op!r}") from None
+        return self._control_reply(op)
+
+    def load(self, template: Path) -> None:
+        """Start an episode: nothing of the last one survives (processes, /tmp, workspace)."""
+        self.control("reset")
+        for child in self.workspace.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        shutil.copytree(template, self.workspace, symlinks=True, dirs_exist_ok=True)
+        self._drain()
+        self.control("shell")
+
+    def _drain(self) -> None:
+        while select.select([self._shell_out], [], [], 0)[0]:
+            if not os.read(self._shell_out, 65536):
+                break
+
+    def close(self) -> None:
+        if not self.alive:
             return
+        self.alive = False
         try:
             os.killpg(self._proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self._proc.wait()
         for f in (self._proc.stdin, self._proc.stdout):
-            f.close()
-        self._proc = None
+            try:
+                f.close()
+            except OSError:
+                pass
+        for fd in (self._shell_in, self._shell_out):
+            os.close(fd)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
-    def close(self) -> None:
-        self._kill()
-        shutil.rmtree(self._io, ignore_errors=True)
-
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
-        timeout = self.timeout if timeout is None else timeout
-        if self._proc is None:
-            self._start()
+    # -- the shell -----------------------------------------------------------------------------------------------
+    def run(self, command: str, timeout: float, output_limit: int) -> CommandResult:
         nonce = secrets.token_hex(8)
         (self._io / "cmd.sh").write_text(command + "\n")
         # \036 (record separator) + nonce marks the end; the exit code follows it.
         wrapper = f"source {IO}/cmd.sh </dev/null 2>&1; printf '\\036{nonce} %d\\n' $?\n"
-        marker = f"\036{nonce} ".encode()
-        try:
-            self._proc.stdin.write(wrapper.encode())
-            self._proc.stdin.flush()
-        except BrokenPipeError:
-            self._kill()
-            return CommandResult("the shell had exited; a new shell was started", None, restarted=True)
-        return self._read(marker, timeout)
+        os.write(self._shell_in, wrapper.encode())
+        return self._read(f"\036{nonce} ".encode(), timeout, output_limit)
 
-    def _read(self, marker: bytes, timeout: float) -> CommandResult:
-        fd = self._proc.stdout.fileno()
-        keep = self.output_limit + 64  # only this much of the head and of the tail can ever be shown
+    def _read(self, marker: bytes, timeout: float, limit: int) -> CommandResult:
+        fd = self._shell_out
+        keep = limit + 64  # only this much of the head and of the tail can ever be shown
         head, tail, total = bytearray(), bytearray(), 0
         end = re.compile(re.escape(marker) + rb"(-?\d+)\n$")
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
-                self._kill()
-                text, trunc = cap_output(bytes(head), bytes(tail), total, self.output_limit)
+                self.control("shell")  # kills the command and everything the agent started
+                self._drain()
+                text, trunc = cap_output(bytes(head), bytes(tail), total, limit)
                 note = f"\n[command timed out after {timeout:g}s and was killed; a fresh shell was started: cwd and variables were reset]"
                 return CommandResult(text + note, None, timed_out=True, truncated=trunc, restarted=True)
             chunk = os.read(fd, 65536)
-            if not chunk:  # the shell itself exited (`exit`, `exec`, a killed sandbox)
-                rc = self._proc.wait()
-                self._kill()
-                text, trunc = cap_output(bytes(head), bytes(tail), total, self.output_limit)
-                note = f"\n[the shell exited with code {rc}; a fresh shell was started: cwd and variables were reset]"
-                return CommandResult(text + note, rc, truncated=trunc, restarted=True)
             total += len(chunk)
             room = keep - len(head)
             head += chunk[:room]
             tail += chunk[room:] if room > 0 else chunk
             del tail[:-keep]
-            m = end.search(bytes(head + tail)[-len(marker) - 16 :])
+            last = bytes(head + tail)[-len(marker) - 16 :]
+            m = end.search(last)
+            gone = None if m else EXITED.search(last)
+            if not (m or gone):
+                continue
+            cut = len((m or gone).group(0))
+            if len(tail) >= cut:
+                del tail[-cut:]
+            else:
+                del head[len(head) - (cut - len(tail)) :]
+                tail.clear()
+            text, trunc = cap_output(bytes(head), bytes(tail), total - cut, limit)
             if m:
-                cut = len(m.group(0))
-                if len(tail) >= cut:
-                    del tail[-cut:]
-                else:
-                    del head[len(head) - (cut - len(tail)) :]
-                    tail.clear()
-                text, trunc = cap_output(bytes(head), bytes(tail), total - cut, self.output_limit)
                 return CommandResult(text, int(m.group(1)), truncated=trunc)
+            # the shell itself exited (`exit`, `exec`): start another
+            self.control("shell")
+            self._drain()
+            rc = int(gone.group(1))
+            note = f"\n[the shell exited with code {rc}; a fresh shell was started: cwd and variables were reset]"
+            return CommandResult(text + note, rc, truncated=trunc, restarted=True)
+
+
+class SlotPool:
+    """Idle slots kept for the next episode. Thread-safe; grows to as many slots as episodes run at once."""
+
+    def __init__(self):
+        self._idle: list[Slot] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Slot:
+        with self._lock:
+            while self._idle:
+                slot = self._idle.pop()
+                if slot.alive and slot._proc.poll() is None:
+                    return slot
+                slot.close()
+        return Slot()
+
+    def release(self, slot: Slot) -> None:
+        if slot.alive:
+            with self._lock:
+                self._idle.append(slot)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for slot in idle:
+            slot.close()
+
+
+POOL = SlotPool()
+
+
+class PersistentShell:
+    """A sandboxed shell over a directory of your choice (one private slot)."""
+
+    def __init__(self, workspace: Path, timeout: float = 10.0, output_limit: int = 2000):
+        self.timeout, self.output_limit = timeout, output_limit
+        self.slot = Slot(Path(workspace))
+        self.slot.control("reset")
+        self.slot.control("shell")
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        return self.slot.run(command, self.timeout if timeout is None else timeout, self.output_limit)
+
+    def close(self) -> None:
+        self.slot.close()

@@ -91,8 +91,8 @@ def _text_report(code, results, stderr):
     return "\n".join(lines + ([summary] if summary else [])) + "\n"
 
 
-def run_forked(cwd, args, as_json, timeout=None):
-    """Fork, run pytest in the child, return (report text, timed_out)."""
+def fork_pytest(cwd, args, as_json):
+    """Start pytest in a forked child; return (pid, fd to read its report from)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -102,6 +102,12 @@ def run_forked(cwd, args, as_json, timeout=None):
         finally:
             os._exit(0)
     os.close(w)
+    return pid, r
+
+
+def run_forked(cwd, args, as_json, timeout=None):
+    """Fork, run pytest in the child, return (report text, timed_out)."""
+    pid, r = fork_pytest(cwd, args, as_json)
     chunks, deadline, timed_out = [], (time.monotonic() + timeout) if timeout else None, False
     while True:
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -115,7 +121,10 @@ def run_forked(cwd, args, as_json, timeout=None):
             break
         chunks.append(chunk)
     os.close(r)
-    os.waitpid(pid, 0)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # already reaped by a pid-1 reaper
+        pass
     return b"".join(chunks).decode(errors="replace"), timed_out
 
 
@@ -155,11 +164,8 @@ def serve(d):
             f.write(out)
 
 
-def verify():
-    warm_up()
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    req = json.loads(sys.stdin.readline())
+def verify_request(req):
+    """Restore the test files, record the agent's patch, run the tests; return the report as a dict."""
     cwd = req["cwd"]
     git = ["git", "-c", "core.hooksPath=/dev/null", "-C", cwd]
     subprocess.run(git + ["add", "-A"], capture_output=True)
@@ -175,7 +181,14 @@ def verify():
     out, timed_out = run_forked(cwd, ["--rootdir", cwd] + req["tests"], as_json=True, timeout=req["timeout"])
     report = json.loads(out) if out else {"code": None, "results": {}, "stderr": ""}
     report.update(patch=patch, timed_out=timed_out, duration_s=time.monotonic() - t0)
-    sys.stdout.write(json.dumps(report) + "\n")
+    return report
+
+
+def verify():
+    warm_up()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdout.write(json.dumps(verify_request(json.loads(sys.stdin.readline()))) + "\n")
 
 
 if __name__ == "__main__":
