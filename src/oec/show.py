@@ -42,6 +42,9 @@ def summarize(run: str | Path) -> dict:
         "with_switch": sum(t.switch_turn is not None for t in trajs),
         "switch_turn_hist": {str(k): v for k, v in sorted(switch.items())},
         "labelled_steps": sum(s.label is not None for t in trajs for s in t.steps),
+        # the expert undid a student edit: the data shows a recovery, not just a continuation
+        "expert_reverts": sum(any(s.actor == "expert" and s.action and s.action.command.startswith("git checkout")
+                                  for s in t.steps) for t in trajs if t.mode != "expert"),
         "tasks": len({t.task_id for t in trajs}),
     }
 
@@ -60,6 +63,8 @@ def render(summary: dict) -> str:
         top = max(hist.values())
         lines.append(f"switch turn ({summary['with_switch']} trajectories):")
         lines += [f"  {k:>3} {'#' * max(1, round(30 * v / top))} {v}" for k, v in hist.items()]
+    if summary["with_switch"] or summary["labelled_steps"]:
+        lines.append(f"trajectories where the expert reverted a student edit: {summary['expert_reverts']}")
     if summary["labelled_steps"]:
         lines.append(f"expert labels on student steps: {summary['labelled_steps']}")
     return "\n".join(lines)

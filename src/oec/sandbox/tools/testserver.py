@@ -1,13 +1,10 @@
-"""Test runner that lives inside a sandbox: imports pytest once, then forks a fresh child per run.
+"""Pytest runs inside a sandbox: compact reports for the agent, JSON reports for the verifier.
 
-A cold `python -m pytest` costs ~0.3 s, most of it imports; forking a process that already has pytest loaded brings
-a run down to tens of milliseconds, and the code under test is still imported afresh in every child. Stdlib + pytest
-only: this file runs under the sandbox's Python, not inside the oec package.
+A cold `python -m pytest` costs ~0.3 s, most of it imports; slotd.py imports this module once and forks a child per
+run (tens of milliseconds), and the code under test is still imported afresh in every child. Stdlib + pytest only:
+this file runs under the sandbox's Python, not inside the oec package.
 
-Modes:
-  serve DIR            agent side: answer requests on the FIFOs DIR/req and DIR/resp (client: the `runtests` tool)
-  once CWD [ARGS...]   the same compact report, without a server (fallback when the server is gone)
-  verify               verifier side: read one JSON request on stdin, write one JSON verdict on stdout
+`python testserver.py once CWD [ARGS...]` prints the compact report without a server (the `runtests` fallback).
 """
 import io
 import json
@@ -145,25 +142,6 @@ def warm_up():
             sys.stdout, sys.stderr = streams
 
 
-def serve(d):
-    req, resp = os.path.join(d, "req"), os.path.join(d, "resp")
-    for p in (req, resp):
-        if not os.path.exists(p):
-            os.mkfifo(p)
-    warm_up()
-    with open(os.path.join(d, "pid"), "w") as f:
-        f.write(str(os.getpid()))
-    while True:
-        with open(req) as f:
-            line = f.readline().rstrip("\n")
-        if not line:
-            continue
-        cwd, *args = line.split("\x1f")
-        out, _ = run_forked(cwd, [a for a in args if a], as_json=False)
-        with open(resp, "w") as f:
-            f.write(out)
-
-
 def verify_request(req):
     """Restore the test files, record the agent's patch, run the tests; return the report as a dict."""
     cwd = req["cwd"]
@@ -184,21 +162,8 @@ def verify_request(req):
     return report
 
 
-def verify():
-    warm_up()
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    sys.stdout.write(json.dumps(verify_request(json.loads(sys.stdin.readline()))) + "\n")
-
-
 if __name__ == "__main__":
-    mode = sys.argv[1]
-    if mode == "serve":
-        serve(sys.argv[2])
-    elif mode == "once":
-        out, _ = run_forked(sys.argv[2], sys.argv[3:], as_json=False)
-        sys.stdout.write(out)
-    elif mode == "verify":
-        verify()
-    else:
-        sys.exit(f"testserver: unknown mode {mode!r}")
+    if sys.argv[1:2] != ["once"]:
+        sys.exit("usage: testserver.py once CWD [PYTEST ARGS...]")
+    out, _ = run_forked(sys.argv[2], sys.argv[3:], as_json=False)
+    sys.stdout.write(out)
