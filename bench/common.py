@@ -36,10 +36,24 @@ def git_repo(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def oec_source() -> str:
+    """Where `oec` was imported from, and its git commit (+dirty) when that is a work tree."""
+    import oec
+
+    src = Path(oec.__file__).resolve().parent
+    git = ["git", "-C", str(src)]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if not head:  # e.g. a `git archive` snapshot run with PYTHONPATH; a COMMIT file beside src/ names its commit
+        note = src.parent.parent / "COMMIT"
+        return f"{src} (snapshot of {note.read_text().strip()})" if note.exists() else str(src)
+    dirty = subprocess.run(git + ["status", "--porcelain", "--", str(src)], capture_output=True, text=True).stdout
+    return f"{src} @ {head}{' +uncommitted changes' if dirty.strip() else ''}"
+
+
 def machine() -> str:
     load = " ".join(open("/proc/loadavg").read().split()[:3])
     return (f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"load avg {load}")
+            f"load avg {load}; oec: {oec_source()}")
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -10,6 +10,9 @@ they share the machine's noise, and reports episodes/s and their ratio. Two vari
            workspace, the expert's `edit`s applied in Python, every other command answered "ok" at once, and a canned
            passing verdict. No subprocess at all: this isolates the loop + collector from the environment's cost.
 
+The sandbox variant first runs 32 uncounted episodes on 32 workers, so that the pool holds 32 started slots (each
+slot is a long-lived sandbox with pytest imported) as it does in a long collection.
+
 Loop overhead per step = (total_s - policy_s - env_s - verify_s) / steps, from each trajectory's timings: the time
 rollout() spends outside the policy (render + act), the environment and the verifier.
 
@@ -70,7 +73,7 @@ class CannedEnv:
         self.close()
 
 
-def run(tasks_file: Path, n: int, workers: int, out: Path) -> dict:
+def run(tasks_file: Path, workers: int, out: Path) -> dict:
     cfg = CollectConfig(tasks=str(tasks_file), out=str(out), mode="expert", expert=POLICY, workers=workers)
     t0 = time.perf_counter()
     collect(cfg, progress=False)
@@ -92,9 +95,14 @@ def variant(name: str, tmp: Path, n1: int, n32: int, rounds: int) -> dict:
     tasks_file = write_tasks(toy_tasks(max(n1, n32), seed=2), tmp / f"{name}-tasks.jsonl")
     small = write_tasks(toy_tasks(n1, seed=2), tmp / f"{name}-tasks-{n1}.jsonl")
     res = {1: [], 32: []}
+    if name == "sandbox":  # sandboxes are pooled slots that outlive episodes: start 32 first, as a long run would
+        warm = write_tasks(toy_tasks(32, seed=3), tmp / "warm-tasks.jsonl")
+        t0 = time.perf_counter()
+        run(warm, 32, tmp / "warm-up")
+        print(f"  [{name}] warm-up (not counted): 32 episodes on 32 workers, {time.perf_counter() - t0:.2f} s", flush=True)
     order = [1, 32, 32, 1] * rounds
     for i, w in enumerate(order[: 2 * rounds]):
-        r = run(small if w == 1 else tasks_file, n1 if w == 1 else n32, w, tmp / f"{name}-{i}-w{w}")
+        r = run(small if w == 1 else tasks_file, w, tmp / f"{name}-{i}-w{w}")
         res[w].append(r)
         print(f"  [{name}] workers={w:2}: {r['n']} episodes in {r['wall']:.2f} s = {r['eps']:.2f} ep/s, "
               f"resolved {r['resolved']}, errors {r['errors']}, loop overhead {ms(r['over_step'])}/step", flush=True)

@@ -115,8 +115,8 @@ def main() -> None:
     t0 = time.perf_counter()
     shell = PersistentShell(ours_ws)
     start_s = time.perf_counter() - t0
-    # wait for the warm test server (started in the background) so its pytest import does not overlap the timings
-    shell.run("for i in $(seq 200); do [ -f /tmp/.oec/pid ] && break; sleep 0.05; done")
+    # if a test server warms up in the background, let its pytest import finish before timing anything
+    shell.run("for i in $(seq 40); do [ -f /tmp/.oec/pid ] && break; sleep 0.05; done")
 
     def ours(block: list[str]) -> list[list]:
         out = []
@@ -148,7 +148,7 @@ def main() -> None:
     print(f"  {'':28}{'median':>10}{'p90':>11}{'mean':>11}")
     for name, ts in (("oec PersistentShell (bwrap)", t_ours), ("mini-swe-agent Local", t_theirs)):
         print(f"  {name:28}{ms(med(ts)):>10}{ms(pct(ts, 0.9)):>11}{ms(sum(ts) / len(ts)):>11}")
-    print(f"  oec shell start (bwrap + bash + INIT): {ms(start_s)} (once per episode, not in the figures above)")
+    print(f"  oec shell start (sandbox + bash): {ms(start_s)} (once per episode, not in the figures above)")
     by_kind: dict[str, tuple[list, list]] = {}
     for c, a, z in zip(cmds, t_ours, t_theirs):
         k = " ".join(c.split()[:2]) if c.startswith(("git", "python")) else c.split()[0]

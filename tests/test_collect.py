@@ -138,3 +138,21 @@ def test_kill_9_at_random_moments_then_resume(tasks_file, tmp_path):
         trajs = read_trajectories(out)
     keys = [t.key for t in trajs]
     assert len(keys) == len(set(keys)) == 6 * 3
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_the_rerun_completes(tasks_file, tmp_path):
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "oec", "collect", "--tasks", str(tasks_file), "--mode", "oec",
+           "--student", "scripted:noisy?latency=0.05", "--samples", "4", "--workers", "2", "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "run the same command to resume" in stdout and "Traceback" not in stderr
+    done = len(read_trajectories(out))
+    assert 0 < done < 24
+    subprocess.run(cmd, check=True, capture_output=True)
+    keys = [t.key for t in read_trajectories(out)]
+    assert len(keys) == len(set(keys)) == 24

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -25,11 +26,20 @@ class SandboxUnavailable(RuntimeError):
 
 @cache
 def bwrap_path() -> str:
+    """The bwrap binary, after checking once that it can actually create a sandbox here."""
     path = shutil.which("bwrap")
     if path is None:
         raise SandboxUnavailable(
             "bubblewrap (bwrap) is not installed; it is the sandbox every agent command runs in. "
             "Install it with `apt-get install bubblewrap` (or `make install`, which tries that for you)."
+        )
+    probe = subprocess.run([path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
+                            "--unshare-net", "--", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise SandboxUnavailable(
+            f"bubblewrap cannot create a sandbox on this machine: {probe.stderr.strip()}. It needs unprivileged user "
+            "namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0) or root; inside "
+            "a container, run it with --privileged or a seccomp profile that allows unshare."
         )
     return path
 
@@ -70,9 +80,10 @@ def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] 
             argv += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             argv += ["--ro-bind", top, top]
+    # scratch mounts first: a later bind (a venv under /tmp, say) must land on top of them, not under
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
     for d in _python_dirs():
         argv += ["--ro-bind", d, d]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
     argv += ["--ro-bind", str(TOOLS_DIR), TOOLS]
     for host, inside in (extra_binds or {}).items():
         argv += ["--ro-bind", host, inside]

@@ -110,8 +110,9 @@ class Slot:
         self._shell_out, shell_out_w = os.pipe()
         argv = bwrap_argv(self.workspace, ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w)],
                           extra_binds={str(self._io): IO}, as_pid_1=True)
-        self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                      pass_fds=(shell_in_r, shell_out_w), start_new_session=True)
+        with (self._dir / "stderr").open("w") as err:
+            self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                pass_fds=(shell_in_r, shell_out_w), start_new_session=True)
         os.close(shell_in_r)
         os.close(shell_out_w)
         self._lock = threading.Lock()
@@ -122,8 +123,12 @@ class Slot:
     def _control_reply(self, what: str) -> dict:
         line = self._proc.stdout.readline()
         if not line:
+            try:
+                detail = (self._dir / "stderr").read_text().strip().splitlines()[-1:]
+            except OSError:
+                detail = []
             self.close()
-            raise SandboxError(f"the sandbox died while {what} (exit code {self._proc.poll()})")
+            raise SandboxError(f"the sandbox died while {what} (exit code {self._proc.poll()}){': ' + detail[0] if detail else ''}")
         return json.loads(line)
 
     def control(self, op: str, **kw) -> dict:
