@@ -75,6 +75,11 @@ class CannedEnv:
 
 def run(tasks_file: Path, workers: int, out: Path) -> dict:
     cfg = CollectConfig(tasks=str(tasks_file), out=str(out), mode="expert", expert=POLICY, workers=workers)
+    # task template repos are cached per process (oec.env._template): forget them, and start a new template root
+    # (their names count from t0), so every run builds its own as a fresh process would
+    env_module = sys.modules["oec.env"]
+    env_module._templates.clear()
+    env_module._template_root = None
     t0 = time.perf_counter()
     collect(cfg, progress=False)
     wall = time.perf_counter() - t0
@@ -87,7 +92,7 @@ def run(tasks_file: Path, workers: int, out: Path) -> dict:
     # collector overhead: wall time not inside any rollout (env set-up/close, scheduling, writing), per episode
     inside = sum(t.timings.get("total_s", 0) for t in trajs)
     return {"n": len(trajs), "wall": wall, "eps": len(trajs) / wall, "steps": steps, "over_step": med(over), "policy_extra": med(pol),
-            "resolved": sum(t.resolved for t in trajs), "errors": sum(t.exit_status == "error" for t in trajs),
+            "resolved": sum(t.resolved for t in trajs), "errors": [t.exit_message[:300] for t in trajs if t.exit_status == "error"],
             "outside": (wall * workers - inside) / len(trajs) if workers == 1 else None}
 
 
@@ -104,8 +109,10 @@ def variant(name: str, tmp: Path, n1: int, n32: int, rounds: int) -> dict:
     for i, w in enumerate(order[: 2 * rounds]):
         r = run(small if w == 1 else tasks_file, w, tmp / f"{name}-{i}-w{w}")
         res[w].append(r)
+        for e in r["errors"][:3]:
+            print(f"    error: {e!r}")
         print(f"  [{name}] workers={w:2}: {r['n']} episodes in {r['wall']:.2f} s = {r['eps']:.2f} ep/s, "
-              f"resolved {r['resolved']}, errors {r['errors']}, loop overhead {ms(r['over_step'])}/step", flush=True)
+              f"resolved {r['resolved']}, errors {len(r['errors'])}, loop overhead {ms(r['over_step'])}/step", flush=True)
     return res
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def main() -> None:
     shell.close()
     worker.stdin.close()
     worker.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
 
     ratio = med(t_ours) / med(t_theirs)
     paired = med([a / z for a, z in zip(t_ours, t_theirs)])
