@@ -50,6 +50,27 @@ def oec_source() -> str:
     return f"{src} @ {head}{' +uncommitted changes' if dirty.strip() else ''}"
 
 
+def tree_cpu() -> float:
+    """CPU seconds used so far by this process and all its descendants, live or reaped (user + system).
+
+    Reaped processes count through their parent's cutime/cstime, so sandboxed work that outlives an episode (a pooled
+    sandbox's pid 1, which reaps the test runs it forks) is included as well.
+    """
+    procs = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        procs[int(pid)] = (int(f[1]), sum(int(x) for x in f[11:15]))  # ppid; utime stime cutime cstime
+    mine, todo = set(), [os.getpid()]
+    while todo:
+        p = todo.pop()
+        mine.add(p)
+        todo += [c for c, (pp, _) in procs.items() if pp == p and c not in mine]
+    return sum(procs[p][1] for p in mine if p in procs) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     load = " ".join(open("/proc/loadavg").read().split()[:3])
     return (f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -4,6 +4,7 @@ Env cost = everything but the policy: building the task's template repo (first u
 the workspace and starting the sandboxes (`SandboxEnv(...)`), the agent's commands (`env_s` of the rollout, split into
 `runtests` and the rest), the final verification (`verify_s`) and `env.close()`. Episodes are the scripted expert's
 (`scripted:expert`, no latency unless --latency) on distinct toy tasks, one at a time; the median is over episodes.
+CPU (this process and every descendant, sandboxes included) is printed too: it bounds throughput on few cores.
 
 Check: for a sample of tasks, the base workspace and the gold-patched one are verified by `SandboxEnv.verify()` and by
 `python -m pytest -q -rA <ids>` run directly in a plain copy; the outcome of every test id must be the same.
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, med, ms, pct, toy_tasks, verdict_line, write_files
+from common import machine, med, ms, pct, toy_tasks, tree_cpu, verdict_line, write_files
 
 import oec.env
 from oec.env import SandboxEnv
@@ -36,6 +37,7 @@ PARTS = ("template", "setup", "runtests_first", "runtests_rest", "commands", "ve
 
 
 def episode(task: Task, policy) -> dict:
+    c0 = tree_cpu()
     t0 = time.perf_counter()
     oec.env._template(task)  # cached per process; SandboxEnv would build it on first use
     t1 = time.perf_counter()
@@ -53,6 +55,7 @@ def episode(task: Task, policy) -> dict:
              "runtests_rest": sum(rt[1:]), "commands": tm["env_s"] - sum(rt), "verify": tm["verify_s"],
              "close": t4 - t3}
     parts["total"] = sum(parts.values())
+    parts["cpu"] = tree_cpu() - c0
     parts["resolved"] = traj.resolved
     return parts
 
@@ -114,11 +117,12 @@ def main() -> None:
     print(f"  {n} expert episodes (toy, seed 1, expert latency {args.latency:g}s), one at a time; "
           f"resolved {sum(e['resolved'] for e in eps)}/{n}")
     print(f"  {'part':16}{'median':>11}{'p90':>11}{'mean':>11}")
-    for k in PARTS + ("total",):
+    for k in PARTS + ("total", "cpu"):
         xs = [e[k] for e in eps]
         print(f"  {k:16}{ms(med(xs)):>11}{ms(pct(xs, 0.9)):>11}{ms(sum(xs) / len(xs)):>11}")
-    print("  (template: git init+commit of a task's repo, first use in a process; setup: copy + start the shell and")
-    print("   verifier sandboxes; runtests_first: the expert's first `runtests`)")
+    print("  (template: git init+commit of the task's repo (first use in a process); setup: SandboxEnv() (sandbox, copy")
+    print("   of the workspace, shell); runtests_first: the expert's first `runtests`; cpu: CPU time of this process and")
+    print("   all its descendants, sandboxes included, during the episode)")
     total = med([e["total"] for e in eps])
     print(f"  verifier vs plain pytest: {len(tasks[:n_check])} tasks x (base, gold), {compared} test outcomes compared, "
           f"{len(diffs)} differ")

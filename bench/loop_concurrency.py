@@ -13,7 +13,8 @@ they share the machine's noise, and reports episodes/s and their ratio. Two vari
 The sandbox variant first runs 32 uncounted episodes on 32 workers, so that the pool holds 32 started slots (each
 slot is a long-lived sandbox with pytest imported) as it does in a long collection.
 
-Loop overhead per step = (total_s - policy_s - env_s - verify_s) / steps, from each trajectory's timings: the time
+CPU per episode is that of this process and all its descendants (the sandboxes and the test runs they fork), which
+bounds what 2 cores can do. Loop overhead per step = (total_s - policy_s - env_s - verify_s) / steps, from each trajectory's timings: the time
 rollout() spends outside the policy (render + act), the environment and the verifier.
 
 Goals: 32-worker throughput >= 25x the 1-worker throughput; loop overhead < 1 ms per step.
@@ -22,6 +23,7 @@ Goals: 32-worker throughput >= 25x the 1-worker throughput; loop overhead < 1 ms
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -29,7 +31,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from common import machine, med, ms, toy_tasks, verdict_line, write_files
+from common import machine, med, ms, toy_tasks, tree_cpu, verdict_line, write_files
 
 from oec.collect import CollectConfig, collect
 from oec.sandbox.shell import CommandResult
@@ -80,9 +82,9 @@ def run(tasks_file: Path, workers: int, out: Path) -> dict:
     env_module = sys.modules["oec.env"]
     env_module._templates.clear()
     env_module._template_root = None
-    t0 = time.perf_counter()
+    c0, t0 = tree_cpu(), time.perf_counter()
     collect(cfg, progress=False)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, tree_cpu() - c0
     trajs = read_trajectories(out)
     steps = sum(len(t.steps) for t in trajs)
     # policy time beyond the simulated 50 ms sleep (render + the expert's own decide), per step
@@ -91,7 +93,7 @@ def run(tasks_file: Path, workers: int, out: Path) -> dict:
             for t in trajs if t.steps]
     # collector overhead: wall time not inside any rollout (env set-up/close, scheduling, writing), per episode
     inside = sum(t.timings.get("total_s", 0) for t in trajs)
-    return {"n": len(trajs), "wall": wall, "eps": len(trajs) / wall, "steps": steps, "over_step": med(over), "policy_extra": med(pol),
+    return {"n": len(trajs), "wall": wall, "cpu_ep": cpu / max(1, len(trajs)), "eps": len(trajs) / wall, "steps": steps, "over_step": med(over), "policy_extra": med(pol),
             "resolved": sum(t.resolved for t in trajs), "errors": [t.exit_message[:300] for t in trajs if t.exit_status == "error"],
             "outside": (wall * workers - inside) / len(trajs) if workers == 1 else None}
 
@@ -112,7 +114,8 @@ def variant(name: str, tmp: Path, n1: int, n32: int, rounds: int) -> dict:
         for e in r["errors"][:3]:
             print(f"    error: {e!r}")
         print(f"  [{name}] workers={w:2}: {r['n']} episodes in {r['wall']:.2f} s = {r['eps']:.2f} ep/s, "
-              f"resolved {r['resolved']}, errors {len(r['errors'])}, loop overhead {ms(r['over_step'])}/step", flush=True)
+              f"resolved {r['resolved']}, errors {len(r['errors'])}, loop overhead {ms(r['over_step'])}/step, "
+              f"CPU {ms(r['cpu_ep'])}/episode", flush=True)
     return res
 
 
@@ -123,6 +126,9 @@ def report(name: str, res: dict) -> tuple[float, float]:
     print(f"  {name:8} 1 worker {e1:6.2f} ep/s | 32 workers {e32:6.2f} ep/s | RATIO {ratio:5.1f}x "
           f"(goal >= {GOAL_RATIO:g}x: {verdict_line(ratio >= GOAL_RATIO)}) | loop overhead {ms(over)}/step "
           f"(goal < 1 ms: {verdict_line(over < GOAL_OVERHEAD_S)})")
+    cpu = med([r["cpu_ep"] for r in res[1] + res[32]])
+    print(f"  {'':8} CPU (this process + every sandbox) {ms(cpu)}/episode: {os.cpu_count()} cores can run at most "
+          f"{os.cpu_count() / cpu:.1f} ep/s = {os.cpu_count() / cpu / e1:.1f}x the 1-worker rate")
     outside, pol = med([r["outside"] for r in res[1]]), med([r["policy_extra"] for r in res[1]])
     print(f"  {'':8} 1 worker: {ms(outside)} per episode outside rollout() (env set-up/close, collector); "
           f"policy time beyond the 50 ms sleep {ms(pol)}/step (render + expert's decide + oversleep)")

@@ -7,6 +7,7 @@ so `runtests` and the final verification each cost one fork instead of a cold in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -50,9 +51,11 @@ _template_root: Path | None = None
 def _template(task: Task) -> Path:
     """A git repo with the task's files committed at its base state; built once per task per process."""
     global _template_root
+    # keyed by content too: two task files may reuse an id for different repos
+    key = task.task_id + ":" + hashlib.sha256(task.repo.model_dump_json().encode()).hexdigest()
     with _templates_lock:
-        if task.task_id in _templates:
-            return _templates[task.task_id]
+        if key in _templates:
+            return _templates[key]
         if _template_root is None:
             _template_root = Path(tempfile.mkdtemp(prefix="oec-templates-"))
         path = _template_root / f"t{len(_templates)}"
@@ -70,7 +73,7 @@ def _template(task: Task) -> Path:
             shutil.rmtree(path, ignore_errors=True)
             detail = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) else e
             raise MaterialiseError(f"task {task.task_id}: cannot build its workspace: {detail}") from e
-        _templates[task.task_id] = path
+        _templates[key] = path
         return path
 
 
