@@ -86,16 +86,16 @@ def run(tasks_file: Path, workers: int, out: Path) -> dict:
     collect(cfg, progress=False)
     wall, cpu = time.perf_counter() - t0, tree_cpu() - c0
     trajs = read_trajectories(out)
-    steps = sum(len(t.steps) for t in trajs)
+    n, ran = len(trajs), [t for t in trajs if t.steps]  # an episode that failed to start has no steps nor timings
     # policy time beyond the simulated 50 ms sleep (render + the expert's own decide), per step
-    pol = [(t.timings["policy_s"] - 0.05 * len(t.steps)) / len(t.steps) for t in trajs if t.steps]
+    pol = [(t.timings["policy_s"] - 0.05 * len(t.steps)) / len(t.steps) for t in ran]
     over = [(t.timings["total_s"] - t.timings["policy_s"] - t.timings["env_s"] - t.timings["verify_s"]) / len(t.steps)
-            for t in trajs if t.steps]
-    # collector overhead: wall time not inside any rollout (env set-up/close, scheduling, writing), per episode
-    inside = sum(t.timings.get("total_s", 0) for t in trajs)
-    return {"n": len(trajs), "wall": wall, "cpu_ep": cpu / max(1, len(trajs)), "eps": len(trajs) / wall, "steps": steps, "over_step": med(over), "policy_extra": med(pol),
-            "resolved": sum(t.resolved for t in trajs), "errors": [t.exit_message[:300] for t in trajs if t.exit_status == "error"],
-            "outside": (wall * workers - inside) / len(trajs) if workers == 1 else None}
+            for t in ran]
+    # with 1 worker: wall time not inside any rollout (env set-up/close, scheduling, writing), per episode
+    outside = (wall - sum(t.timings["total_s"] for t in ran)) / n if workers == 1 else None
+    return {"n": n, "wall": wall, "eps": n / wall, "cpu_ep": cpu / max(1, n), "over_step": med(over),
+            "policy_extra": med(pol), "outside": outside, "resolved": sum(t.resolved for t in trajs),
+            "errors": [t.exit_message[:300] for t in trajs if t.exit_status == "error"]}
 
 
 def variant(name: str, tmp: Path, n1: int, n32: int, rounds: int) -> dict:

@@ -150,7 +150,7 @@ def main() -> None:
     print(f"  {'':28}{'median':>10}{'p90':>11}{'mean':>11}")
     for name, ts in (("oec PersistentShell (bwrap)", t_ours), ("mini-swe-agent Local", t_theirs)):
         print(f"  {name:28}{ms(med(ts)):>10}{ms(pct(ts, 0.9)):>11}{ms(sum(ts) / len(ts)):>11}")
-    print(f"  oec shell start (sandbox + bash): {ms(start_s)} (once per episode, not in the figures above)")
+    print(f"  oec shell start (sandbox + bash): {ms(start_s)} (once per sandbox, not in the figures above)")
     by_kind: dict[str, tuple[list, list]] = {}
     for c, a, z in zip(cmds, t_ours, t_theirs):
         k = " ".join(c.split()[:2]) if c.startswith(("git", "python")) else c.split()[0]

@@ -151,3 +151,19 @@ def test_a_reused_slot_starts_clean(train_tasks):
         assert env.execute("kill -9 1; echo still here").output == "still here\n"  # the slot's init survives
         assert not env.verify().resolved
     pool.close()
+
+
+def test_a_sandbox_that_dies_mid_command_is_an_error_not_a_hang(tmp_path):
+    import signal
+    import threading
+    import time
+
+    from oec.sandbox.shell import SandboxError
+
+    sh = PersistentShell(tmp_path, timeout=30)
+    threading.Timer(0.3, lambda: os.killpg(sh.slot._proc.pid, signal.SIGKILL)).start()
+    t0 = time.monotonic()
+    with pytest.raises(SandboxError, match="died"):
+        sh.run("sleep 20")
+    assert time.monotonic() - t0 < 5
+    sh.close()

@@ -201,6 +201,9 @@ class Slot:
                 note = f"\n[command timed out after {timeout:g}s and was killed; a fresh shell was started: cwd and variables were reset]"
                 return CommandResult(text + note, None, timed_out=True, truncated=trunc, restarted=True)
             chunk = os.read(fd, 65536)
+            if not chunk:  # only the slot's init holds the write end: the sandbox itself is gone
+                self.close()
+                raise SandboxError("the sandbox died during the command")
             total += len(chunk)
             room = keep - len(head)
             head += chunk[:room]
