@@ -7,6 +7,7 @@ so `runtests` and the final verification each cost one fork instead of a cold in
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -58,6 +59,7 @@ def _template(task: Task) -> Path:
             return _templates[key]
         if _template_root is None:
             _template_root = Path(tempfile.mkdtemp(prefix="oec-templates-"))
+            atexit.register(shutil.rmtree, _template_root, True)
         path = _template_root / f"t{len(_templates)}"
         try:
             for rel, content in task.repo.files.items():

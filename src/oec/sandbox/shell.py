@@ -9,6 +9,7 @@ shell is started; the observation says so.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -260,6 +261,7 @@ class SlotPool:
 
 
 POOL = SlotPool()
+atexit.register(POOL.close)  # the sandboxes would die with us anyway; this also removes their temp dirs
 
 
 class PersistentShell:
