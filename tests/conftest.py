@@ -30,3 +30,12 @@ def tasks_file(tmp_path, train_tasks):
 @pytest.fixture
 def rng():
     return random.Random(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny untrained student built offline from the toy tasks (the real `oec student init` code path)."""
+    from oec.student import StudentConfig, init_student
+
+    return init_student(generate("train", 30, seed=0), tmp_path_factory.mktemp("models") / "tiny",
+                        StudentConfig(hidden_size=64, layers=2, heads=2, vocab_size=1024, context=1024))

@@ -51,3 +51,22 @@ def test_errors_are_clear_and_exit_2(tmp_path, args, needle, train_tasks):
 def test_unknown_cli_option_is_rejected(tmp_path):
     r = oec("collect", "--taks", "x", check=False)
     assert r.returncode == 2 and "--taks" in r.stderr
+
+
+def test_student_init_then_collect_with_the_local_student(tmp_path):
+    tasks = tmp_path / "train.jsonl"
+    oec("tasks", "generate", "--n", 5, "--out", tasks)
+    out = oec("student", "init", "--tasks", tasks, "--out", tmp_path / "tiny", "hidden_size=64", "layers=2",
+              "heads=2", "vocab_size=800", "context=1024").stdout
+    assert "parameters" in out and (tmp_path / "tiny/model.safetensors").exists()
+    oec("collect", "--tasks", tasks, "--mode", "student", "--student", f"local:{tmp_path / 'tiny'}?max_new_tokens=16",
+        "--out", tmp_path / "s0", "--quiet", "loop.step_limit=3")
+    trajs = [json.loads(line) for line in (tmp_path / "s0/trajectories.jsonl").read_text().splitlines()]
+    assert len(trajs) == 5
+    assert all(s["completion"]["prompt_tokens"] > 0 and s["completion"]["completion_tokens"] > 0
+               for t in trajs for s in t["steps"])
+    summary = json.loads(oec("show", tmp_path / "s0", "--json").stdout)
+    assert summary["tokens"]["student"]["completion_tokens"] == sum(
+        s["completion"]["completion_tokens"] for t in trajs for s in t["steps"])
+    r = oec("student", "init", "--tasks", tasks, "--out", tmp_path / "x", "hiden_size=3", check=False)
+    assert r.returncode == 2 and "hiden_size" in r.stderr

@@ -16,7 +16,7 @@ from oec.config import load_config
 from oec.policies import PolicySpecError
 from oec.sandbox.bwrap import SandboxUnavailable
 from oec.show import render, summarize
-from oec.tasks import InputError, generate_tasks, write_tasks
+from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="On-policy expert corrections and DAgger for LM agents.")
 tasks_app = typer.Typer(no_args_is_help=True, help="Make and inspect task files.")
@@ -72,6 +72,8 @@ def collect_cmd(
     mode: Optional[str] = typer.Option(None, help="expert | student | oec | dagger [expert]"),
     expert: Optional[str] = typer.Option(None, help="expert policy spec [scripted:expert]"),
     student: Optional[str] = typer.Option(None, help="student policy spec, e.g. scripted:noisy"),
+    expert_format: Optional[str] = typer.Option(None, help="the expert's format: text | toolcalls [text]"),
+    student_format: Optional[str] = typer.Option(None, help="the student's format: text | toolcalls [text]"),
     switch: Optional[str] = typer.Option(None, help="oec switch turn: uniform | late[:A,B] | fixed:K [uniform]"),
     beta: Optional[float] = typer.Option(None, help="dagger: probability the expert acts at a turn [0.5]"),
     samples: Optional[int] = typer.Option(None, help="episodes per task [1]"),
@@ -82,7 +84,8 @@ def collect_cmd(
 ):
     """Run episodes and append them to OUT/trajectories.jsonl."""
     options = dict(tasks=str(tasks) if tasks else None, out=str(out) if out else None, mode=mode, expert=expert,
-                   student=student, switch=switch, beta=beta, samples=samples, workers=workers, seed=seed)
+                   student=student, expert_format=expert_format, student_format=student_format, switch=switch,
+                   beta=beta, samples=samples, workers=workers, seed=seed)
     try:
         cfg = load_config(CollectConfig, config, options, overrides)
         result = collect(cfg, progress=not quiet)
@@ -92,6 +95,30 @@ def collect_cmd(
         typer.echo(f"stopped: {result['written']} written, {result['remaining']} left; run the same command to resume")
         raise typer.Exit(130)
     typer.echo(render(summarize(cfg.out)))
+
+
+student_app = typer.Typer(no_args_is_help=True, help="Make student models.")
+app.add_typer(student_app, name="student")
+
+
+@student_app.command("init")
+def student_init(
+    tasks: Path = typer.Option(..., help="tasks whose text trains the tokenizer"),
+    out: Path = typer.Option(..., help="model directory to write"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="size overrides, e.g. hidden_size=128 layers=2"),
+    config: Optional[Path] = typer.Option(None, help="YAML with StudentConfig fields"),
+):
+    """Build a tiny untrained student offline: `oec student init --tasks tasks/train.jsonl --out models/tiny`."""
+    from oec.student import StudentConfig, init_student
+
+    try:
+        cfg = load_config(StudentConfig, config, None, overrides)
+        path = init_student(load_tasks(tasks), out, cfg)
+    except USER_ERRORS as e:
+        _fail(e)
+    info = json.loads((path / "oec_student.json").read_text())
+    typer.echo(f"wrote {path}: {info['parameters'] / 1e6:.2f}M parameters, vocabulary {cfg.vocab_size}, "
+               f"context {cfg.context}")
 
 
 @app.command()

@@ -41,6 +41,8 @@ class CollectConfig(BaseModel):
     mode: Literal["expert", "student", "oec", "dagger"] = "expert"
     expert: str | None = Field("scripted:expert", description="expert policy spec")
     student: str | None = Field(None, description="student policy spec")
+    expert_format: str = Field("text", description="the expert's format: text | toolcalls (options: text?window=4)")
+    student_format: str = Field("text", description="the student's format")
     switch: str = Field("uniform", description="oec switch sampler: uniform | late[:A,B] | fixed:K")
     beta: float = Field(0.5, ge=0, le=1, description="dagger: probability that the expert acts at a turn")
     samples: int = Field(1, ge=1, description="episodes per task")
@@ -73,7 +75,7 @@ class Collector:
             if cfg.mode in modes:
                 if not spec:
                     raise InputError(f"mode {cfg.mode!r} needs --{actor} (e.g. --{actor} scripted:{'expert' if actor == 'expert' else 'noisy'})")
-                self.policies[actor] = make_policy(spec)
+                self.policies[actor] = make_policy(spec, getattr(cfg, f"{actor}_format"))
         self.schedule = make_schedule(cfg.mode, cfg.switch, cfg.beta)
         self.stop = threading.Event()
 

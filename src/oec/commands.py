@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 READ_ONLY = {"cat", "grep", "rg", "ls", "head", "tail", "find", "wc", "pwd", "echo", "nl", "tree", "runtests", "less"}
@@ -26,3 +27,17 @@ def is_read_only(command: str) -> bool:
             continue
         return False
     return True
+
+
+EDIT = re.compile(r"\Aedit (\S+) <<'EOF'\n(.*?)\n=======\n(.*?)\nEOF\Z", re.DOTALL)
+
+
+def edit_command(path: str, old: str, new: str) -> str:
+    """The canonical shell form of an edit (what the `edit` tool in the sandbox runs)."""
+    return f"edit {path} <<'EOF'\n{old}\n=======\n{new}\nEOF"
+
+
+def parse_edit(command: str) -> tuple[str, str, str] | None:
+    """(path, old, new) if COMMAND is a canonical edit, so tool-call formats can show it as an `edit` call."""
+    m = EDIT.match(command)
+    return (m.group(1), m.group(2), m.group(3)) if m else None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from oec.types import Action, Actor, Completion, Step, Task, Trajectory, Verdict
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": ...}
+Message = dict[str, Any]  # OpenAI chat message: role, content, and for tool-call formats tool_calls / tool_call_id
 
 
 class FormatError(ValueError):
@@ -34,13 +34,18 @@ class Episode:
 
 
 class Format(Protocol):
-    """Renders a trajectory as one policy's chat messages, and parses that policy's output into an Action."""
+    """Renders a trajectory as one policy's chat messages, and parses that policy's output into an Action.
+
+    Steps produced under another Format are re-rendered from their canonical thought + action (the context rewrite
+    at an OEC switch), so each policy always sees the whole history in its own Format.
+    """
 
     name: str
+    tools: list[dict] | None  # native tool definitions to send with the request (None: plain text)
 
     def render(self, task: Task, steps: Sequence[Step]) -> list[Message]: ...
 
-    def parse(self, text: str) -> Action: ...  # raises FormatError
+    def parse(self, completion: Completion) -> tuple[str, Action]: ...  # (thought, action); raises FormatError
 
 
 class Policy(Protocol):

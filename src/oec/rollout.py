@@ -30,7 +30,7 @@ def _label(expert: Policy, task: Task, env: Env, steps: list[Step], rng: random.
     """DAgger relabelling: what the expert would do in the state the student is in. Not executed."""
     completion = expert.act(expert.format.render(task, steps), Episode(task, env.workspace, steps, rng, "expert"))
     try:
-        action = expert.format.parse(completion.text)
+        _, action = expert.format.parse(completion)
     except FormatError:
         action = None
     return Label(output=completion.text, action=action, completion=completion)
@@ -66,27 +66,28 @@ def rollout(
             if plan.label_student_steps and actor == "student":
                 label = _label(plan.policies["expert"], task, env, steps, rngs["expert"])
             t_policy += time.monotonic() - t0
+            fmt = policy.format.name
             try:
-                action = policy.format.parse(completion.text)
+                thought, action = policy.format.parse(completion)
             except FormatError as e:
                 errors_in_row += 1
-                steps.append(Step(turn=turn, actor=actor, output=completion.text, action=None, observation=str(e),
-                                  format_error=True, completion=completion, label=label))
+                steps.append(Step(turn=turn, actor=actor, output=completion.text, format=fmt, action=None,
+                                  observation=str(e), format_error=True, completion=completion, label=label))
                 if errors_in_row >= config.max_format_errors:
                     status, message = "format_errors", f"{errors_in_row} format errors in a row"
                     break
                 continue
             errors_in_row = 0
             if action.kind == "submit":
-                steps.append(Step(turn=turn, actor=actor, output=completion.text, action=action, observation="",
-                                  completion=completion, label=label))
+                steps.append(Step(turn=turn, actor=actor, output=completion.text, format=fmt, thought=thought,
+                                  action=action, observation="", completion=completion, label=label))
                 status = "submitted"
                 break
             t0 = time.monotonic()
             result = env.execute(action.command)
             t_env += time.monotonic() - t0
-            steps.append(Step(turn=turn, actor=actor, output=completion.text, action=action,
-                              observation=result.output, returncode=result.returncode, completion=completion,
+            steps.append(Step(turn=turn, actor=actor, output=completion.text, format=fmt, thought=thought,
+                              action=action, observation=result.output, returncode=result.returncode, completion=completion,
                               env_latency_s=time.monotonic() - t0, label=label))
     except Exception as e:  # a policy or environment failure ends this episode, never the collection
         status = "error"

@@ -28,8 +28,23 @@ def summarize(run: str | Path) -> dict:
     resolved = sum(t.resolved for t in trajs)
     steps = Counter(s.actor for t in trajs for s in t.steps)
     switch = Counter(t.switch_turn for t in trajs if t.switch_turn is not None)
+    spend = {actor: {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "calls": 0} for actor in ("student", "expert")}
+    for t in trajs:
+        for s in t.steps:
+            # a DAgger label is an expert call made at a student's step
+            for actor, c in ((s.actor, s.completion), ("expert", s.label.completion if s.label else None)):
+                if c is not None:
+                    spend[actor]["prompt_tokens"] += c.prompt_tokens
+                    spend[actor]["completion_tokens"] += c.completion_tokens
+                    spend[actor]["cost"] += c.cost
+                    spend[actor]["calls"] += 1
+    expert_tokens = spend["expert"]["prompt_tokens"] + spend["expert"]["completion_tokens"]
     return {
         "run": str(run),
+        "tokens": spend,
+        "expert_tokens_per_trajectory": expert_tokens / n if n else 0.0,
+        "expert_tokens_per_resolved": expert_tokens / resolved if resolved else None,
+        "expert_cost_per_resolved": spend["expert"]["cost"] / resolved if resolved else None,
         "n": n,
         "resolved": resolved,
         "resolve_rate": resolved / n if n else 0.0,
@@ -58,6 +73,14 @@ def render(summary: dict) -> str:
         f"mean steps {summary['mean_steps']:.1f}; steps by actor: {summary['steps_by_actor']}; "
         f"format errors {summary['format_errors']}",
     ]
+    for actor, sp in summary["tokens"].items():
+        if sp["calls"]:
+            lines.append(f"{actor}: {sp['calls']} calls, {sp['prompt_tokens']} prompt + {sp['completion_tokens']} "
+                         f"completion tokens, ${sp['cost']:.4f}")
+    if summary["tokens"]["expert"]["calls"]:
+        per = summary["expert_tokens_per_resolved"]
+        lines.append(f"expert tokens per trajectory {summary['expert_tokens_per_trajectory']:.0f}, per resolved "
+                     f"{'n/a' if per is None else f'{per:.0f}'}")
     hist = summary["switch_turn_hist"]
     if hist:
         top = max(hist.values())

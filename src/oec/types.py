@@ -51,14 +51,24 @@ class Action(Record):
     command: str = ""
 
 
+class ToolCall(Record):
+    """A native function call (tool-call formats): as the API returned it, so re-rendering is prefix-consistent."""
+
+    id: str
+    name: str
+    arguments: str = Field(description="JSON text of the arguments")
+
+
 class Completion(Record):
-    """One policy call: the raw text plus what it cost."""
+    """One policy call: the raw text (and native tool calls, if any) plus what it cost."""
 
     text: str
+    tool_calls: list[ToolCall] = Field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
     latency_s: float = 0.0
+    retries: int = Field(0, description="transient failures retried before this answer")
 
 
 class Label(Record):
@@ -74,6 +84,8 @@ class Step(Record):
     turn: int
     actor: Actor
     output: str = Field(description="the raw text the policy produced")
+    format: str = Field("text", description="the Format that parsed `output` (other formats re-render the step)")
+    thought: str = Field("", description="the reasoning part of the output, without the action")
     action: Action | None = Field(description="the parsed action; None when the output could not be parsed")
     observation: str
     format_error: bool = False

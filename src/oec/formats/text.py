@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from oec.formats.base import FormatConfig, windowed
 from oec.protocols import FormatError, Message
-from oec.types import Action, Step, Task
+from oec.types import Action, Completion, Step, Task
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Reply with a short thought and exactly one bash block:
 ```bash
@@ -27,27 +28,35 @@ FENCE = re.compile(r"^```(?:bash|sh)?[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.M
 FENCE_LINE = re.compile(r"^```", re.MULTILINE)
 
 
+def text_reply(thought: str, action: Action) -> str:
+    """The canonical text rendering of a thought and an action."""
+    command = "submit" if action.kind == "submit" else action.command
+    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```" if thought else f"```bash\n{command}\n```"
+
+
 class TextFormat:
     name = "text"
+    tools = None
 
-    def __init__(self, system: str = SYSTEM):
-        self.system = system
+    def __init__(self, config: FormatConfig | None = None):
+        self.config = config or FormatConfig()
+        self.system = self.config.system or SYSTEM
 
     def render(self, task: Task, steps: Sequence[Step]) -> list[Message]:
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": task.problem_statement}]
-        for step in steps:
-            messages.append({"role": "assistant", "content": step.output})
-            messages.append({"role": "user", "content": self.observation(step)})
+        for step, observation in zip(steps, windowed(steps, self.config.window)):
+            messages.append({"role": "assistant", "content": self.output(step)})
+            messages.append({"role": "user", "content": observation})
         return messages
 
-    @staticmethod
-    def observation(step: Step) -> str:
-        if step.format_error:
-            return step.observation
-        text = step.observation if step.observation.strip() else "(no output)"
-        return text if step.returncode in (0, None) else f"(exit {step.returncode})\n{text}"
+    def output(self, step: Step) -> str:
+        """The step as this format would have written it: verbatim if it did, else rebuilt from thought + action."""
+        if step.format == self.name or step.action is None:
+            return step.output
+        return text_reply(step.thought, step.action)
 
-    def parse(self, text: str) -> Action:
+    def parse(self, completion: Completion) -> tuple[str, Action]:
+        text = completion.text
         blocks = FENCE.findall(text)
         if len(blocks) != 1:
             unterminated = len(FENCE_LINE.findall(text)) % 2 == 1
@@ -59,6 +68,7 @@ class TextFormat:
         command = blocks[0].strip()
         if not command:
             raise FormatError("Format error: the bash block is empty. Put one command in it, or `submit`.")
+        thought = text[: FENCE.search(text).start()].strip().removeprefix("THOUGHT:").strip()
         if command == "submit":
-            return Action(kind="submit")
-        return Action(kind="bash", command=command)
+            return thought, Action(kind="submit")
+        return thought, Action(kind="bash", command=command)

@@ -1,9 +1,17 @@
-"""Policy specs -> policies. `scripted:expert`, `scripted:noisy`; options as `scripted:noisy?error_rate=0.5`."""
+"""Policy specs -> policies.
+
+    scripted:expert | scripted:noisy          privileged scripted policies (options: scripted:noisy?error_rate=0.5)
+    local:PATH                                a transformers model directory in this process (local:models/tiny?temperature=0)
+    openai:MODEL@BASE_URL                     an OpenAI-compatible server (openai:gpt-4.1@https://api.example.com/v1?price_in=2)
+
+Each policy renders with its own Format (`text` or `toolcalls`, with options such as `text?window=4`).
+"""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from oec.formats import make_format, parse_spec_options
 from oec.policies.noisy import NoisyConfig, NoisyStudent
 from oec.policies.scripted import ExpertConfig, ScriptedExpert
 from oec.protocols import Policy
@@ -15,22 +23,44 @@ class PolicySpecError(ValueError):
     pass
 
 
-def make_policy(spec: str) -> Policy:
-    """Build a policy from its command-line spec, e.g. `scripted:noisy?error_rate=0.4`."""
+def _config(spec: str, cls: type[BaseModel], options: dict) -> BaseModel:
+    try:
+        return cls(**options)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise PolicySpecError(f"policy {spec!r}: {problems} (options: {sorted(cls.model_fields)})") from None
+
+
+def make_policy(spec: str, format: str = "text") -> Policy:
+    """Build a policy from its command-line spec, e.g. `scripted:noisy?error_rate=0.4`, rendering with FORMAT."""
     kind, _, rest = spec.partition(":")
-    name, _, query = rest.partition("?")
-    options = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in query.split("&") if kv)
+    target, options = parse_spec_options(rest)
+    try:
+        fmt = make_format(format)
+    except ValueError as e:
+        raise PolicySpecError(str(e)) from None
     if kind == "scripted":
-        if name not in SCRIPTED:
-            raise PolicySpecError(f"policy {spec!r}: unknown scripted policy {name!r}; choose from {sorted(SCRIPTED)}")
-        cls, config_cls = SCRIPTED[name]
+        if target not in SCRIPTED:
+            raise PolicySpecError(f"policy {spec!r}: unknown scripted policy {target!r}; choose from {sorted(SCRIPTED)}")
+        cls, config_cls = SCRIPTED[target]
+        return cls(spec, _config(spec, config_cls, options), fmt)
+    if kind == "local":
+        from oec.policies.local import LocalConfig, LocalPolicy  # torch is imported only when a local model is used
+
+        if not target:
+            raise PolicySpecError(f"policy {spec!r}: give the model directory, e.g. local:models/tiny")
         try:
-            config = config_cls(**options)
-        except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise PolicySpecError(f"policy {spec!r}: {problems} (options: {sorted(config_cls.model_fields)})") from None
-        return cls(spec, config)
+            return LocalPolicy(spec, target, _config(spec, LocalConfig, options), fmt)
+        except ValueError as e:
+            raise PolicySpecError(str(e)) from None
+    if kind == "openai":
+        from oec.policies.openai_api import OpenAIConfig, OpenAIPolicy
+
+        model, at, url = target.rpartition("@")
+        if not at or not model or not url.startswith(("http://", "https://")):
+            raise PolicySpecError(f"policy {spec!r}: expected openai:MODEL@BASE_URL, e.g. "
+                                  "openai:Qwen/Qwen2.5-Coder-7B-Instruct@http://localhost:8000/v1")
+        return OpenAIPolicy(spec, model, url, _config(spec, OpenAIConfig, options), fmt)
     raise PolicySpecError(
-        f"policy {spec!r}: unknown kind {kind!r}. Use scripted:expert or scripted:noisy "
-        "(local:PATH and openai:MODEL@URL arrive with the LM policies)."
+        f"policy {spec!r}: unknown kind {kind!r}; use scripted:expert, scripted:noisy, local:PATH or openai:MODEL@URL"
     )

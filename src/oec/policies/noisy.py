@@ -13,8 +13,8 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.formats import TextFormat
-from oec.policies.scripted import Edit, ScriptedExpert, _reply
-from oec.protocols import Episode, Message
+from oec.policies.scripted import Edit, ScriptedExpert, reply
+from oec.protocols import Episode, Format, Message
 from oec.types import Completion
 
 MISTAKES = {"wrong_cat": 0.25, "wrong_grep": 0.2, "repeat": 0.2, "wrong_edit": 0.25, "format_error": 0.05,
@@ -45,41 +45,44 @@ def perturb(line: str, rng) -> str | None:
 
 
 class NoisyStudent:
-    def __init__(self, spec: str = "scripted:noisy", config: NoisyConfig | None = None):
-        self.spec, self.config, self.format = spec, config or NoisyConfig(), TextFormat()
+    def __init__(self, spec: str = "scripted:noisy", config: NoisyConfig | None = None, format: Format | None = None):
+        self.spec, self.config, self.format = spec, config or NoisyConfig(), format or TextFormat()
         self._expert = ScriptedExpert()
 
     def act(self, messages: list[Message], episode: Episode) -> Completion:
         t0 = time.monotonic()
         if self.config.latency:
             time.sleep(self.config.latency)
-        rng = episode.rng
-        if rng.random() >= self.config.error_rate:
-            text = _reply(*self._expert.decide(episode))
-        else:
+        rng, turn = episode.rng, len(episode.steps)
+        completion = None
+        if rng.random() < self.config.error_rate:
             # draw mistake kinds without replacement until one applies here (no previous command to repeat, ...)
             kinds = dict(MISTAKES)
-            text = None
-            while kinds and text is None:
+            while kinds and completion is None:
                 kind = rng.choices(list(kinds), list(kinds.values()))[0]
                 del kinds[kind]
-                text = self.mistake(kind, episode)
-            text = text or _reply(*self._expert.decide(episode))
-        return Completion(text=text, latency_s=time.monotonic() - t0)
+                made = self.mistake(kind, episode)
+                if isinstance(made, tuple):
+                    completion = reply(self.format, *made, turn)
+                else:
+                    completion = made
+        completion = completion or reply(self.format, *self._expert.decide(episode), turn)
+        return completion.model_copy(update={"latency_s": time.monotonic() - t0})
 
-    def mistake(self, kind: str, episode: Episode) -> str | None:
+    def mistake(self, kind: str, episode: Episode) -> tuple[str, str] | Completion | None:
+        """A wrong (thought, command), a malformed Completion, or None when KIND does not apply here."""
         rng, files = episode.rng, episode.task.repo.files
         modules = sorted(p for p in files if p.endswith(".py") and not p.startswith("tests/") and files[p].strip())
         if kind == "wrong_cat" and modules:
             path = rng.choice(modules)
-            return _reply(f"Maybe the problem is in {path}.", f"cat {path}")
+            return f"Maybe the problem is in {path}.", f"cat {path}"
         if kind == "wrong_grep":
             names = sorted({n for p in modules for n in re.findall(r"^def (\w+)\(", files[p], re.M)})
             if names:
                 pkg = episode.task.meta.get("package", ".")
-                return _reply("Let me look for this function.", f"grep -rn 'def {rng.choice(names)}(' {pkg}")
+                return "Let me look for this function.", f"grep -rn 'def {rng.choice(names)}(' {pkg}"
         if kind == "repeat":
-            prev = [s.output for s in episode.steps if s.actor == episode.actor]
+            prev = [s.completion for s in episode.steps if s.actor == episode.actor and s.completion]
             return prev[-1] if prev else None
         if kind == "wrong_edit" and modules:
             path = rng.choice(modules)
@@ -92,10 +95,10 @@ class NoisyStudent:
             for line in lines:
                 new = perturb(line, rng)
                 if new and new != line and text.count(line) == 1:
-                    return _reply("I think this line is the bug; let me fix it.", Edit(path, line, new).command())
+                    return "I think this line is the bug; let me fix it.", Edit(path, line, new).command()
             return None
         if kind == "format_error":
-            return "I think the bug is in one of the functions, I should fix it."
+            return Completion(text="I think the bug is in one of the functions, I should fix it.")
         if kind == "early_submit":
-            return _reply("I think it is fixed now.", "submit")
+            return "I think it is fixed now.", "submit"
         return None

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.commands import is_read_only
-from oec.formats import TextFormat
-from oec.protocols import Episode, Message
-from oec.types import Completion, Task
+from oec.commands import edit_command, is_read_only
+from oec.formats import TextFormat, text_reply, tool_call
+from oec.protocols import Episode, Format, Message
+from oec.types import Action, Completion, Task
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Edit:
     new: str
 
     def command(self) -> str:
-        return f"edit {self.path} <<'EOF'\n{self.old}\n=======\n{self.new}\nEOF"
+        return edit_command(self.path, self.old, self.new)
 
 
 def parse_patch(patch: str) -> dict[str, list[list[tuple[str, str]]]]:
@@ -132,8 +132,12 @@ def workspace_state(ws: Path, task: Task, plan: Plan) -> tuple[str, list[str]]:
     return ("wrong" if wrong else "fixed" if done else "clean"), wrong
 
 
-def _reply(thought: str, command: str) -> str:
-    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```"
+def reply(fmt: Format, thought: str, command: str, turn: int) -> Completion:
+    """A scripted decision written the way FMT expects a model to write it (text, or a native tool call)."""
+    action = Action(kind="submit") if command == "submit" else Action(kind="bash", command=command)
+    if fmt.tools:
+        return Completion(text=thought, tool_calls=[tool_call(action, f"call_{turn}")])
+    return Completion(text=text_reply(thought, action))
 
 
 class ExpertConfig(BaseModel):
@@ -142,15 +146,15 @@ class ExpertConfig(BaseModel):
 
 
 class ScriptedExpert:
-    def __init__(self, spec: str = "scripted:expert", config: ExpertConfig | None = None):
-        self.spec, self.config, self.format = spec, config or ExpertConfig(), TextFormat()
+    def __init__(self, spec: str = "scripted:expert", config: ExpertConfig | None = None, format: Format | None = None):
+        self.spec, self.config, self.format = spec, config or ExpertConfig(), format or TextFormat()
 
     def act(self, messages: list[Message], episode: Episode) -> Completion:
         t0 = time.monotonic()
         if self.config.latency:
             time.sleep(self.config.latency)
-        text = _reply(*self.decide(episode))
-        return Completion(text=text, latency_s=time.monotonic() - t0)
+        completion = reply(self.format, *self.decide(episode), len(episode.steps))
+        return completion.model_copy(update={"latency_s": time.monotonic() - t0})
 
     def decide(self, episode: Episode) -> tuple[str, str]:
         task = episode.task

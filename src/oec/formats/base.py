@@ -1,0 +1,34 @@
+"""What every Format shares: observation text, windowing of old observations, format options."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oec.types import Step
+
+
+class FormatConfig(BaseModel):
+    """Options of a Format (`--student-format text?window=4` on the command line)."""
+
+    model_config = ConfigDict(extra="forbid")
+    window: int | None = Field(None, ge=1, description="keep only the last N observations in full; older ones elided")
+    system: str | None = Field(None, description="system prompt (default: the format's own)")
+
+
+def observation_text(step: Step) -> str:
+    if step.format_error:
+        return step.observation
+    text = step.observation if step.observation.strip() else "(no output)"
+    return text if step.returncode in (0, None) else f"(exit {step.returncode})\n{text}"
+
+
+def windowed(steps: Sequence[Step], window: int | None) -> list[str]:
+    """Observation texts, the older ones replaced by a marker so long episodes fit a small context."""
+    texts = [observation_text(s) for s in steps]
+    if window is None:
+        return texts
+    cut = len(texts) - window
+    return [f"[output of turn {i} elided: {len(t)} characters]" if i < cut and s.action else t
+            for i, (s, t) in enumerate(zip(steps, texts))]
