@@ -104,7 +104,7 @@ def test_bad_inputs_name_file_line_and_field(tmp_path, train_tasks):
 
 def test_a_task_that_cannot_be_materialised_is_recorded_not_fatal(tmp_path, train_tasks):
     broken = train_tasks[0].model_copy(update={"task_id": "broken", "repo": train_tasks[0].repo.model_copy(
-        update={"files": {"../escape.py": "x = 1\n"}})})
+        update={"files": {**train_tasks[0].repo.files, "../escape.py": "x = 1\n"}})})
     path = write_tasks([broken, train_tasks[1]], tmp_path / "t.jsonl")
     trajs = {t.task_id: t for t in _collect(path, tmp_path / "r")}
     assert trajs["broken"].exit_status == "error" and "escapes the workspace" in trajs["broken"].exit_message
@@ -156,3 +156,21 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_completes(tasks_file, tmp_path):
     subprocess.run(cmd, check=True, capture_output=True)
     keys = [t.key for t in read_trajectories(out)]
     assert len(keys) == len(set(keys)) == 24
+
+
+def test_two_writers_on_one_run_directory_are_refused(tmp_path):
+    from oec.store import TrajectoryWriter
+
+    first = TrajectoryWriter(tmp_path / "trajectories.jsonl")
+    with pytest.raises(InputError, match="another `oec collect` is writing"):
+        TrajectoryWriter(tmp_path / "trajectories.jsonl")
+    first.close()
+    TrajectoryWriter(tmp_path / "trajectories.jsonl").close()
+
+
+def test_test_files_must_be_in_the_repo(train_tasks, tmp_path):
+    data = json.loads(train_tasks[0].model_dump_json())
+    data["test_files"].append("tests/test_nowhere.py")
+    (tmp_path / "t.jsonl").write_text(json.dumps(data) + "\n")
+    with pytest.raises(InputError, match=r"t.jsonl line 1: .*tests/test_nowhere.py.*not in repo.files"):
+        load_tasks(tmp_path / "t.jsonl")

@@ -27,7 +27,7 @@ from oec.rollout import LoopConfig, rollout
 from oec.schedules import make_schedule
 from oec.store import TRAJECTORIES, TrajectoryWriter, read_trajectories
 from oec.tasks import InputError, load_tasks
-from oec.types import Task, Trajectory
+from oec.types import Task, Trajectory, Verdict
 
 MANIFEST = "manifest.json"
 
@@ -95,9 +95,10 @@ class Collector:
                 return rollout(task, env, plan, mode=self.cfg.mode, seed=seed, sample=sample, config=self.cfg.loop,
                                should_stop=self.stop.is_set)
         except Exception as e:  # e.g. a workspace that cannot be built: recorded, and the collection goes on
+            message = f"{e.__class__.__name__}: {e}"
             return Trajectory(task_id=task.task_id, sample=sample, mode=self.cfg.mode,
                               policies={a: p.spec for a, p in self.policies.items()}, steps=[], exit_status="error",
-                              exit_message=f"{e.__class__.__name__}: {e}", seed=seed)
+                              exit_message=message, seed=seed, verdict=Verdict(resolved=False, tests={}, error=message))
 
 
 def _check_manifest(run: Path, cfg: CollectConfig) -> dict:

@@ -79,6 +79,9 @@ def _template(task: Task) -> Path:
         return path
 
 
+PYTEST_CONFIG = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml"}
+
+
 class PytestVerifier:
     """Runs the task's FAIL_TO_PASS and PASS_TO_PASS tests with pytest inside the episode's sandbox.
 
@@ -91,10 +94,12 @@ class PytestVerifier:
 
     def verify(self, task: Task) -> Verdict:
         t0 = time.monotonic()
-        restore = {p: task.repo.files[p] for p in task.test_files}
+        # test files and pytest configuration go back to their base version; unknown pytest configuration goes
+        restore = {p: c for p, c in task.repo.files.items() if p in task.test_files or Path(p).name in PYTEST_CONFIG}
         try:
-            report = self.slot.control("verify", cwd=WORKSPACE, restore=restore,
-                                       tests=task.FAIL_TO_PASS + task.PASS_TO_PASS, timeout=self.timeout)
+            report = self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, restore=restore,
+                                       known=sorted(task.repo.files), tests=task.FAIL_TO_PASS + task.PASS_TO_PASS,
+                                       test_timeout=self.timeout)
         except SandboxError as e:
             return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0, error=f"verifier failed: {e}")
         results = report.get("results", {})

@@ -15,7 +15,7 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.protocols import Env, Episode, EpisodePlan, FormatError, Policy
-from oec.types import Label, Step, Task, Trajectory
+from oec.types import Label, Step, Task, Trajectory, Verdict
 
 
 class LoopConfig(BaseModel):
@@ -93,7 +93,12 @@ def rollout(
         status = "error"
         message = f"{e.__class__.__name__}: {e}\n" + "".join(traceback.format_exc(limit=-3))
     t_verify = time.monotonic()
-    verdict = env.verify() if verify and status != "cancelled" else None
+    verdict = None
+    if verify and status != "cancelled":
+        try:
+            verdict = env.verify()
+        except Exception as e:  # the steps are kept; the verdict says why there is none
+            verdict = Verdict(resolved=False, tests={}, error=f"verification failed: {e.__class__.__name__}: {e}")
     timings = {"total_s": time.monotonic() - t_start, "policy_s": t_policy, "env_s": t_env,
                "verify_s": time.monotonic() - t_verify}
     switch_turn = plan.info.get("switch_turn")

@@ -6,6 +6,7 @@ newline, reported once, and ignored by readers; nothing already written is rewri
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import warnings
@@ -14,6 +15,7 @@ from typing import Iterator
 
 from pydantic import ValidationError
 
+from oec.tasks import InputError
 from oec.types import Trajectory
 
 TRAJECTORIES = "trajectories.jsonl"
@@ -48,6 +50,12 @@ class TrajectoryWriter:
     def __init__(self, path: Path):
         self.path = path
         self._f = path.open("ab")
+        try:  # two collections appending to one run directory would duplicate (task, sample) pairs
+            fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise InputError(f"{path}: another `oec collect` is writing to this run directory; wait for it, "
+                             "or use another --out") from None
         if self._f.tell() > 0:
             with path.open("rb") as r:
                 r.seek(-1, os.SEEK_END)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -42,6 +42,13 @@ class Task(Record):
     )
     gold_patch: str | None = Field(None, description="unified diff (a/ b/ prefixes) that fixes the bug")
     meta: dict[str, Any] = Field(default_factory=dict, description="generator facts: mutation kind, hops, ...")
+
+    @model_validator(mode="after")
+    def _test_files_exist(self) -> Task:
+        missing = [p for p in self.test_files if p not in self.repo.files]
+        if missing:
+            raise ValueError(f"test_files {missing} are not in repo.files; list only files the repo has")
+        return self
 
 
 class Action(Record):

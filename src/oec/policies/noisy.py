@@ -13,7 +13,7 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.formats import TextFormat
-from oec.policies.scripted import Edit, ScriptedExpert, reply
+from oec.policies.scripted import Edit, ScriptedExpert, read_workspace, reply
 from oec.protocols import Episode, Format, Message
 from oec.types import Completion
 
@@ -86,9 +86,8 @@ class NoisyStudent:
             return prev[-1] if prev else None
         if kind == "wrong_edit" and modules:
             path = rng.choice(modules)
-            try:
-                text = (episode.workspace / path).read_text()
-            except OSError:
+            text = read_workspace(episode.workspace, path)
+            if text is None:
                 return None
             lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("def ", "from "))]
             rng.shuffle(lines)

@@ -8,7 +8,9 @@ data teach a student, so the expert must act well in states it would never reach
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -117,14 +119,47 @@ def make_plan(task: Task) -> Plan:
     return Plan(tuple(explore), tuple(edits), stages, focus)
 
 
+def read_workspace(ws: Path, rel: str, limit: int = 1 << 20) -> str | None:
+    """A workspace file as the agent could read it, or None. Never follows a symlink or opens a FIFO or device:
+    the workspace is agent-controlled and this runs on the host."""
+    try:
+        root, path = ws.resolve(), (ws / rel).resolve()
+        if not path.is_relative_to(root):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        readable = st.st_mode & stat.S_IRUSR and st.st_mode & stat.S_IWUSR  # root reads anything; the agent not
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit or not readable:
+            return None
+        return os.read(fd, limit + 1).decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def rewrite_command(path: str, content: str) -> str:
+    """Put a file back by writing it whole: the fallback when git cannot (no .git, a staged edit, a chmod)."""
+    if not content:
+        return f"chmod u+rw {path} 2>/dev/null; : > {path}"
+    tail = "" if content.endswith("\n") else f" && truncate -s -1 {path}"
+    body = content if content.endswith("\n") else content + "\n"
+    parent = os.path.dirname(path)
+    mkdir = f"mkdir -p {parent} && " if parent else ""
+    return f"chmod u+rw {path} 2>/dev/null; {mkdir}cat > {path} <<'OEC_EOF'\n{body}OEC_EOF{tail}"
+
+
+CD = re.compile(r"(^|[;&|(]\s*)cd\b")
+
+
 def workspace_state(ws: Path, task: Task, plan: Plan) -> tuple[str, list[str]]:
     """('clean' | 'fixed' | 'wrong', files that are neither base, fixed, nor on the way between them)."""
     wrong, done = [], True
     for path, stages in plan.stages.items():
-        try:
-            now = (ws / path).read_text()
-        except (OSError, UnicodeDecodeError):
-            now = None
+        now = read_workspace(ws, path)
         if now not in stages:
             wrong.append(path)
         elif now != stages[-1]:
@@ -164,7 +199,18 @@ class ScriptedExpert:
         # commands since the workspace last changed: a view older than that may show stale code
         last_change = max((i for i, c in enumerate(done) if not is_read_only(c)), default=-1)
         fresh = done[last_change + 1 :]
+        # every command below is relative to the workspace: go back there after a `cd`, or when a path was not
+        # found (a `cd` we did not see, e.g. before the episode was handed to us)
+        moved = [c for c in done if CD.search(c)]
+        last = episode.steps[-1] if episode.steps else None
+        lost = last is not None and last.returncode not in (0, None) and "No such file" in last.observation
+        if (moved and moved[-1] != "cd /workspace") or (lost and done[-1:] != ["cd /workspace"]):
+            return "Let me go back to the repository root.", "cd /workspace"
         if state == "wrong":
+            if done and done[-1].startswith("git checkout -- "):  # git did not bring them back: write them out
+                path = wrong[0]
+                return f"git could not restore {path}; let me write it back as it was.", rewrite_command(
+                    path, task.repo.files[path])
             if not fresh or fresh[-1] != "git diff":
                 return "There are changes I did not expect; let me look at them.", "git diff"
             return "These changes are wrong; let me revert them.", "git checkout -- " + " ".join(sorted(wrong))
@@ -175,7 +221,7 @@ class ScriptedExpert:
         for thought, command in plan.explore:
             if command not in (fresh if command.startswith("cat ") else done):
                 return thought, command
-        current = {e.path: (episode.workspace / e.path).read_text() for e in plan.edits}
+        current = {e.path: read_workspace(episode.workspace, e.path) or "" for e in plan.edits}
         for e in plan.edits:
             if current[e.path].count(e.old) == 1:
                 return f"The bug is in `{plan.focus}`; let me fix it.", e.command()

@@ -18,6 +18,7 @@ from pathlib import Path
 WORKSPACE = "/workspace"
 TOOLS = "/oec/bin"
 TOOLS_DIR = Path(__file__).parent / "tools"
+TMP_BYTES = 1 << 30  # /tmp inside the sandbox is memory: cap it
 
 
 class SandboxUnavailable(RuntimeError):
@@ -81,13 +82,15 @@ def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] 
         elif os.path.isdir(top):
             argv += ["--ro-bind", top, top]
     # scratch mounts first: a later bind (a venv under /tmp, say) must land on top of them, not under
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+             "--size", str(TMP_BYTES // 16), "--tmpfs", "/run"]
     for d in _python_dirs():
         argv += ["--ro-bind", d, d]
     argv += ["--ro-bind", str(TOOLS_DIR), TOOLS]
     for host, inside in (extra_binds or {}).items():
         argv += ["--ro-bind", host, inside]
     argv += ["--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE]
+    argv += ["--remount-ro", "/"]  # the root bwrap builds is a tmpfs: without this, files there outlive episodes
     for k, v in sandbox_env().items():
         argv += ["--setenv", k, v]
     return argv + ["--"] + command

@@ -29,7 +29,6 @@ from pathlib import Path
 from oec.sandbox.bwrap import TOOLS, bwrap_argv
 
 IO = "/oec/io"
-EXITED = re.compile(rb"\036EXIT (-?\d+)\n")
 
 
 class SandboxError(RuntimeError):
@@ -116,23 +115,28 @@ class Slot:
                                 pass_fds=(shell_in_r, shell_out_w), start_new_session=True)
         os.close(shell_in_r)
         os.close(shell_out_w)
-        self._lock = threading.Lock()
         self.alive = True
-        self._control_reply("starting the sandbox")
+        ready = self._control_reply("starting the sandbox", 120)
+        self._exited = re.compile(rb"\036EXIT " + ready["secret"].encode() + rb" (-?\d+)\n")
 
     # -- control -------------------------------------------------------------------------------------------------
-    def _control_reply(self, what: str) -> dict:
-        line = self._proc.stdout.readline()
+    def _control_reply(self, what: str, timeout: float) -> dict:
+        ready = select.select([self._proc.stdout], [], [], timeout)[0]
+        line = self._proc.stdout.readline() if ready else ""
         if not line:
             try:
                 detail = (self._dir / "stderr").read_text().strip().splitlines()[-1:]
             except OSError:
                 detail = []
             self.close()
-            raise SandboxError(f"the sandbox died while {what} (exit code {self._proc.poll()}){': ' + detail[0] if detail else ''}")
-        return json.loads(line)
+            state = "died" if self._proc.poll() is not None else f"did not answer within {timeout:g}s"
+            raise SandboxError(f"the sandbox {state} while {what}{': ' + detail[0] if detail else ''}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise SandboxError(f"the sandbox failed at {what}: {reply['error']}")
+        return reply
 
-    def control(self, op: str, **kw) -> dict:
+    def control(self, op: str, timeout: float = 60.0, **kw) -> dict:
         if not self.alive:
             raise SandboxError("this sandbox was closed")
         try:
@@ -141,7 +145,7 @@ class Slot:
         except (BrokenPipeError, ValueError):
             self.close()
             raise SandboxError(f"the sandbox died before {op!r}") from None
-        return self._control_reply(op)
+        return self._control_reply(op, timeout)
 
     def load(self, template: Path) -> None:
         """Start an episode: nothing of the last one survives (processes, /tmp, workspace)."""
@@ -212,7 +216,7 @@ class Slot:
             del tail[:-keep]
             last = bytes(head + tail)[-len(marker) - 16 :]
             m = end.search(last)
-            gone = None if m else EXITED.search(last)
+            gone = None if m else self._exited.search(last)
             if not (m or gone):
                 continue
             cut = len((m or gone).group(0))

@@ -32,8 +32,11 @@ SCRATCH = ("/tmp", "/run", "/dev/shm")
 class Slot:
     def __init__(self, shell_in, shell_out):
         self.shell_in, self.shell_out = shell_in, shell_out
+        self.secret = os.urandom(8).hex()  # in the shell-exit line, so the agent cannot fake one
+        self.dev = set(os.listdir("/dev"))  # what bwrap put there; anything else is the agent's
+        self._keep = None
         self.bash = None
-        self.runs = {}  # report fd -> (child pid, chunks) for the agent's runtests
+        self.runs = {}  # report fd -> (child pid, chunks, reply FIFO) for the agent's runtests
         self.req = None
         self.sig_r, sig_w = os.pipe()
         os.set_blocking(sig_w, False)
@@ -52,7 +55,7 @@ class Slot:
             if pid == self.bash:
                 self.bash = None
                 code = os.waitstatus_to_exitcode(status)
-                os.write(self.shell_out, f"\036EXIT {code}\n".encode())
+                os.write(self.shell_out, f"\036EXIT {self.secret} {code}\n".encode())
 
     def kill_all(self):
         """Every process but this one dies: the agent's shell, its background jobs, test runs."""
@@ -67,7 +70,7 @@ class Slot:
                 except ProcessLookupError:
                     pass
             self._reap_all()
-        for fd, (pid, _) in list(self.runs.items()):
+        for fd in list(self.runs):
             os.close(fd)
         self.runs.clear()
         os.set_blocking(self.shell_in, False)  # commands written for a shell that is gone must not reach the next
@@ -98,17 +101,21 @@ class Slot:
             os.dup2(self.shell_out, 2)
             os.closerange(3, 65536)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            testserver.limit_resources()
             os.execv("/bin/bash", ["bash", "--noprofile", "--norc"])  # the sandbox env, set by bwrap
         self.bash = pid
 
     def wipe(self):
-        if self.req is not None:
-            os.close(self.req)
-            self.req = None
-        for top in SCRATCH:
+        for fd in (self.req, self._keep):
+            if fd is not None:
+                os.close(fd)
+        self.req = self._keep = None
+        for top in SCRATCH + ("/dev",):
             if not os.path.isdir(top):
                 continue
             for name in os.listdir(top):
+                if top == "/dev" and name in self.dev:
+                    continue
                 path = os.path.join(top, name)
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path, ignore_errors=True)
@@ -119,68 +126,80 @@ class Slot:
                         pass
         os.makedirs(AGENT)
         os.mkfifo(f"{AGENT}/req")
-        os.mkfifo(f"{AGENT}/resp")
-        with open(f"{AGENT}/pid", "w") as f:
-            f.write("1")
         self.req = os.open(f"{AGENT}/req", os.O_RDONLY | os.O_NONBLOCK)
         self._keep = os.open(f"{AGENT}/req", os.O_WRONLY)  # so select does not see EOF between clients
 
     # -- the agent's runtests ------------------------------------------------------------------------------------
     def on_request(self):
+        """Each `runtests` call names its own directory (its arguments, NUL-separated, and its reply FIFO), so a
+        killed or slow client never gets, or leaves, another call's answer."""
         try:
             data = os.read(self.req, 65536)
         except BlockingIOError:
             return
         for line in data.decode(errors="replace").splitlines():
-            if line:
-                cwd, *args = line.split("\x1f")
-                pid, fd = testserver.fork_pytest(cwd, [a for a in args if a], as_json=False)
-                self.runs[fd] = (pid, [])
+            if not line.startswith(AGENT + "/r."):
+                continue
+            try:
+                with open(os.path.join(line, "args"), "rb") as f:
+                    cwd, *args = f.read().decode(errors="replace").split("\0")[:-1]
+            except (OSError, ValueError):
+                continue
+            pid, fd = testserver.fork_pytest(cwd, args, as_json=False)
+            self.runs[fd] = (pid, [], os.path.join(line, "resp"))
 
     def on_report(self, fd):
         chunk = os.read(fd, 65536)
         if chunk:
             self.runs[fd][1].append(chunk)
             return
-        _, chunks = self.runs.pop(fd)
+        _, chunks, resp = self.runs.pop(fd)
         os.close(fd)
-        self.respond(b"".join(chunks))
+        self.respond(resp, b"".join(chunks))
 
-    def respond(self, data):
-        deadline = time.monotonic() + 5  # the client may have been killed: never block the slot on it
-        while time.monotonic() < deadline:
+    def respond(self, path, data):
+        """Write DATA to the client's FIFO without ever blocking the slot on a client that stopped reading."""
+        deadline = time.monotonic() + 5
+        fd = None
+        while fd is None and time.monotonic() < deadline:
             try:
-                fd = os.open(f"{AGENT}/resp", os.O_WRONLY | os.O_NONBLOCK)
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
             except OSError as e:
                 if e.errno not in (errno.ENXIO, errno.ENOENT):
                     return
                 time.sleep(0.001)
-                continue
-            os.set_blocking(fd, True)
-            try:
-                os.write(fd, data)
-            except BrokenPipeError:
-                pass
-            os.close(fd)
+        if fd is None:
             return
+        try:
+            while data and time.monotonic() < deadline:
+                if select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                    data = data[os.write(fd, data[:65536]) :]
+        except OSError:  # the client went away
+            pass
+        finally:
+            os.close(fd)
 
     # -- control -------------------------------------------------------------------------------------------------
     def on_control(self, line):
         req = json.loads(line)
         op = req["op"]
-        if op == "reset":
-            self.kill_all()
-            self.wipe()
-            reply = {"ok": True}
-        elif op == "shell":
-            self.kill_all()
-            self.start_shell()
-            reply = {"ok": True}
-        elif op == "verify":
-            self.kill_all()
-            reply = testserver.verify_request(req)
-        else:
-            reply = {"error": f"unknown op {op!r}"}
+        try:
+            if op == "reset":
+                self.kill_all()
+                self.wipe()
+                reply = {"ok": True}
+            elif op == "shell":
+                self.kill_all()
+                self.start_shell()
+                reply = {"ok": True}
+            elif op == "verify":
+                self.kill_all()
+                reply = testserver.verify_request(req, self.kill_all)
+                self.kill_all()
+            else:
+                reply = {"error": f"unknown op {op!r}"}
+        except Exception as e:  # whatever the agent left behind, the slot answers and lives on
+            reply = {"error": f"{op}: {e.__class__.__name__}: {e}"}
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
 
@@ -213,7 +232,7 @@ def main():
     testserver.warm_up()
     slot = Slot(shell_in, shell_out)
     slot.wipe()
-    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.write(json.dumps({"ready": True, "secret": slot.secret}) + "\n")
     sys.stdout.flush()
     slot.serve()
 

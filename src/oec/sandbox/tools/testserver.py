@@ -10,6 +10,7 @@ import io
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,13 +94,27 @@ def fork_pytest(cwd, args, as_json):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(r)
         try:
-            _run_pytest(cwd, args, w, as_json)
+            # Test code is agent code: it must inherit nothing but its report pipe (not the host's control
+            # pipes, not the shell's), or it could answer for the verifier.
+            os.dup2(w, 3)
+            os.closerange(4, 65536)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            limit_resources()
+            _run_pytest(cwd, args, 3, as_json)
         finally:
             os._exit(0)
     os.close(w)
     return pid, r
+
+
+def limit_resources():
+    """Per-process ceilings for agent code: memory and file size (a fork bomb is cut by the command timeout)."""
+    import resource
+
+    for what, value in ((resource.RLIMIT_AS, 8 << 30), (resource.RLIMIT_FSIZE, 1 << 30)):
+        resource.setrlimit(what, (value, value))
 
 
 def run_forked(cwd, args, as_json, timeout=None):
@@ -142,22 +157,66 @@ def warm_up():
             sys.stdout, sys.stderr = streams
 
 
-def verify_request(req):
-    """Restore the test files, record the agent's patch, run the tests; return the report as a dict."""
+CONFIG_NAMES = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "sitecustomize.py",
+                "usercustomize.py"}
+# git must not run anything the agent configured in .git/config (fsmonitor, external diff, textconv, hooks)
+GIT = ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "diff.external=",
+       "-c", "core.pager=cat", "-c", "safe.directory=*"]
+
+
+def _git(cwd, *args):
+    try:
+        return subprocess.run(GIT + ["-C", cwd, *args], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"}).stdout
+    except subprocess.TimeoutExpired:
+        return ""
+
+
+def _force_write(root, rel, content):
+    """Write ROOT/REL whatever the agent left in the way: files where directories should be, directories where
+    the file should be, symlinks, missing permissions."""
+    parts = rel.split("/")
+    here = root
+    for part in parts[:-1]:
+        here = os.path.join(here, part)
+        if os.path.islink(here) or (os.path.exists(here) and not os.path.isdir(here)):
+            os.unlink(here)
+        os.makedirs(here, exist_ok=True)
+        os.chmod(here, 0o755)
+    path = os.path.join(root, rel)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+    with open(path, "w") as f:
+        f.write(content)
+
+
+def verify_request(req, kill_all=lambda: None):
+    """Record the agent's patch, restore the test and pytest-config files, remove unknown ones, run the tests.
+
+    Agent code still runs inside the pytest process (that is what a test run is); what is closed here are the
+    ways to change the verdict without touching the code under test.
+    """
     cwd = req["cwd"]
-    git = ["git", "-c", "core.hooksPath=/dev/null", "-C", cwd]
-    subprocess.run(git + ["add", "-A"], capture_output=True)
-    patch = subprocess.run(git + ["diff", "--cached", "--no-color"], capture_output=True, text=True).stdout
+    _git(cwd, "add", "-A")
+    patch = _git(cwd, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv")
+    kill_all()  # anything git may have started
+    known = set(req["known"])
+    for dirpath, dirnames, filenames in os.walk(cwd):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), cwd)
+            if (name in CONFIG_NAMES or name.endswith(".pth")) and rel not in known:
+                os.unlink(os.path.join(dirpath, name))
     for rel, content in req["restore"].items():
-        path = os.path.join(cwd, rel)
-        if os.path.lexists(path) and not os.path.isdir(path):
-            os.unlink(path)  # never write through a symlink the agent left
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(content)
+        _force_write(cwd, rel, content)
     t0 = time.monotonic()
-    out, timed_out = run_forked(cwd, ["--rootdir", cwd] + req["tests"], as_json=True, timeout=req["timeout"])
-    report = json.loads(out) if out else {"code": None, "results": {}, "stderr": ""}
+    out, timed_out = run_forked(cwd, ["--rootdir", cwd] + req["tests"], as_json=True, timeout=req["test_timeout"])
+    try:
+        report = json.loads(out)
+    except json.JSONDecodeError:
+        report = {"code": None, "results": {}, "stderr": out[-2000:]}
     report.update(patch=patch, timed_out=timed_out, duration_s=time.monotonic() - t0)
     return report
 
