@@ -36,7 +36,7 @@ class EnvConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     command_timeout: float = Field(10.0, gt=0, description="seconds before a command is killed (the shell restarts)")
-    output_limit: int = Field(1500, ge=100, description="characters of output shown; the rest is cut, and it says so")
+    output_limit: int = Field(1500, ge=100, description="bytes of output shown; the rest is cut, and it says so")
     verify_timeout: float = Field(60.0, gt=0, description="seconds for the final test run")
 
 

@@ -26,7 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from oec.sandbox.bwrap import TOOLS, bwrap_argv
+from oec.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
 
 IO = "/oec/io"
 
@@ -101,6 +101,7 @@ class Slot:
     """One sandbox. `workspace` (host path) is mounted at /workspace; `load` replaces its contents."""
 
     def __init__(self, workspace: Path | None = None):
+        bwrap_path()  # fails with instructions before anything is created
         self._dir = Path(tempfile.mkdtemp(prefix="oec-slot-"))
         self.workspace = workspace or self._dir / "ws"
         self.workspace.mkdir(exist_ok=True)
@@ -253,9 +254,16 @@ class SlotPool:
         return Slot()
 
     def release(self, slot: Slot) -> None:
-        if slot.alive:
-            with self._lock:
-                self._idle.append(slot)
+        """Back to the pool, with everything the episode started already killed (an idle slot runs nothing)."""
+        if not slot.alive:
+            return
+        try:
+            slot.control("reset")
+        except SandboxError:
+            slot.close()
+            return
+        with self._lock:
+            self._idle.append(slot)
 
     def close(self) -> None:
         with self._lock:
