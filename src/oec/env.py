@@ -69,7 +69,8 @@ def _template(task: Task) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
             env = {**os.environ, **GIT_ENV}
-            for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
+            # --template=: no sample hooks to copy (most of the cost of `git init`)
+            for cmd in (["init", "-q", "-b", "main", "--template="], ["add", "-A"], ["commit", "-q", "-m", "base"]):
                 subprocess.run(["git", "-C", str(path), *cmd], env=env, check=True, capture_output=True)
         except (OSError, subprocess.CalledProcessError) as e:
             shutil.rmtree(path, ignore_errors=True)
