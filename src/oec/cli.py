@@ -74,7 +74,8 @@ def collect_cmd(
     student: Optional[str] = typer.Option(None, help="student policy spec, e.g. scripted:noisy"),
     expert_format: Optional[str] = typer.Option(None, help="the expert's format: text | toolcalls [text]"),
     student_format: Optional[str] = typer.Option(None, help="the student's format: text | toolcalls [text]"),
-    switch: Optional[str] = typer.Option(None, help="oec switch turn: uniform | late[:A,B] | fixed:K [uniform]"),
+    switch: Optional[str] = typer.Option(None, help="oec switch turn: uniform | late[:A,B] | fixed:K | trigger:DIR [uniform]"),
+    trigger_threshold: Optional[float] = typer.Option(None, help="trigger: quantile of the expert's distances [0.99]"),
     beta: Optional[float] = typer.Option(None, help="dagger: probability the expert acts at a turn [0.5]"),
     samples: Optional[int] = typer.Option(None, help="episodes per task [1]"),
     workers: Optional[int] = typer.Option(None, help="concurrent episodes [4]"),
@@ -85,7 +86,7 @@ def collect_cmd(
     """Run episodes and append them to OUT/trajectories.jsonl."""
     options = dict(tasks=str(tasks) if tasks else None, out=str(out) if out else None, mode=mode, expert=expert,
                    student=student, expert_format=expert_format, student_format=student_format, switch=switch,
-                   beta=beta, samples=samples, workers=workers, seed=seed)
+                   trigger_threshold=trigger_threshold, beta=beta, samples=samples, workers=workers, seed=seed)
     try:
         cfg = load_config(CollectConfig, config, options, overrides)
         result = collect(cfg, progress=not quiet)
@@ -119,6 +120,43 @@ def student_init(
     info = json.loads((path / "oec_student.json").read_text())
     typer.echo(f"wrote {path}: {info['parameters'] / 1e6:.2f}M parameters, vocabulary {cfg.vocab_size}, "
                f"context {cfg.context}")
+
+
+@app.command()
+def shift(
+    population: List[str] = typer.Option(..., help="NAME=RUN_DIR, repeated: e.g. student=runs/s0 expert=runs/bc"),
+    out: Path = typer.Option(..., help="output directory"),
+    embedder: Optional[str] = typer.Option(None, help="minilm | st:PATH_OR_NAME | openai:MODEL@URL [minilm]"),
+    pca: Optional[int] = typer.Option(None, help="principal dimensions per turn [16]"),
+    bootstrap: Optional[int] = typer.Option(None, help="bootstrap replicates [200]"),
+    role_only: bool = typer.Option(False, help="drop the system note and problem statement from histories"),
+    actions_only: bool = typer.Option(False, help="embed only the actions"),
+    reference: Optional[str] = typer.Option(None, help="population the others are compared with [expert]"),
+    tasks: Optional[Path] = typer.Option(None, help="tasks file (default: from each run's manifest)"),
+    min_samples: Optional[int] = typer.Option(None, help="trajectories per side needed at a turn [8]"),
+    seed: Optional[int] = typer.Option(None),
+    cache: Optional[Path] = typer.Option(None, help="embedding cache [~/.cache/oec/embeddings]"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+):
+    """Covariate shift per turn between populations: per_turn.csv, fd.png, kl.png, summary.md, trigger model."""
+    from oec.shift.analyze import ShiftConfig, analyze
+
+    pops = {}
+    for item in population:
+        name, eq, run = item.partition("=")
+        if not eq or not name or not run:
+            _fail(InputError(f"--population {item!r}: expected NAME=RUN_DIR, e.g. expert=runs/bc"))
+        pops[name] = run
+    options = dict(embedder=embedder, pca=pca, bootstrap=bootstrap, role_only=role_only or None,
+                   actions_only=actions_only or None, reference=reference, tasks=str(tasks) if tasks else None,
+                   min_samples=min_samples, seed=seed, cache=str(cache) if cache else None)
+    try:
+        cfg = load_config(ShiftConfig, None, options)
+        result = analyze(pops, out, cfg, progress=not quiet)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(result["summary"])
+    typer.echo(f"wrote {out}/per_turn.csv, fd.png, kl.png, summary.md, trigger.npz")
 
 
 @app.command()

@@ -43,7 +43,8 @@ class CollectConfig(BaseModel):
     student: str | None = Field(None, description="student policy spec")
     expert_format: str = Field("text", description="the expert's format: text | toolcalls (options: text?window=4)")
     student_format: str = Field("text", description="the student's format")
-    switch: str = Field("uniform", description="oec switch sampler: uniform | late[:A,B] | fixed:K")
+    switch: str = Field("uniform", description="oec switch: uniform | late[:A,B] | fixed:K | trigger:DIR")
+    trigger_threshold: float = Field(0.99, gt=0, lt=1, description="trigger: quantile of the expert's own distances")
     beta: float = Field(0.5, ge=0, le=1, description="dagger: probability that the expert acts at a turn")
     samples: int = Field(1, ge=1, description="episodes per task")
     workers: int = Field(4, ge=1, description="episodes run concurrently")
@@ -76,7 +77,7 @@ class Collector:
                 if not spec:
                     raise InputError(f"mode {cfg.mode!r} needs --{actor} (e.g. --{actor} scripted:{'expert' if actor == 'expert' else 'noisy'})")
                 self.policies[actor] = make_policy(spec, getattr(cfg, f"{actor}_format"))
-        self.schedule = make_schedule(cfg.mode, cfg.switch, cfg.beta)
+        self.schedule = make_schedule(cfg.mode, cfg.switch, cfg.beta, cfg.trigger_threshold)
         self.stop = threading.Event()
 
     def run_episode(self, task: Task, sample: int) -> Trajectory:

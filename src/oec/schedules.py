@@ -67,7 +67,7 @@ class Switch:
             except ValueError:
                 raise ValueError(f"--switch late:A,B needs two numbers (Beta shape), got {sampler!r}") from None
         elif self.name != "uniform" or arg:
-            raise ValueError(f"unknown --switch {sampler!r}; use uniform, late, late:A,B or fixed:K")
+            raise ValueError(f"unknown --switch {sampler!r}; use uniform, late, late:A,B, fixed:K or trigger:DIR")
 
     def plan(self, task: Task, policies: dict[Actor, Policy], rng: random.Random, probe: Probe) -> Plan:
         info: dict = {"sampler": self.name}
@@ -104,9 +104,13 @@ class Mix:
                     label_student_steps=True, info={"beta": self.beta})
 
 
-def make_schedule(mode: str, switch: str = "uniform", beta: float = 0.5):
+def make_schedule(mode: str, switch: str = "uniform", beta: float = 0.5, trigger_threshold: float = 0.99):
     if mode in ("expert", "student"):
         return Solo(mode)
+    if mode == "oec" and switch.startswith("trigger:"):
+        from oec.shift.trigger import Trigger  # numpy, scikit-learn and the embedder only when asked for
+
+        return Trigger(switch.removeprefix("trigger:"), trigger_threshold)
     if mode == "oec":
         return Switch(switch)
     if mode == "dagger":

@@ -1,0 +1,115 @@
+"""Covariate-shift analysis with the real packaged embedder, and the divergence-triggered switch."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from oec.collect import CollectConfig, collect
+from oec.shift.embed import history_text
+from oec.shift.stats import Gaussian, compare, frechet, kl
+from oec.store import read_trajectories
+from oec.tasks import InputError, generate_tasks, write_tasks
+from oec.types import Action, Step
+
+
+def test_distances_of_known_gaussians():
+    a = Gaussian(np.zeros(2), np.eye(2))
+    b = Gaussian(np.array([3.0, 4.0]), 4 * np.eye(2))
+    assert frechet(a, a) == pytest.approx(0, abs=1e-9) and kl(a, a) == pytest.approx(0, abs=1e-9)
+    assert frechet(a, b) == pytest.approx(25 + 2 + 8 - 2 * 2 * 2)  # |d|^2 + tr(A + B - 2 sqrt(AB))
+    assert kl(a, b) == pytest.approx(0.5 * (2 / 4 + 25 / 4 - 2 + 2 * np.log(4)))
+
+
+def test_compare_is_seeded_and_separates_shifted_samples():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 20)), rng.normal(size=(40, 20))
+    z = rng.normal(size=(40, 20)) + 1.0
+    same = compare(x, y, 8, 50, np.random.default_rng(1))
+    assert same == compare(x, y, 8, 50, np.random.default_rng(1))
+    shifted = compare(x, z, 8, 50, np.random.default_rng(1))
+    assert shifted.fd_lo > same.fd_hi and shifted.kl_lo > same.kl_hi
+    assert same.fd_lo <= same.fd <= same.fd_hi
+
+
+def test_history_text_variants():
+    steps = [Step(turn=0, actor="student", output="x", action=Action(kind="bash", command="ls"), observation="a.py\n",
+                  returncode=0)]
+    full = history_text(steps, "fix it")
+    assert "[problem] fix it" in full and "[action] ls" in full and "a.py" in full
+    assert "fix it" not in history_text(steps, "fix it", role_only=True)
+    assert "a.py" not in history_text(steps, "fix it", actions_only=True)
+    assert history_text([], "", role_only=True) == ""
+
+
+@pytest.fixture(scope="module")
+def shifted_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shift")
+    tasks = write_tasks(generate_tasks("toy", "train", 48, seed=5), root / "tasks.jsonl")
+    for name, opts in (("bc", {"mode": "expert"}), ("s0", {"mode": "student", "student": "scripted:noisy"})):
+        collect(CollectConfig(tasks=str(tasks), out=str(root / name), workers=4, **opts), progress=False)
+    from oec.shift.analyze import ShiftConfig, analyze
+
+    cfg = ShiftConfig(cache=str(root / "cache"), bootstrap=60)
+    result = analyze({"student": str(root / "s0"), "expert": str(root / "bc")}, root / "out", cfg, progress=False)
+    return root, tasks, cfg, result
+
+
+@pytest.mark.slow
+def test_student_diverges_from_expert_beyond_the_baseline(shifted_runs):
+    root, _, _, result = shifted_runs
+    rows = list(csv.DictReader((root / "out/per_turn.csv").open()))
+    assert {"turn", "pair", "n_a", "n_b", "fd", "fd_lo", "fd_hi", "kl", "kl_lo", "kl_hi"} <= set(rows[0])
+    by = {(r["pair"], int(r["turn"])): r for r in rows if r["valid"] == "True"}
+    later = [t for (p, t) in by if p == "student-expert" and t >= 3 and ("expert-expert", t) in by]
+    assert len(later) >= 3
+    for key in ("fd", "kl"):
+        above = [t for t in later if float(by["student-expert", t][key]) > float(by["expert-expert", t][f"{key}_hi"])]
+        assert len(above) >= len(later) - 1, (key, above, later)
+    assert "grows with turn" in result["summary"]
+    assert (root / "out/fd.png").stat().st_size > 10_000 and (root / "out/kl.png").exists()
+    assert "Covariate shift" in (root / "out/summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_rerun_from_the_cache_is_identical(shifted_runs):
+    from oec.shift.analyze import analyze
+
+    root, _, cfg, _ = shifted_runs
+    analyze({"student": str(root / "s0"), "expert": str(root / "bc")}, root / "again", cfg, progress=False)
+    assert (root / "again/per_turn.csv").read_text() == (root / "out/per_turn.csv").read_text()
+
+
+@pytest.mark.slow
+def test_trigger_switches_where_the_score_first_exceeds_the_threshold(shifted_runs, tmp_path):
+    root, tasks, _, _ = shifted_runs
+    tasks = write_tasks(generate_tasks("toy", "train", 16, seed=7), tmp_path / "tasks.jsonl")
+    cfg = CollectConfig(tasks=str(tasks), out=str(tmp_path / "trig"), mode="oec", student="scripted:noisy",
+                        switch=f"trigger:{root / 'out'}", trigger_threshold=0.9, workers=4)
+    collect(cfg, progress=False)
+    trajs = read_trajectories(tmp_path / "trig")
+    switched = [t for t in trajs if t.switch_turn is not None]
+    assert switched and len(trajs) == 16
+    for t in trajs:
+        scores = t.switch_info["scores"]
+        assert [s["turn"] for s in scores] == list(range(len(scores)))
+        k = t.switch_turn
+        if k is None:
+            assert all(s.actor == "student" for s in t.steps)
+            continue
+        assert all(s["distance"] <= s["threshold"] for s in scores[:k]) and scores[k]["distance"] > scores[k]["threshold"]
+        assert [s.actor for s in t.steps] == ["student"] * k + ["expert"] * (len(t.steps) - k)
+        assert t.switch_info["reason"].startswith(f"turn {k}: Mahalanobis distance")
+
+
+def test_bad_shift_inputs(tmp_path):
+    from oec.shift.analyze import analyze
+
+    with pytest.raises(InputError, match="--reference 'expert' is not among"):
+        analyze({"a": str(tmp_path), "b": str(tmp_path)}, tmp_path / "o")
+    with pytest.raises(ValueError, match="no trigger.json"):
+        from oec.schedules import make_schedule
+
+        make_schedule("oec", f"trigger:{tmp_path}")
+    assert json.dumps(1)
