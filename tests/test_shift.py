@@ -113,3 +113,21 @@ def test_bad_shift_inputs(tmp_path):
 
         make_schedule("oec", f"trigger:{tmp_path}")
     assert json.dumps(1)
+
+
+def test_fast_ledoit_wolf_and_leave_one_out_match_the_slow_ways():
+    from sklearn.covariance import LedoitWolf
+
+    from oec.shift.stats import ledoit_wolf, loo_mahalanobis, mahalanobis
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(25, 40)) @ rng.normal(size=(40, 40))
+    cov, shrink = ledoit_wolf(x)
+    np.testing.assert_allclose(cov, LedoitWolf().fit(x).covariance_, atol=1e-10)
+    brute = []
+    for i in range(len(x)):
+        rest = np.delete(x, i, axis=0)
+        s = np.cov(rest.T, bias=True)
+        c = (1 - shrink) * s + shrink * np.trace(s) / s.shape[0] * np.eye(s.shape[0])
+        brute.append(mahalanobis(x[i], rest.mean(axis=0), np.linalg.inv(c))[0])
+    np.testing.assert_allclose(loo_mahalanobis(x, shrink), brute, rtol=1e-8)
