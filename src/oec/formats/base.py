@@ -6,7 +6,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.types import Step
+from oec.types import Step, Task
 
 
 class FormatConfig(BaseModel):
@@ -15,6 +15,11 @@ class FormatConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     window: int | None = Field(None, ge=1, description="keep only the last N observations in full; older ones elided")
     system: str | None = Field(None, description="system prompt (default: the format's own)")
+
+
+def opening(system: str, task: Task) -> list[dict]:
+    """Every format starts the same way: its system prompt, then the problem statement."""
+    return [{"role": "system", "content": system}, {"role": "user", "content": task.problem_statement}]
 
 
 def observation_text(step: Step) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from oec.formats.base import FormatConfig, windowed
+from oec.formats.base import FormatConfig, opening, windowed
 from oec.protocols import FormatError, Message
 from oec.types import Action, Completion, Step, Task
 
@@ -43,7 +43,7 @@ class TextFormat:
         self.system = self.config.system or SYSTEM
 
     def render(self, task: Task, steps: Sequence[Step]) -> list[Message]:
-        messages = [{"role": "system", "content": self.system}, {"role": "user", "content": task.problem_statement}]
+        messages = opening(self.system, task)
         for step, observation in zip(steps, windowed(steps, self.config.window)):
             messages.append({"role": "assistant", "content": self.output(step)})
             messages.append({"role": "user", "content": observation})

@@ -10,7 +10,7 @@ import json
 from typing import Sequence
 
 from oec.commands import edit_command, parse_edit
-from oec.formats.base import FormatConfig, windowed
+from oec.formats.base import FormatConfig, opening, windowed
 from oec.protocols import FormatError, Message
 from oec.types import Action, Completion, Step, Task, ToolCall
 
@@ -54,7 +54,7 @@ class ToolCallFormat:
         self.system = self.config.system or SYSTEM
 
     def render(self, task: Task, steps: Sequence[Step]) -> list[Message]:
-        messages = [{"role": "system", "content": self.system}, {"role": "user", "content": task.problem_statement}]
+        messages = opening(self.system, task)
         for step, observation in zip(steps, windowed(steps, self.config.window)):
             if step.action is None:  # a format error: show what was said and what was wrong with it
                 messages.append({"role": "assistant", "content": step.output})
