@@ -74,10 +74,11 @@ def render(summary: dict) -> str:
         f"format errors {summary['format_errors']}",
     ]
     for actor, sp in summary["tokens"].items():
-        if sp["calls"]:
+        if sp["prompt_tokens"] + sp["completion_tokens"]:  # scripted policies use none
             lines.append(f"{actor}: {sp['calls']} calls, {sp['prompt_tokens']} prompt + {sp['completion_tokens']} "
                          f"completion tokens, ${sp['cost']:.4f}")
-    if summary["tokens"]["expert"]["calls"]:
+    expert = summary["tokens"]["expert"]
+    if expert["prompt_tokens"] + expert["completion_tokens"]:
         per = summary["expert_tokens_per_resolved"]
         lines.append(f"expert tokens per trajectory {summary['expert_tokens_per_trajectory']:.0f}, per resolved "
                      f"{'n/a' if per is None else f'{per:.0f}'}")
