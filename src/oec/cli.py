@@ -122,6 +122,23 @@ def student_init(
                f"context {cfg.context}")
 
 
+@app.command("filter")
+def filter_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="thresholds, e.g. max_read_only_run=12 require_resolved=false"),
+    config: Optional[Path] = typer.Option(None, help="YAML with FilterConfig fields"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Mark each trajectory kept or rejected with reasons (RUN/filter.jsonl); nothing is deleted."""
+    from oec.filter import FilterConfig, filter_run, render as render_filter
+
+    try:
+        summary = filter_run(run, load_config(FilterConfig, config, None, overrides))
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(json.dumps(summary, indent=2) if as_json else render_filter(summary))
+
+
 @app.command()
 def shift(
     population: List[str] = typer.Option(..., help="NAME=RUN_DIR, repeated: e.g. student=runs/s0 expert=runs/bc"),
