@@ -140,6 +140,39 @@ def filter_cmd(
 
 
 @app.command()
+def build(
+    runs: List[Path] = typer.Argument(..., help="run directories (filtered runs contribute their kept trajectories)"),
+    out: Path = typer.Option(..., help="dataset directory (hf) or JSONL file (openai, sharegpt)"),
+    student: Optional[Path] = typer.Option(None, help="student model dir: tokenizer + chat template (hf format)"),
+    mask: Optional[str] = typer.Option(None, help="expert | all | custom [expert]"),
+    format: Optional[str] = typer.Option(None, "--format", help="hf | openai | sharegpt [hf]"),
+    weights: Optional[str] = typer.Option(None, help="comma-separated, one per run, e.g. 1,2"),
+    max_trajectories: Optional[int] = typer.Option(None, help="sample this many trajectories"),
+    max_tokens: Optional[int] = typer.Option(None, help="token budget per example [the model's context]"),
+    student_format: Optional[str] = typer.Option(None, help="the student's format [text]"),
+    tasks: Optional[Path] = typer.Option(None, help="tasks file [from each run's manifest]"),
+    seed: Optional[int] = typer.Option(None),
+):
+    """Training data from kept trajectories, rendered in the student's format, masks by actor."""
+    from oec.build import BuildConfig, build as build_data
+
+    try:
+        w = [float(x) for x in weights.split(",")] if weights else None
+    except ValueError:
+        _fail(InputError(f"--weights {weights!r}: expected numbers separated by commas, e.g. 1,2"))
+    options = dict(runs=[str(r) for r in runs], out=str(out), student=str(student) if student else None, mask=mask,
+                   format=format, weights=w, max_trajectories=max_trajectories, max_tokens=max_tokens,
+                   student_format=student_format, tasks=str(tasks) if tasks else None, seed=seed)
+    try:
+        info = build_data(load_config(BuildConfig, None, options))
+    except USER_ERRORS as e:
+        _fail(e)
+    st = info["stats"]
+    typer.echo(f"wrote {out}: {st['examples']} examples from {st['trajectories']} trajectories; tokens: "
+               f"{st['trainable_tokens']} trainable of {st['total_tokens']}, {st['dropped_tokens']} dropped")
+
+
+@app.command()
 def shift(
     population: List[str] = typer.Option(..., help="NAME=RUN_DIR, repeated: e.g. student=runs/s0 expert=runs/bc"),
     out: Path = typer.Option(..., help="output directory"),

@@ -1,0 +1,112 @@
+"""`oec build`: masks checked by decoding them against the trajectories, exports, splitting, mixtures."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from oec.build import BuildConfig, build
+from oec.collect import CollectConfig, collect
+from oec.filter import filter_run
+from oec.store import read_trajectories
+from oec.tasks import InputError
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, train_tasks):
+    from oec.tasks import write_tasks
+
+    root = tmp_path_factory.mktemp("build")
+    tasks = write_tasks(train_tasks[:6], root / "tasks.jsonl")
+    for name, opts in (("bc", {"mode": "expert"}), ("oec", {"mode": "oec", "student": "scripted:noisy"}),
+                       ("dagger", {"mode": "dagger", "student": "scripted:noisy", "beta": 0.3})):
+        collect(CollectConfig(tasks=str(tasks), out=str(root / name), workers=4, **opts), progress=False)
+    return root
+
+
+def _trained_texts(row, tokenizer):
+    runs, cur = [], []
+    for tok, m in zip(row["input_ids"], row["assistant_masks"]):
+        if m:
+            cur.append(tok)
+        elif cur:
+            runs.append(tokenizer.decode(cur))
+            cur = []
+    return runs + ([tokenizer.decode(cur)] if cur else [])
+
+
+def test_oec_masks_cover_exactly_the_expert_turns(runs, tiny_model, tmp_path):
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    info = build(BuildConfig(runs=[str(runs / "oec")], student=str(tiny_model), out=str(tmp_path / "d")))
+    ds = load_from_disk(str(tmp_path / "d"))
+    tok = AutoTokenizer.from_pretrained(tmp_path / "d/tokenizer")
+    trajs = {t.key: t for t in read_trajectories(runs / "oec")}
+    assert {"input_ids", "assistant_masks", "task_id", "sample", "mode", "switch_turn", "turn"} <= set(ds.column_names)
+    assert info["stats"]["dropped_tokens"] == 0
+    trained = {}  # long trajectories are split into several rows (the tiny model's context is 1024)
+    for row in ds:
+        trained.setdefault((row["task_id"], row["sample"]), Counter()).update(_trained_texts(row, tok))
+        assert row["switch_turn"] == trajs[row["task_id"], row["sample"]].switch_turn
+    assert set(trained) == {k for k, t in trajs.items() if t.resolved}
+    for key, texts in trained.items():
+        assert texts == Counter(s.output + "<|end|>" for s in trajs[key].steps if s.actor == "expert")
+
+
+def test_dagger_trains_the_labels_at_the_states_the_student_reached(runs, tiny_model, tmp_path):
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    build(BuildConfig(runs=[str(runs / "dagger")], student=str(tiny_model), out=str(tmp_path / "d")))
+    ds = load_from_disk(str(tmp_path / "d"))
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    trajs = {t.key: t for t in read_trajectories(runs / "dagger") if t.resolved}
+    labels = sum(1 for t in trajs.values() for s in t.steps if s.label)
+    label_rows = [r for r in ds if r["turn"] >= 0 and trajs[r["task_id"], r["sample"]].steps[r["turn"]].label]
+    assert len(label_rows) >= labels
+    for row in label_rows:
+        step = trajs[row["task_id"], row["sample"]].steps[row["turn"]]
+        if step.actor == "student":
+            assert _trained_texts(row, tok)[-1] == step.label.output + "<|end|>"
+
+
+def test_text_exports_need_no_tokenizer(runs, tmp_path):
+    build(BuildConfig(runs=[str(runs / "oec")], format="openai", out=str(tmp_path / "o.jsonl")))
+    build(BuildConfig(runs=[str(runs / "oec")], format="sharegpt", out=str(tmp_path / "s.jsonl")))
+    trajs = {t.key: t for t in read_trajectories(runs / "oec")}
+    for line in (tmp_path / "o.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        traj = trajs[rec["metadata"]["task_id"], rec["metadata"]["sample"]]
+        weights = [m["weight"] for m in rec["messages"] if m["role"] == "assistant"]
+        assert weights == [int(s.actor == "expert") for s in traj.steps]
+    rec = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[0])
+    assert {t["from"] for t in rec["conversations"]} <= {"system", "human", "gpt"}
+    assert any(t["train"] for t in rec["conversations"]) and not rec["conversations"][0]["train"]
+
+
+def test_long_trajectories_are_split_not_cut(runs, tiny_model, tmp_path):
+    full = build(BuildConfig(runs=[str(runs / "bc")], student=str(tiny_model), out=str(tmp_path / "a")))
+    split = build(BuildConfig(runs=[str(runs / "bc")], student=str(tiny_model), out=str(tmp_path / "b"),
+                              max_tokens=600))
+    assert split["stats"]["examples"] > full["stats"]["examples"]
+    assert split["stats"]["dropped_tokens"] == 0
+    assert split["stats"]["trainable_tokens"] == full["stats"]["trainable_tokens"]
+    from datasets import load_from_disk
+
+    assert max(len(r) for r in load_from_disk(str(tmp_path / "b"))["input_ids"]) <= 600
+
+
+def test_filters_weights_and_sampling(runs, tiny_model, tmp_path):
+    filter_run(runs / "oec")
+    one = build(BuildConfig(runs=[str(runs / "bc"), str(runs / "oec")], format="openai", out=str(tmp_path / "1.jsonl")))
+    two = build(BuildConfig(runs=[str(runs / "bc"), str(runs / "oec")], format="openai", out=str(tmp_path / "2.jsonl"),
+                            weights=[2, 1]))
+    assert two["stats"]["trajectories"] == one["stats"]["trajectories"] + 6
+    few = build(BuildConfig(runs=[str(runs / "bc")], format="openai", out=str(tmp_path / "3.jsonl"), max_trajectories=4))
+    assert few["stats"]["trajectories"] == 4
+    with pytest.raises(InputError, match="--weights has 1 values for 2 runs"):
+        build(BuildConfig(runs=[str(runs / "bc"), str(runs / "oec")], format="openai", out=str(tmp_path / "x"),
+                          weights=[1]))
+    with pytest.raises(InputError, match="needs --student"):
+        build(BuildConfig(runs=[str(runs / "bc")], out=str(tmp_path / "y")))
