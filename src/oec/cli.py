@@ -172,6 +172,50 @@ def build(
                f"{st['trainable_tokens']} trainable of {st['total_tokens']}, {st['dropped_tokens']} dropped")
 
 
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Option(..., help="dataset written by `oec build --format hf`"),
+    model: Path = typer.Option(..., help="model directory to start from"),
+    out: Path = typer.Option(..., help="checkpoint directory"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="e.g. trl.learning_rate=3e-4 trl.max_steps=200 lora_r=8"),
+    lora: bool = typer.Option(False, help="LoRA adapters (PEFT), merged into the saved model"),
+    seed: Optional[int] = typer.Option(None),
+):
+    """Fine-tune the student on a built dataset (TRL SFTTrainer; masks reach the loss)."""
+    from oec.train import TrainConfig, train
+
+    options = dict(data=str(data), model=str(model), out=str(out), lora=lora or None, seed=seed)
+    try:
+        info = train(load_config(TrainConfig, None, options, overrides))
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"wrote {out}: {info['steps']} steps on {info['examples']} examples, loss {info['losses'][:1]} -> "
+               f"{info['losses'][-1:]} in {info['seconds']:.0f} s")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., help="model directory (or any policy spec, e.g. openai:M@URL)"),
+    tasks: Path = typer.Option(..., help="held-out tasks"),
+    out: Path = typer.Option(..., help="run directory for the student's trajectories"),
+    samples: int = typer.Option(1, help="episodes per task"),
+    temperature: float = typer.Option(0.0, help="sampling temperature (0 = greedy)"),
+    workers: int = typer.Option(8, help="concurrent episodes (batched together by the local policy)"),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Student-only rollouts on held-out tasks: resolve rate with a Wilson 95% interval (a normal run directory)."""
+    spec = model if ":" in model else f"local:{model}?temperature={temperature}"
+    cfg = CollectConfig(tasks=str(tasks), out=str(out), mode="student", student=spec, samples=samples,
+                        workers=workers, seed=seed)
+    try:
+        collect(cfg, progress=not as_json)
+        summary = summarize(out)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(json.dumps(summary, indent=2) if as_json else render(summary))
+
+
 @app.command()
 def shift(
     population: List[str] = typer.Option(..., help="NAME=RUN_DIR, repeated: e.g. student=runs/s0 expert=runs/bc"),

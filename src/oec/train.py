@@ -1,0 +1,87 @@
+"""`oec train`: supervised fine-tuning of the student on a built dataset, through TRL's SFTTrainer.
+
+The dataset is pre-tokenized (`input_ids` + `assistant_masks`), so TRL uses it as is and the masks reach the loss:
+only the trained turns count. Examples were already split to fit the student's context by `oec build`, so nothing is
+truncated here. Padding-free batching is on by default (no pad tokens are computed); `trl.KEY=VALUE` overrides go to
+`SFTConfig` unchanged. The result is an ordinary model directory that `local:` policies load (LoRA adapters are merged).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oec.tasks import InputError
+
+DEFAULTS = {  # sized for a tiny student on a CPU; every key can be overridden with trl.KEY=VALUE
+    "per_device_train_batch_size": 8, "learning_rate": 1e-3, "num_train_epochs": 1.0, "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.05, "logging_steps": 10, "save_strategy": "no", "report_to": "none", "padding_free": True,
+    "max_length": None, "dataloader_num_workers": 0,  # assistant_masks always reach the labels (TRL builds them)
+}
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: str = Field(description="dataset directory written by `oec build --format hf`")
+    model: str = Field(description="model directory to start from")
+    out: str = Field(description="checkpoint directory to write")
+    lora: bool = Field(False, description="train LoRA adapters (PEFT) and merge them into the saved model")
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    seed: int = 0
+    trl: dict[str, Any] = Field(default_factory=dict, description="SFTConfig fields, e.g. learning_rate, max_steps")
+
+
+def check_tokenizer(data: Path, tokenizer) -> None:
+    """The dataset's token ids mean something only under the tokenizer that made them."""
+    built = data / "tokenizer"
+    if not built.is_dir():
+        raise InputError(f"{data}: no tokenizer/ beside the dataset; was it written by `oec build --format hf`?")
+    from transformers import AutoTokenizer
+
+    theirs = AutoTokenizer.from_pretrained(built)
+    if theirs.get_vocab() != tokenizer.get_vocab() or theirs.chat_template != tokenizer.chat_template:
+        raise InputError(f"{data} was tokenized with another tokenizer than the model's (vocabulary or chat template "
+                         "differ); rebuild it with `oec build ... --student MODEL_DIR` for this model")
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    data, out = Path(cfg.data), Path(cfg.out)
+    if not (data / "dataset_info.json").exists():
+        raise InputError(f"{data}: not a dataset written by `oec build --format hf`")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    check_tokenizer(data, tokenizer)
+    dataset = load_from_disk(str(data)).select_columns(["input_ids", "assistant_masks"])
+    model = AutoModelForCausalLM.from_pretrained(cfg.model)
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    fields = {**DEFAULTS, "use_cpu": not torch.cuda.is_available(), "disable_tqdm": not progress, **cfg.trl}
+    try:
+        args = SFTConfig(output_dir=str(out), seed=cfg.seed, **fields)
+    except TypeError as e:
+        raise InputError(f"trl overrides: {e} (see trl.SFTConfig for the fields)") from None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config)
+    result = trainer.train()
+    trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    trained.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    log = trainer.state.log_history
+    (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    info = {"config": cfg.model_dump(), "examples": len(dataset), "steps": trainer.state.global_step,
+            "train_loss": result.training_loss, "seconds": result.metrics.get("train_runtime"),
+            "losses": [r["loss"] for r in log if "loss" in r]}
+    (out / "oec_train.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
