@@ -131,3 +131,21 @@ def test_fast_ledoit_wolf_and_leave_one_out_match_the_slow_ways():
         c = (1 - shrink) * s + shrink * np.trace(s) / s.shape[0] * np.eye(s.shape[0])
         brute.append(mahalanobis(x[i], rest.mean(axis=0), np.linalg.inv(c))[0])
     np.testing.assert_allclose(loo_mahalanobis(x, shrink), brute, rtol=1e-8)
+
+
+def test_concurrent_first_embeddings_load_the_model_once_and_leave_torch_on_cpu():
+    """Episodes call the trigger's embedder from many threads; the lazy model load must not race (a race once left
+    torch's meta-device mode switched on for the rest of the process)."""
+    import threading
+
+    import torch
+
+    from oec.shift.embed import make_embedder
+
+    emb = make_embedder("minilm", None)
+    threads = [threading.Thread(target=emb.embed, args=([f"history {i}"],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.empty(1).device.type == "cpu" and emb._model is not None

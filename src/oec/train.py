@@ -61,6 +61,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     check_tokenizer(data, tokenizer)
     dataset = load_from_disk(str(data)).select_columns(["input_ids", "assistant_masks"])
     model = AutoModelForCausalLM.from_pretrained(cfg.model)
+    model.tie_weights()
+    empty = [name for name, p in model.named_parameters() if p.is_meta]
+    if empty:  # a model whose weights never materialised would fail deep inside the Trainer
+        raise InputError(f"{cfg.model}: parameters {empty[:3]} were not loaded (still on the meta device; torch's "
+                         f"default device is {torch.get_default_device()}); is the checkpoint complete?")
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig

@@ -20,6 +20,7 @@ import numpy as np
 from oec.formats.base import observation_text
 from oec.types import Step
 
+_LOAD_LOCK = threading.Lock()
 SYSTEM_NOTE = "[system] You fix bugs in a Python repository. Reply with one bash command per turn."
 
 
@@ -121,10 +122,13 @@ class SentenceTransformerEmbedder(Embedder):
         return text if len(ids) <= room else self.tokenizer.decode(ids[-room:])
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        if self._model is None:
-            from sentence_transformers import SentenceTransformer
+        # One load at a time, process-wide: transformers builds models under a meta-device mode that is global to
+        # torch, and two threads entering and leaving it at once can leave it switched on for everything after.
+        with _LOAD_LOCK:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(self.path), device=self.device)
+                self._model = SentenceTransformer(str(self.path), device=self.device)
         return self._model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
 
 
