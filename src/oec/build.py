@@ -26,7 +26,7 @@ from oec.formats import make_format, text_reply
 from oec.policies.local import fit_to_context
 from oec.protocols import Message, PolicyError
 from oec.store import read_trajectories
-from oec.tasks import InputError, load_tasks
+from oec.tasks import InputError, tasks_of_run
 from oec.types import Task, Trajectory
 
 
@@ -52,15 +52,6 @@ class Conversation:
     messages: list[Message]
     trainable: list[bool]  # one per assistant message
     meta: dict
-
-
-def _tasks_for(run: Path, tasks_path: str | None) -> dict[str, Task]:
-    path = tasks_path
-    if path is None and (run / "manifest.json").exists():
-        path = json.loads((run / "manifest.json").read_text())["config"]["tasks"]
-    if path is None or not Path(path).exists():
-        raise InputError(f"{run}: cannot find its tasks file (its manifest names {path!r}); pass --tasks")
-    return {t.task_id: t for t in load_tasks(path)}
 
 
 def conversations(traj: Trajectory, task: Task, fmt, mask: str) -> list[Conversation]:
@@ -110,7 +101,7 @@ def _examples(conv: Conversation, tokenizer, budget: int, stats: dict) -> list[d
             pieces.append((window, flags, _encode(window, flags, tokenizer), conv.meta.get("turn", k)))
     out = []
     for messages, flags, (ids, mask), turn in pieces:
-        _check_prefix(messages, ids, tokenizer, conv.meta)
+        _check_prefix(messages, flags, ids, tokenizer, conv.meta)
         stats["examples"] += 1
         stats["total_tokens"] += len(ids)
         stats["trainable_tokens"] += sum(mask)
@@ -139,11 +130,9 @@ def _encode(messages: list[Message], trainable: list[bool], tokenizer) -> tuple[
     return ids, mask
 
 
-def _check_prefix(messages: list[Message], ids: list[int], tokenizer, meta: dict) -> None:
+def _check_prefix(messages: list[Message], trainable: list[bool], ids: list[int], tokenizer, meta: dict) -> None:
     """What the student is shown before a trained turn at inference must be a prefix of what it is trained on."""
-    for k in range(2, len(messages), 2):
-        if messages[k]["role"] != "assistant":
-            continue
+    for k in (2 + 2 * i for i, train in enumerate(trainable) if train):
         shown = list(tokenizer.apply_chat_template(messages[:k], add_generation_prompt=True, return_dict=False))
         if ids[: len(shown)] != shown:
             raise InputError(f"{meta['task_id']} sample {meta['sample']}: the student's chat template is not "
@@ -160,10 +149,13 @@ def _select(cfg: BuildConfig) -> list[tuple[Trajectory, Task, str]]:
     for run, w in zip(cfg.runs, weights):
         run = Path(run)
         keep = kept_keys(run)
-        tasks = _tasks_for(run, cfg.tasks)
+        tasks = tasks_of_run(run, cfg.tasks)
         trajs = [t for t in read_trajectories(run) if (keep is None and t.resolved) or (keep and t.key in keep)]
         whole, frac = int(w), w - int(w)
         picked = trajs * whole + rng.sample(trajs, round(frac * len(trajs)))
+        missing = sorted({t.task_id for t in picked} - set(tasks))
+        if missing:
+            raise InputError(f"{run}: trajectories of tasks {missing[:3]} are not in its tasks file; pass --tasks")
         chosen += [(t, tasks[t.task_id], str(run)) for t in picked]
     if cfg.max_trajectories is not None:
         if cfg.max_trajectories > len(chosen):

@@ -42,6 +42,18 @@ def load_tasks(path: str | Path) -> list[Task]:
     return tasks
 
 
+def tasks_of_run(run: str | Path, tasks: str | Path | None = None) -> dict[str, Task]:
+    """The tasks a run was collected on (TASKS, or the file its manifest names), by id."""
+    run = Path(run)
+    path = tasks
+    if path is None and (run / "manifest.json").exists():
+        path = json.loads((run / "manifest.json").read_text())["config"]["tasks"]
+    if path is None or not Path(path).exists():
+        raise InputError(f"{run}: cannot find the tasks it was collected on (its manifest names {path!r}); "
+                         "pass --tasks FILE")
+    return {t.task_id: t for t in load_tasks(path)}
+
+
 def write_tasks(tasks: list[Task], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from oec.formats.base import FormatConfig
 from oec.formats.text import TextFormat, text_reply
 from oec.formats.toolcalls import ToolCallFormat, tool_call
+from oec.tasks import describe
 
 FORMATS = {"text": TextFormat, "toolcalls": ToolCallFormat}
 
@@ -24,8 +25,7 @@ def make_format(spec: str = "text"):
     try:
         return FORMATS[name](FormatConfig(**options))
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ValueError(f"format {spec!r}: {problems} (options: {sorted(FormatConfig.model_fields)})") from None
+        raise ValueError(f"format {spec!r}: {describe(e)} (options: {sorted(FormatConfig.model_fields)})") from None
 
 
 __all__ = ["FORMATS", "FormatConfig", "TextFormat", "ToolCallFormat", "make_format", "parse_spec_options",

@@ -15,6 +15,7 @@ from oec.formats import make_format, parse_spec_options
 from oec.policies.noisy import NoisyConfig, NoisyStudent
 from oec.policies.scripted import ExpertConfig, ScriptedExpert
 from oec.protocols import Policy
+from oec.tasks import describe
 
 SCRIPTED = {"expert": (ScriptedExpert, ExpertConfig), "noisy": (NoisyStudent, NoisyConfig)}
 
@@ -27,8 +28,7 @@ def _config(spec: str, cls: type[BaseModel], options: dict) -> BaseModel:
     try:
         return cls(**options)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise PolicySpecError(f"policy {spec!r}: {problems} (options: {sorted(cls.model_fields)})") from None
+        raise PolicySpecError(f"policy {spec!r}: {describe(e)} (options: {sorted(cls.model_fields)})") from None
 
 
 def make_policy(spec: str, format: str = "text") -> Policy:

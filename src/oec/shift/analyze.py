@@ -20,7 +20,7 @@ from oec.shift.embed import history_text, make_embedder
 from oec.shift.report import write_plots, write_summary
 from oec.shift.stats import compare, ledoit_wolf, loo_mahalanobis
 from oec.store import read_trajectories
-from oec.tasks import InputError, load_tasks
+from oec.tasks import InputError, tasks_of_run
 
 COLUMNS = ["turn", "pair", "n_a", "n_b", "fd", "fd_lo", "fd_hi", "kl", "kl_lo", "kl_hi"]
 
@@ -43,24 +43,12 @@ class ShiftConfig(BaseModel):
     tasks: str | None = Field(None, description="tasks file (default: the one named in each run's manifest)")
 
 
-def _problems(run: Path, cfg: ShiftConfig) -> dict[str, str]:
-    path = cfg.tasks
-    if path is None:
-        manifest = run / "manifest.json"
-        if manifest.exists():
-            path = json.loads(manifest.read_text())["config"]["tasks"]
-    if path is None or not Path(path).exists():
-        raise InputError(f"{run}: cannot find its tasks file (for the problem statements); pass --tasks, or "
-                         "--role-only to embed without them")
-    return {t.task_id: t.problem_statement for t in load_tasks(path)}
-
-
 def embed_population(run: Path, cfg: ShiftConfig, embedder, progress: bool) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """turn -> (embeddings, task id of each row)."""
     trajs = read_trajectories(run)
     if not trajs:
         raise InputError(f"{run}: no trajectories")
-    problems = {} if cfg.role_only else _problems(run, cfg)
+    problems = {} if cfg.role_only else {i: t.problem_statement for i, t in tasks_of_run(run, cfg.tasks).items()}
     texts, turns, groups = [], [], []
     for traj in trajs:
         last = len(traj.steps) if cfg.max_turn is None else min(len(traj.steps), cfg.max_turn + 1)
