@@ -60,3 +60,21 @@ def test_a_dataset_from_another_tokenizer_is_refused(data, tmp_path, train_tasks
                                                                              vocab_size=700, context=512))
     with pytest.raises(InputError, match="tokenized with another tokenizer"):
         train(TrainConfig(data=str(data / "data"), model=str(other), out=str(tmp_path / "x")), progress=False)
+
+
+@pytest.mark.slow
+def test_two_processes_through_accelerate_launch(data, tiny_model, tmp_path):
+    """`accelerate launch` with two CPU processes (gloo): the data is sharded, one process writes the checkpoint."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2"]
+    train = ["-m", "oec", "train", "--data", str(data / "data"), "--model", str(tiny_model), "--out",
+             str(tmp_path / "ddp"), "trl.max_steps=2", "trl.per_device_train_batch_size=2", "trl.logging_steps=1"]
+    r = subprocess.run(launch + ["--multi_gpu", "--main_process_port", "29517"] + train, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((tmp_path / "ddp/oec_train.json").read_text())
+    assert info["processes"] == 2 and info["backend"] == "gloo" and info["steps"] == 2
+    assert r.stdout.count("wrote ") == 1 and "in 2 process(es)" in r.stdout
+    # `--cpu --num_processes 2` would silently train on one process (accelerate needs MPI for that): refused
+    r = subprocess.run(launch + ["--cpu", "--main_process_port", "29518"] + train, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0 and "--multi_gpu" in r.stderr

@@ -189,8 +189,9 @@ def train_cmd(
         info = train(load_config(TrainConfig, None, options, overrides))
     except USER_ERRORS as e:
         _fail(e)
-    typer.echo(f"wrote {out}: {info['steps']} steps on {info['examples']} examples, loss {info['losses'][:1]} -> "
-               f"{info['losses'][-1:]} in {info['seconds']:.0f} s")
+    if info["main_process"]:  # one line, not one per `accelerate launch` process
+        typer.echo(f"wrote {out}: {info['steps']} steps on {info['examples']} examples in {info['processes']} "
+                   f"process(es), loss {info['losses'][:1]} -> {info['losses'][-1:]} in {info['seconds']:.0f} s")
 
 
 @app.command("eval")
