@@ -1,17 +1,8 @@
 """The OpenAI-compatible policy against a real local server (`transformers serve` with the tiny student), and a
-fault-injecting HTTP proxy in front of it for the retry and failure paths."""
+fault-injecting HTTP proxy in front of it for the retry and failure paths (fixtures `served` and `proxy` in
+conftest.py, shared with the Ray backend's tests)."""
 
-import json
-import os
 import random
-import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -20,92 +11,6 @@ from oec.policies import make_policy
 from oec.protocols import Episode, PolicyError
 from oec.store import read_trajectories
 from oec.tasks import write_tasks
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def served(tiny_model, tmp_path_factory):
-    port = _free_port()
-    cache = tmp_path_factory.mktemp("hf-cache")
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    exe = Path(sys.executable).with_name("transformers")
-    log = open(cache / "serve.log", "w")
-    proc = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"transformers serve did not start: {(cache / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
-class FaultProxy:
-    """Forwards to UPSTREAM, but answers the next requests with the scripted faults first."""
-
-    def __init__(self, upstream: str):
-        self.upstream, self.faults, self.seen = upstream, [], 0
-        lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _reply(self, code, body, ctype="application/json"):
-                self.send_response(code)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["content-length"]))
-                with lock:
-                    proxy.seen += 1
-                    fault = proxy.faults.pop(0) if proxy.faults else "ok"
-                if fault == "timeout":
-                    time.sleep(3)
-                    return self._reply(504, b"{}")
-                if fault == "garbage":
-                    return self._reply(200, b"<html>not json at all")
-                if fault == "empty":
-                    return self._reply(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
-                                                        "model": "m", "choices": []}).encode())
-                if fault in ("429", "500", "503", "400", "401"):
-                    return self._reply(int(fault), json.dumps({"error": {"message": f"injected {fault}"}}).encode())
-                req = urllib.request.Request(proxy.upstream + self.path.removeprefix("/v1"), data=body,
-                                             headers={"content-type": "application/json"})
-                with urllib.request.urlopen(req, timeout=60) as r:
-                    self._reply(r.status, r.read())
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def proxy(served):
-    p = FaultProxy(served)
-    yield p
-    p.close()
 
 
 def _episode(task):

@@ -79,6 +79,8 @@ def collect_cmd(
     beta: Optional[float] = typer.Option(None, help="dagger: probability the expert acts at a turn [0.5]"),
     samples: Optional[int] = typer.Option(None, help="episodes per task [1]"),
     workers: Optional[int] = typer.Option(None, help="concurrent episodes [4]"),
+    backend: Optional[str] = typer.Option(None, help="local | ray: threads here, or worker actors on Ray [local]"),
+    ray_address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. auto [start a local Ray]"),
     seed: Optional[int] = typer.Option(None, help="fixes all randomness of the collection [0]"),
     config: Optional[Path] = typer.Option(None, help="YAML config; options and overrides are applied on top"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -86,12 +88,15 @@ def collect_cmd(
     """Run episodes and append them to OUT/trajectories.jsonl."""
     options = dict(tasks=str(tasks) if tasks else None, out=str(out) if out else None, mode=mode, expert=expert,
                    student=student, expert_format=expert_format, student_format=student_format, switch=switch,
-                   trigger_threshold=trigger_threshold, beta=beta, samples=samples, workers=workers, seed=seed)
+                   trigger_threshold=trigger_threshold, beta=beta, samples=samples, workers=workers, seed=seed,
+                   backend=backend, ray_address=ray_address)
     try:
         cfg = load_config(CollectConfig, config, options, overrides)
         result = collect(cfg, progress=not quiet)
     except USER_ERRORS as e:
         _fail(e)
+    if result["retried"]:
+        typer.echo(f"{result['retried']} episodes re-run after their Ray worker died (see {cfg.out}/retries.jsonl)")
     if result["interrupted"]:
         typer.echo(f"stopped: {result['written']} written, {result['remaining']} left; run the same command to resume")
         raise typer.Exit(130)
@@ -203,13 +208,15 @@ def eval_cmd(
     temperature: float = typer.Option(0.0, help="sampling temperature (0 = greedy)"),
     workers: int = typer.Option(8, help="concurrent episodes (batched together by the local policy)"),
     seed: int = typer.Option(0),
+    backend: str = typer.Option("local", help="local | ray (worker actors on Ray; the model loads once per worker)"),
+    ray_address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. auto [start a local Ray]"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Student-only rollouts on held-out tasks: resolve rate with a Wilson 95% interval (a normal run directory)."""
     spec = model if ":" in model else f"local:{model}?temperature={temperature}"
-    cfg = CollectConfig(tasks=str(tasks), out=str(out), mode="student", student=spec, samples=samples,
-                        workers=workers, seed=seed)
     try:
+        cfg = CollectConfig(tasks=str(tasks), out=str(out), mode="student", student=spec, samples=samples,
+                            workers=workers, seed=seed, backend=backend, ray_address=ray_address)
         collect(cfg, progress=not as_json)
         summary = summarize(out)
     except USER_ERRORS as e:

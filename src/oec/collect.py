@@ -2,6 +2,8 @@
 
 Re-running the same command resumes: (task, sample) pairs already in trajectories.jsonl are skipped. Only the main
 thread writes, one fsynced line per finished episode, so an interrupted run loses at most the episodes in flight.
+Episodes run on a backend: threads in this process (`local`), or worker actors on a Ray cluster (`ray`, see
+ray_backend.py); both hand finished trajectories back to this one writer.
 """
 
 from __future__ import annotations
@@ -47,10 +49,19 @@ class CollectConfig(BaseModel):
     trigger_threshold: float = Field(0.99, gt=0, lt=1, description="trigger: quantile of the expert's own distances")
     beta: float = Field(0.5, ge=0, le=1, description="dagger: probability that the expert acts at a turn")
     samples: int = Field(1, ge=1, description="episodes per task")
-    workers: int = Field(4, ge=1, description="episodes run concurrently")
+    workers: int = Field(4, ge=1, description="episodes run concurrently (in all, over every Ray worker)")
     seed: int = Field(0, description="fixes every random choice of the collection")
     loop: LoopConfig = Field(default_factory=LoopConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
+    backend: Literal["local", "ray"] = Field("local", description="local: threads here; ray: worker actors on Ray")
+    ray_address: str | None = Field(None, description="ray: cluster to join ('auto', 'ray://HOST:10001'); None "
+                                    "starts a local Ray (or uses the one this process already started)")
+    ray_actors: int | None = Field(None, ge=1, description="ray: worker processes, each with its own policies and "
+                                   "sandboxes [one per CPU of the cluster, at most `workers`]")
+    ray_max_retries: int = Field(3, ge=0, description="ray: times an episode is re-run after its worker died")
+
+# What selects *where* episodes run, not what they contain: a run may be resumed on another backend.
+EXECUTION = {"workers", "backend", "ray_address", "ray_actors", "ray_max_retries"}
 
 
 def episode_seed(seed: int, task_id: str, sample: int) -> int:
@@ -64,19 +75,33 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def policy_specs(cfg: CollectConfig) -> dict[str, str]:
+    """actor -> policy spec, for the actors that the mode needs."""
+    needed = {"expert": ("expert", "oec", "dagger"), "student": ("student", "oec", "dagger")}
+    specs = {}
+    for actor, modes in needed.items():
+        spec = getattr(cfg, actor)
+        if cfg.mode in modes:
+            if not spec:
+                raise InputError(f"mode {cfg.mode!r} needs --{actor} (e.g. --{actor} scripted:{'expert' if actor == 'expert' else 'noisy'})")
+            specs[actor] = spec
+    return specs
+
+
+def error_trajectory(cfg: CollectConfig, task_id: str, sample: int, message: str) -> Trajectory:
+    """An episode that could not run: recorded with its reason, so the collection goes on and nothing is lost."""
+    return Trajectory(task_id=task_id, sample=sample, mode=cfg.mode, policies=policy_specs(cfg), steps=[],
+                      exit_status="error", exit_message=message, seed=episode_seed(cfg.seed, task_id, sample),
+                      verdict=Verdict(resolved=False, tests={}, error=message))
+
+
 class Collector:
     """Builds policies and the schedule once; `run_episode` is safe to call from many threads."""
 
     def __init__(self, cfg: CollectConfig):
         self.cfg = cfg
-        needed = {"expert": ("expert", "oec", "dagger"), "student": ("student", "oec", "dagger")}
-        self.policies = {}
-        for actor, modes in needed.items():
-            spec = getattr(cfg, actor)
-            if cfg.mode in modes:
-                if not spec:
-                    raise InputError(f"mode {cfg.mode!r} needs --{actor} (e.g. --{actor} scripted:{'expert' if actor == 'expert' else 'noisy'})")
-                self.policies[actor] = make_policy(spec, getattr(cfg, f"{actor}_format"))
+        self.policies = {actor: make_policy(spec, getattr(cfg, f"{actor}_format"))
+                         for actor, spec in policy_specs(cfg).items()}
         self.schedule = make_schedule(cfg.mode, cfg.switch, cfg.beta, cfg.trigger_threshold)
         self.stop = threading.Event()
 
@@ -96,14 +121,42 @@ class Collector:
                 return rollout(task, env, plan, mode=self.cfg.mode, seed=seed, sample=sample, config=self.cfg.loop,
                                should_stop=self.stop.is_set)
         except Exception as e:  # e.g. a workspace that cannot be built: recorded, and the collection goes on
-            message = f"{e.__class__.__name__}: {e}"
-            return Trajectory(task_id=task.task_id, sample=sample, mode=self.cfg.mode,
-                              policies={a: p.spec for a, p in self.policies.items()}, steps=[], exit_status="error",
-                              exit_message=message, seed=seed, verdict=Verdict(resolved=False, tests={}, error=message))
+            return error_trajectory(self.cfg, task.task_id, sample, f"{e.__class__.__name__}: {e}")
+
+
+class LocalBackend:
+    """Episodes on a thread pool in this process."""
+
+    def __init__(self, cfg: CollectConfig):
+        self.collector = Collector(cfg)
+        self.capacity = cfg.workers * 2  # queued ahead, so that no thread waits for the main thread between episodes
+        self.pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="episode")
+        self.running: dict = {}
+        self.retried = 0
+
+    def submit(self, task: Task, sample: int) -> None:
+        self.running[self.pool.submit(self.collector.run_episode, task, sample)] = (task.task_id, sample)
+
+    def finished(self, timeout: float) -> list[Trajectory]:
+        done, _ = wait(self.running, return_when=FIRST_COMPLETED, timeout=timeout)
+        for fut in done:
+            self.running.pop(fut)
+        return [fut.result() for fut in done]
+
+    def cancel(self) -> None:
+        self.collector.stop.set()  # episodes in flight end at their next turn as "cancelled"
+
+    def drain(self) -> list[Trajectory]:
+        out = [fut.result() for fut in self.running]
+        self.running.clear()
+        return out
+
+    def close(self, abandon: bool) -> None:
+        self.pool.shutdown(wait=not abandon, cancel_futures=True)
 
 
 def _check_manifest(run: Path, cfg: CollectConfig) -> dict:
-    manifest = {"config": cfg.model_dump(exclude={"workers"}), "versions": _versions(), "argv": sys.argv,
+    manifest = {"config": cfg.model_dump(exclude=EXECUTION), "versions": _versions(), "argv": sys.argv,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = run / MANIFEST
     if path.exists():
@@ -120,55 +173,64 @@ def _check_manifest(run: Path, cfg: CollectConfig) -> dict:
     return manifest
 
 
+def make_backend(cfg: CollectConfig):
+    if cfg.backend == "ray":
+        from oec.ray_backend import RayBackend  # ray is an optional extra, imported only when asked for
+
+        return RayBackend(cfg)
+    return LocalBackend(cfg)
+
+
 def collect(cfg: CollectConfig, progress: bool = True) -> dict:
     """Run every missing (task, sample) episode; return counts for this call."""
     tasks = load_tasks(cfg.tasks)
-    collector = Collector(cfg)
     run = Path(cfg.out)
-    run.mkdir(parents=True, exist_ok=True)
-    _check_manifest(run, cfg)
+    policy_specs(cfg)  # a missing --expert/--student is reported before anything starts
     done = {t.key for t in read_trajectories(run / TRAJECTORIES)}
     todo = [(t, s) for t in tasks for s in range(cfg.samples) if (t.task_id, s) not in done]
-    writer = TrajectoryWriter(run / TRAJECTORIES)
+    backend = make_backend(cfg)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        _check_manifest(run, cfg)
+        writer = TrajectoryWriter(run / TRAJECTORIES)
+    except BaseException:
+        backend.close(abandon=True)
+        raise
     bar = tqdm(total=len(tasks) * cfg.samples, initial=len(tasks) * cfg.samples - len(todo), desc=f"collect {cfg.mode}",
                unit="ep", disable=not progress, dynamic_ncols=True)
     written, resolved, interrupted = 0, 0, False
-    pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="episode")
     queue = iter(todo)
-    running: dict = {}
+    pending = len(todo)
+
+    def record(traj: Trajectory) -> None:
+        nonlocal written, resolved, pending
+        pending -= 1
+        if traj.exit_status == "cancelled":
+            return  # not finished: the next run does it again
+        writer.write(traj)
+        written += 1
+        resolved += traj.resolved
+        bar.update(1)
+        bar.set_postfix(resolved=f"{resolved}/{written}")
+
     try:
-        while True:
-            while len(running) < cfg.workers * 2 and not collector.stop.is_set():
-                item = next(queue, None)
-                if item is None:
-                    break
-                running[pool.submit(collector.run_episode, *item)] = item
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED, timeout=0.5)
-            for fut in finished:
-                running.pop(fut)
-                traj = fut.result()
-                if traj.exit_status == "cancelled":
-                    continue  # not finished: the next run does it again
-                writer.write(traj)
-                written += 1
-                resolved += traj.resolved
-                bar.update(1)
-                bar.set_postfix(resolved=f"{resolved}/{written}")
+        submitted = 0
+        while submitted < len(todo) or pending:
+            while submitted < len(todo) and len(backend.running) < backend.capacity:
+                backend.submit(*next(queue))
+                submitted += 1
+            for traj in backend.finished(timeout=0.5):
+                record(traj)
     except KeyboardInterrupt:
         interrupted = True
-        collector.stop.set()
+        backend.cancel()
         bar.write("interrupted: finishing the episodes in flight (Ctrl-C again to abandon them) ...")
-        for fut in list(running):
-            traj = fut.result()
-            if traj.exit_status != "cancelled":
-                writer.write(traj)
-                written += 1
+        for traj in backend.drain():
+            record(traj)
     finally:
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
+        backend.close(abandon=interrupted)
         writer.close()
         bar.close()
     remaining = len(todo) - written
     return {"run": str(run), "written": written, "skipped_done": len(done), "remaining": remaining,
-            "interrupted": interrupted}
+            "interrupted": interrupted, "retried": backend.retried}
