@@ -127,6 +127,30 @@ def student_init(
                f"context {cfg.context}")
 
 
+demos_app = typer.Typer(no_args_is_help=True, help="Bring in other agents' trajectories as expert demonstrations.")
+app.add_typer(demos_app, name="demos")
+
+
+@demos_app.command("import")
+def demos_import(
+    paths: List[Path] = typer.Argument(..., help="mini-swe-agent .traj.json files or directories; or messages JSONL"),
+    out: Path = typer.Option(..., help="run directory to write (importing again adds only what is new)"),
+    format: str = typer.Option("miniswe", "--format", help="miniswe | messages (SWE-smith-style JSONL)"),
+    resolved_ids: Optional[Path] = typer.Option(None, help="SWE-bench evaluation report (resolved_ids) or a JSON "
+                                                          "list of ids: marks those demonstrations resolved"),
+):
+    """Import demonstrations for BC, e.g. `oec demos import trajs/ --format miniswe --out runs/msa`."""
+    from oec.demos import import_demos
+
+    try:
+        result = import_demos(paths, out, format, resolved_ids)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"imported {result['imported']} demonstrations into {out} ({result['already_there']} already there, "
+               f"{result['errors']} could not be converted" + (f": see {out}/import_errors.jsonl)" if result['errors']
+                                                                  else ")"))
+
+
 @app.command("filter")
 def filter_cmd(
     run: Path = typer.Argument(..., help="run directory"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from oec.types import Action, Actor, Completion, Step, Task, Trajectory, Verdict
+from oec.types import Action, Actor, Completion, Problem, Step, Task, Trajectory, Verdict
 
 Message = dict[str, Any]  # OpenAI chat message: role, content, and for tool-call formats tool_calls / tool_call_id
 
@@ -43,7 +43,7 @@ class Format(Protocol):
     name: str
     tools: list[dict] | None  # native tool definitions to send with the request (None: plain text)
 
-    def render(self, task: Task, steps: Sequence[Step]) -> list[Message]: ...
+    def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]: ...  # needs only the problem
 
     def parse(self, completion: Completion) -> tuple[str, Action]: ...  # (thought, action); raises FormatError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from oec.suites import toy
-from oec.types import Task
+from oec.types import Problem, Task
 
 
 class InputError(ValueError):
@@ -42,12 +42,17 @@ def load_tasks(path: str | Path) -> list[Task]:
     return tasks
 
 
-def tasks_of_run(run: str | Path, tasks: str | Path | None = None) -> dict[str, Task]:
-    """The tasks a run was collected on (TASKS, or the file its manifest names), by id."""
+def tasks_of_run(run: str | Path, tasks: str | Path | None = None) -> dict[str, Task | Problem]:
+    """The tasks a run was collected on (TASKS, or the file its manifest names), by id; for a run of imported
+    demonstrations, their problems."""
     run = Path(run)
     path = tasks
     if path is None and (run / "manifest.json").exists():
         path = json.loads((run / "manifest.json").read_text())["config"]["tasks"]
+    if path is None and (run / "problems.jsonl").exists():  # imported demonstrations: problems, no repos
+        from oec.demos import read_problems
+
+        return read_problems(run)
     if path is None or not Path(path).exists():
         raise InputError(f"{run}: cannot find the tasks it was collected on (its manifest names {path!r}); "
                          "pass --tasks FILE")

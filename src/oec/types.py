@@ -152,3 +152,11 @@ class Trajectory(Record):
         if data["verdict"]:
             data["verdict"].pop("duration_s")
         return data
+
+
+class Problem(Record):
+    """What an imported demonstration was about. It comes without a repo, so it is no Task, but it is enough to
+    render the conversation (a Format needs only the problem statement)."""
+
+    task_id: str
+    problem_statement: str

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.types import Step, Task
+from oec.types import Problem, Step, Task
 
 
 class FormatConfig(BaseModel):
@@ -17,7 +17,7 @@ class FormatConfig(BaseModel):
     system: str | None = Field(None, description="system prompt (default: the format's own)")
 
 
-def opening(system: str, task: Task) -> list[dict]:
+def opening(system: str, task: Task | Problem) -> list[dict]:
     """Every format starts the same way: its system prompt, then the problem statement."""
     return [{"role": "system", "content": system}, {"role": "user", "content": task.problem_statement}]
 

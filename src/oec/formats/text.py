@@ -7,7 +7,7 @@ from typing import Sequence
 
 from oec.formats.base import FormatConfig, opening, windowed
 from oec.protocols import FormatError, Message
-from oec.types import Action, Completion, Step, Task
+from oec.types import Action, Completion, Problem, Step, Task
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Reply with a short thought and exactly one bash block:
 ```bash
@@ -42,7 +42,7 @@ class TextFormat:
         self.config = config or FormatConfig()
         self.system = self.config.system or SYSTEM
 
-    def render(self, task: Task, steps: Sequence[Step]) -> list[Message]:
+    def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]:
         messages = opening(self.system, task)
         for step, observation in zip(steps, windowed(steps, self.config.window)):
             messages.append({"role": "assistant", "content": self.output(step)})

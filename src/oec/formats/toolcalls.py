@@ -12,7 +12,7 @@ from typing import Sequence
 from oec.commands import edit_command, parse_edit
 from oec.formats.base import FormatConfig, opening, windowed
 from oec.protocols import FormatError, Message
-from oec.types import Action, Completion, Step, Task, ToolCall
+from oec.types import Action, Completion, Problem, Step, Task, ToolCall
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Call exactly one tool per reply: `bash` runs a shell
 command (`runtests [pytest args]` runs the tests and prints one line per failure), `edit` replaces one exact, unique
@@ -53,7 +53,7 @@ class ToolCallFormat:
         self.config = config or FormatConfig()
         self.system = self.config.system or SYSTEM
 
-    def render(self, task: Task, steps: Sequence[Step]) -> list[Message]:
+    def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]:
         messages = opening(self.system, task)
         for step, observation in zip(steps, windowed(steps, self.config.window)):
             if step.action is None:  # a format error: show what was said and what was wrong with it
