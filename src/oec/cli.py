@@ -64,6 +64,63 @@ def tasks_generate(
     typer.echo(f"wrote {len(tasks)} {suite}/{split} tasks to {out}")
 
 
+@tasks_app.command("import")
+def tasks_import(
+    instances: Path = typer.Argument(..., help="instances JSONL (or a JSON array, as SWE-smith publishes)"),
+    format: str = typer.Option(..., "--format", help="swebench (also SWE-Gym) | swesmith"),
+    repos_dir: Path = typer.Option(..., help="local clones: REPOS_DIR/owner/name, REPOS_DIR/owner__name or REPOS_DIR/name"),
+    out: Path = typer.Option(..., help="tasks JSONL to write; instances that fail go to OUT's .errors.jsonl"),
+    split: str = typer.Option("train", help="split written into the tasks"),
+    check: bool = typer.Option(False, help="also build each workspace once (applies the patches; slow on big repos)"),
+):
+    """Tasks from SWE-bench / SWE-Gym / SWE-smith instances over local clones; bad instances are reported, not fatal."""
+    from oec.importers import import_instances
+
+    try:
+        tasks, errors = import_instances(instances, format, repos_dir, split, check=check)
+    except USER_ERRORS as e:
+        _fail(e)
+    write_tasks(tasks, out)
+    errors_path = out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
+    if errors:
+        errors_path.write_text("".join(json.dumps(e) + "\n" for e in errors))
+        for e in errors[:5]:
+            typer.secho(f"  {e['instance_id']}: {e['reason']}", fg=typer.colors.YELLOW, err=True)
+    elif errors_path.exists():
+        errors_path.unlink()  # from an earlier import of the same file
+    note = f"; {len(errors)} failed (reasons in {errors_path})" if errors else ""
+    typer.echo(f"imported {len(tasks)} of {len(tasks) + len(errors)} {format} instances to {out}{note}")
+    if not tasks:
+        raise typer.Exit(1)
+
+
+@tasks_app.command("mutate")
+def tasks_mutate(
+    repo: Path = typer.Option(..., help="a Python repository with a pytest suite (git work tree or source tree)"),
+    out: Path = typer.Option(..., help="tasks JSONL to write; the tasks' git repo goes to OUT.repo/ beside it"),
+    n: int = typer.Option(50, min=1, help="tasks to keep"),
+    seed: int = typer.Option(0, help="order in which mutants are tried"),
+    split: Optional[str] = typer.Option(None, help="split written into the tasks [train]"),
+    kinds: Optional[str] = typer.Option(None, help="comma-separated mutation kinds [all]"),
+    per_function: Optional[int] = typer.Option(None, help="tasks per function at most [2]"),
+    max_tries: Optional[int] = typer.Option(None, help="mutants tried at most [10 * n]"),
+    workers: Optional[int] = typer.Option(None, help="sandboxes used in parallel [cores, at most 4]"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+):
+    """Procedural bugs in a real repo, kept only if some tests fail and some pass: `oec tasks mutate --repo R --n 50 --out tasks/m.jsonl`."""
+    from oec.mutate import MutateConfig, mutate
+
+    options = dict(repo=str(repo), out=str(out), n=n, seed=seed, split=split, per_function=per_function,
+                   max_tries=max_tries, workers=workers, kinds=kinds.split(",") if kinds else None)
+    try:
+        stats = mutate(load_config(MutateConfig, None, options), progress=not quiet)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"tried {stats['tried']} of {stats['candidates']} mutants: {stats['survived']} failed to break a test, "
+               f"{stats['broke_all']} broke every test, {stats['timed_out']} timed out, {stats['duplicates']} "
+               f"duplicates; kept {stats['kept']} -> {out} (repo {stats['repo']}) in {stats['seconds']:.0f} s")
+
+
 @app.command("collect")
 def collect_cmd(
     overrides: Optional[List[str]] = typer.Argument(None, help="config overrides KEY=VALUE, e.g. loop.step_limit=20"),

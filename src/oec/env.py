@@ -1,86 +1,35 @@
 """The agent's environment: a task's workspace (a git repo), a sandboxed persistent shell, and the verifier.
 
-Workspaces are copied from a per-task template repo built once per process, so an episode's set-up is a directory
+Workspaces are copied from a per-task template repo built once per process (see repos.py), so an episode's set-up is a directory
 copy rather than `git init` + commit. Sandboxes are pooled slots (see sandbox/shell.py) with pytest already imported,
 so `runtests` and the final verification each cost one fork instead of a cold interpreter and pytest start.
 """
 
 from __future__ import annotations
 
-import atexit
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-import threading
 import time
-from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oec.repos import GIT_ENV, PYTEST_CONFIG, MaterialiseError, template  # noqa: F401 (GIT_ENV, PYTEST_CONFIG: re-exported)
+from oec.runtimes.docker import DockerConfig
 from oec.sandbox.bwrap import WORKSPACE
 from oec.sandbox.shell import POOL, CommandResult, SandboxError, Slot, SlotPool
 from oec.types import Task, TestResult, Verdict
 
-# Fixed identity and dates: the template repo's commit hash is the same on every machine.
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "oec", "GIT_AUTHOR_EMAIL": "oec@localhost", "GIT_COMMITTER_NAME": "oec",
-    "GIT_COMMITTER_EMAIL": "oec@localhost", "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+0000",
-    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
-}
-
 
 class EnvConfig(BaseModel):
-    """Limits of the sandboxed shell and the verifier."""
+    """Limits of the sandboxed shell and the verifier, and which runtime runs them."""
 
     model_config = ConfigDict(extra="forbid")
     command_timeout: float = Field(10.0, gt=0, description="seconds before a command is killed (the shell restarts)")
     output_limit: int = Field(1500, ge=100, description="bytes of output shown; the rest is cut, and it says so")
     verify_timeout: float = Field(60.0, gt=0, description="seconds for the final test run")
-
-
-class MaterialiseError(RuntimeError):
-    """A task's workspace could not be built; the message names the task and the reason."""
-
-
-_templates: dict[str, Path] = {}
-_templates_lock = threading.Lock()
-_template_root: Path | None = None
-
-
-def _template(task: Task) -> Path:
-    """A git repo with the task's files committed at its base state; built once per task per process."""
-    global _template_root
-    # keyed by content too: two task files may reuse an id for different repos
-    key = task.task_id + ":" + hashlib.sha256(task.repo.model_dump_json().encode()).hexdigest()
-    with _templates_lock:
-        if key in _templates:
-            return _templates[key]
-        if _template_root is None:
-            _template_root = Path(tempfile.mkdtemp(prefix="oec-templates-"))
-            atexit.register(shutil.rmtree, _template_root, True)
-        path = _template_root / f"t{len(_templates)}"
-        try:
-            for rel, content in task.repo.files.items():
-                target = (path / rel).resolve()
-                if not target.is_relative_to(path.resolve()):
-                    raise MaterialiseError(f"task {task.task_id}: repo.files path {rel!r} escapes the workspace")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
-            env = {**os.environ, **GIT_ENV}
-            # --template=: no sample hooks to copy (most of the cost of `git init`)
-            for cmd in (["init", "-q", "-b", "main", "--template="], ["add", "-A"], ["commit", "-q", "-m", "base"]):
-                subprocess.run(["git", "-C", str(path), *cmd], env=env, check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as e:
-            shutil.rmtree(path, ignore_errors=True)
-            detail = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) else e
-            raise MaterialiseError(f"task {task.task_id}: cannot build its workspace: {detail}") from e
-        _templates[key] = path
-        return path
-
-
-PYTEST_CONFIG = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml"}
+    runtime: Literal["bwrap", "docker"] = Field(
+        "bwrap", description="bwrap: pooled bubblewrap sandboxes (default); docker: a container per episode from "
+                             "the instance's image (needs a Docker engine; untested on our machines)")
+    docker: DockerConfig = Field(default_factory=DockerConfig, description="options of the docker runtime")
 
 
 class PytestVerifier:
@@ -95,11 +44,12 @@ class PytestVerifier:
 
     def verify(self, task: Task) -> Verdict:
         t0 = time.monotonic()
-        # test files and pytest configuration go back to their base version; unknown pytest configuration goes
-        restore = {p: c for p, c in task.repo.files.items() if p in task.test_files or Path(p).name in PYTEST_CONFIG}
+        # test files (with a git task's test_patch applied) and pytest configuration go back to their base
+        # version; unknown pytest configuration goes
+        base = template(task)
         try:
-            report = self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, restore=restore,
-                                       known=sorted(task.repo.files), tests=task.FAIL_TO_PASS + task.PASS_TO_PASS,
+            report = self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, restore=base.restore,
+                                       known=base.files, tests=task.FAIL_TO_PASS + task.PASS_TO_PASS,
                                        test_timeout=self.timeout)
         except SandboxError as e:
             return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0, error=f"verifier failed: {e}")
@@ -123,14 +73,22 @@ class SandboxEnv:
     The sandbox comes from a pool of slots that outlive episodes; `close` gives it back for the next one.
     """
 
+    def __new__(cls, task: Task, config: EnvConfig | None = None, pool: SlotPool = POOL):
+        # The runtime is a config choice (env.runtime=docker), and every caller builds a SandboxEnv: pick it here.
+        if cls is SandboxEnv and config is not None and config.runtime == "docker":
+            from oec.runtimes.docker import DockerEnv
+
+            return DockerEnv(task, config)
+        return super().__new__(cls)
+
     def __init__(self, task: Task, config: EnvConfig | None = None, pool: SlotPool = POOL):
         self.task = task
         self.config = config or EnvConfig()
-        template = _template(task)
+        base = template(task).path
         self._pool = pool
         self._slot = pool.acquire()
         try:
-            self._slot.load(template)
+            self._slot.load(base)
         except BaseException:
             self._slot.close()
             raise

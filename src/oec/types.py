@@ -7,9 +7,9 @@ ignored key.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -21,11 +21,39 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Repo(Record):
-    """How to materialise a task's workspace. ``inline``: the files are in the task itself (the toy suite)."""
+class InlineRepo(Record):
+    """A workspace whose files are in the task itself (the toy suite: small generated packages)."""
 
     kind: Literal["inline"] = "inline"
     files: dict[str, str] = Field(description="path -> content of every file at the base commit (bug present)")
+
+
+class GitRepo(Record):
+    """A workspace taken from a local git repository at a commit (imported and mutated tasks: too big to inline).
+
+    The workspace is a fresh one-commit repo holding the tree of `base_commit` (with `bug_patch` applied), so the
+    agent sees no history and no later commit that might contain the fix.
+    """
+
+    kind: Literal["git"]
+    path: str = Field(description="absolute path of the local repository (a clone, or the repo `oec tasks mutate` wrote)")
+    base_commit: str = Field(min_length=4, description="commit (or ref) whose tree the agent starts from")
+    bug_patch: str = Field("", description="diff applied on top of base_commit when the workspace is built "
+                                           "(SWE-smith instances whose bug is not committed in the local clone)")
+    test_patch: str = Field("", description="diff applied to the test files at verification only; never shown "
+                                            "to the agent (SWE-bench's test_patch)")
+
+
+def _repo_kind(value: Any) -> str:
+    # Task files written before there was a second kind have no `kind` (or kind "inline"): they stay inline.
+    if isinstance(value, dict):
+        return value.get("kind", "inline")
+    return getattr(value, "kind", "inline")
+
+
+Repo = Annotated[Union[Annotated[InlineRepo, Tag("inline")], Annotated[GitRepo, Tag("git")]],
+                 Discriminator(_repo_kind, custom_error_type="repo_kind",
+                               custom_error_message="repo.kind must be 'inline' or 'git'")]
 
 
 class Task(Record):
@@ -45,6 +73,8 @@ class Task(Record):
 
     @model_validator(mode="after")
     def _test_files_exist(self) -> Task:
+        if self.repo.kind != "inline":  # a git repo's files are checked when its workspace is built
+            return self
         missing = [p for p in self.test_files if p not in self.repo.files]
         if missing:
             raise ValueError(f"test_files {missing} are not in repo.files; list only files the repo has")

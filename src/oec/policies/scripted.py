@@ -21,29 +21,51 @@ from pydantic import BaseModel, ConfigDict, Field
 from oec.commands import edit_command, is_read_only
 from oec.formats import TextFormat, text_reply, tool_call
 from oec.protocols import Episode, Format, Message
+from oec.repos import patch_paths, template
 from oec.types import Action, Completion, Task
 
 
 @dataclass(frozen=True)
 class Edit:
+    """One step of the fix: replace OLD by NEW in PATH; or, for files the patch creates or deletes, write NEW whole
+    (`create`) or remove the file (`delete`)."""
+
     path: str
     old: str
     new: str
+    kind: str = "edit"
 
     def command(self) -> str:
+        if self.kind == "create":
+            return rewrite_command(self.path, self.new)
+        if self.kind == "delete":
+            return f"rm {self.path}"
         return edit_command(self.path, self.old, self.new)
+
+    def applies(self, now: str | None) -> bool:
+        """Whether this step is still to do when PATH holds NOW (None: no such file)."""
+        if self.kind == "create":
+            return now != self.new
+        if self.kind == "delete":
+            return now is not None
+        return now is not None and now.count(self.old) == 1
 
 
 def parse_patch(patch: str) -> dict[str, list[list[tuple[str, str]]]]:
-    """Unified diff -> {path: [hunk, ...]}, a hunk being [(tag, line)] with tag in ' ', '-', '+'."""
+    """Unified diff -> {path: [hunk, ...]}, a hunk being [(tag, line)] with tag in ' ', '-', '+'. A deleted file
+    is keyed by its old path."""
     files: dict[str, list] = {}
-    path, hunk = None, None
+    path, old_path, hunk = None, None, None
     for line in patch.splitlines():
-        if line.startswith("+++ "):
+        if line.startswith("+++ ") and hunk is None:
             path = line[4:].split("\t")[0].removeprefix("b/")
+            if path == "/dev/null":
+                path = old_path
             files.setdefault(path, [])
         elif line.startswith("--- ") and hunk is None or line.startswith("diff "):
             hunk = None
+            if line.startswith("--- "):
+                old_path = line[4:].split("\t")[0].removeprefix("a/")
         elif line.startswith("@@"):
             hunk = []
             files[path].append(hunk)
@@ -54,11 +76,20 @@ def parse_patch(patch: str) -> dict[str, list[list[tuple[str, str]]]]:
     return files
 
 
-def edits_from_patch(base: dict[str, str], patch: str) -> list[Edit]:
-    """The gold patch as `edit` commands, each with the least context that makes its snippet unique in the file."""
+def edits_from_patch(base: dict[str, str | None], patch: str) -> list[Edit]:
+    """The gold patch as shell edits, each with the least context that makes its snippet unique in the file.
+    BASE maps each path the patch touches to its base text (None or absent: the patch creates the file)."""
     edits = []
+    status = file_status(patch)
     for path, hunks in parse_patch(patch).items():
-        text = base[path]
+        text = base.get(path)
+        if status.get(path) == "create" or text is None:
+            lines = [s for h in hunks for t, s in h if t != "-"]
+            edits.append(Edit(path, "", "\n".join(lines) + "\n" if lines else "", kind="create"))
+            continue
+        if status.get(path) == "delete":
+            edits.append(Edit(path, text, "", kind="delete"))
+            continue
         for hunk in hunks:
             changed = [i for i, (tag, _) in enumerate(hunk) if tag != " "]
             lo, hi = changed[0], changed[-1] + 1
@@ -75,6 +106,38 @@ def edits_from_patch(base: dict[str, str], patch: str) -> list[Edit]:
             edits.append(Edit(path, old, new))
             text = text.replace(old, new, 1)
     return edits
+
+
+def file_status(patch: str) -> dict[str, str]:
+    """{path: 'create' | 'delete'} for the files PATCH creates or deletes (from its ---/+++ headers)."""
+    out, old = {}, None
+    for line in patch.splitlines():
+        if line.startswith("--- "):
+            old = line[4:].split("\t")[0]
+        elif line.startswith("+++ ") and old is not None:
+            new = line[4:].split("\t")[0]
+            if old == "/dev/null":
+                out[new.removeprefix("b/")] = "create"
+            elif new == "/dev/null":
+                out[old.removeprefix("a/")] = "delete"
+            old = None
+    return out
+
+
+def base_texts(task: Task) -> dict[str, str | None]:
+    """Base versions of the files the expert watches: every file of an inline repo; for a git repo the files the
+    gold patch touches, plus its Python sources when there are few (a wrong edit elsewhere is then seen too)."""
+    if task.repo.kind == "inline":
+        return dict(task.repo.files)
+    base = template(task)
+    watched = set(patch_paths(task.gold_patch or ""))
+    sources = [p for p in base.files if p.endswith(".py") and p not in base.restore]
+    if len(sources) <= MAX_WATCHED:
+        watched |= set(sources)
+    return {p: base.read(p) for p in sorted(watched)}
+
+
+MAX_WATCHED = 300  # files read per expert turn at most (a big repo's other files are not watched)
 
 
 @dataclass(frozen=True)
@@ -95,11 +158,13 @@ def _plan(task_json: str) -> Plan:
 def make_plan(task: Task) -> Plan:
     if not task.gold_patch:
         raise ValueError(f"task {task.task_id}: the scripted expert needs a gold_patch")
-    base = task.repo.files
+    base = base_texts(task)
     edits = edits_from_patch(base, task.gold_patch)
     stages = {p: [c] for p, c in base.items()}
     for e in edits:
-        stages[e.path].append(stages[e.path][-1].replace(e.old, e.new, 1))
+        before = stages.setdefault(e.path, [base.get(e.path)])[-1]
+        stages[e.path].append(e.new if e.kind == "create" else None if e.kind == "delete" else
+                              before.replace(e.old, e.new, 1))
     explore = [("Let me run the tests to see what fails.", "runtests")]
     chain = task.meta.get("chain") or []
     pkg = task.meta.get("package", ".")
@@ -107,16 +172,30 @@ def make_plan(task: Task) -> Plan:
     for i, fn in enumerate(chain):
         why = "The issue is about" if i == 0 else "It calls"
         explore.append((f"{why} `{fn}`; let me find where it is defined.", f"grep -rn 'def {fn}(' {pkg}"))
-        path = next(p for p, c in base.items() if re.search(rf"^def {fn}\(", c, re.M) and not p.startswith("tests/"))
+        path = next(p for p, c in base.items() if c and re.search(rf"^def {fn}\(", c, re.M) and not p.startswith("tests/"))
         if path not in seen_files:
             seen_files.add(path)
             explore.append((f"Let me read {path}.", f"cat {path}"))
+    if task.meta.get("function"):  # mutated tasks: the function with the bug
+        name = task.meta["function"].rsplit(".", 1)[-1]
+        explore.append((f"The failing tests exercise `{name}`; let me find it.", f"grep -rn 'def {name}(' ."))
     for e in edits:  # tasks without a call chain (imported ones): read the files the fix touches
-        if e.path not in seen_files:
-            seen_files.add(e.path)
+        text = base.get(e.path)
+        if e.path in seen_files or e.kind != "edit" or text is None:
+            continue
+        seen_files.add(e.path)
+        lines = text.count("\n")
+        if lines <= LONG_FILE:
             explore.append((f"Let me read {e.path}.", f"cat {e.path}"))
-    focus = chain[-1] if chain else edits[0].path
+        else:  # a long file: read the lines around the change, as `cat` output would be cut
+            at = text[: text.index(e.old)].count("\n") + 1
+            explore.append((f"Let me read the relevant part of {e.path}.",
+                            f"sed -n '{max(1, at - 15)},{at + e.old.count(chr(10)) + 15}p' {e.path}"))
+    focus = chain[-1] if chain else task.meta.get("function") or edits[0].path
     return Plan(tuple(explore), tuple(edits), stages, focus)
+
+
+LONG_FILE = 60  # lines; longer files are read in part
 
 
 def read_workspace(ws: Path, rel: str, limit: int = 1 << 20) -> str | None:
@@ -209,8 +288,10 @@ class ScriptedExpert:
         if state == "wrong":
             if done and done[-1].startswith("git checkout -- "):  # git did not bring them back: write them out
                 path = wrong[0]
-                return f"git could not restore {path}; let me write it back as it was.", rewrite_command(
-                    path, task.repo.files[path])
+                base = plan.stages[path][0]
+                if base is None:  # the file is not in the base: it goes
+                    return f"{path} should not exist; let me remove it.", f"rm -rf {path}"
+                return f"git could not restore {path}; let me write it back as it was.", rewrite_command(path, base)
             if not fresh or fresh[-1] != "git diff":
                 return "There are changes I did not expect; let me look at them.", "git diff"
             return "These changes are wrong; let me revert them.", "git checkout -- " + " ".join(sorted(wrong))
@@ -221,8 +302,8 @@ class ScriptedExpert:
         for thought, command in plan.explore:
             if command not in (fresh if command.startswith("cat ") else done):
                 return thought, command
-        current = {e.path: read_workspace(episode.workspace, e.path) or "" for e in plan.edits}
+        current = {e.path: read_workspace(episode.workspace, e.path) for e in plan.edits}
         for e in plan.edits:
-            if current[e.path].count(e.old) == 1:
+            if e.applies(current[e.path]):
                 return f"The bug is in `{plan.focus}`; let me fix it.", e.command()
         return "I cannot find the code to fix; let me look at the changes.", "git diff"

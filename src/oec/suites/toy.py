@@ -15,7 +15,7 @@ import random
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.suites.templates import LEAF_SHAPES, MUTATION_KINDS, ONE_LINERS, Fn, Mutation, leaf, rewrap, wrapper
-from oec.types import Repo, Task
+from oec.types import InlineRepo, Task
 
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"
@@ -150,7 +150,7 @@ def generate_task(seed: int, index: int, split: str, cfg: ToyConfig) -> Task:
         suite="toy",
         split=split,
         problem_statement=statement,
-        repo=Repo(files=files),
+        repo=InlineRepo(files=files),
         FAIL_TO_PASS=sorted(f2p),
         PASS_TO_PASS=sorted(p2p),
         test_files=sorted(p for p in files if p.startswith("tests/")),

@@ -1,0 +1,1 @@
+"""Runtimes other than the default bubblewrap sandbox (env.runtime=...)."""
