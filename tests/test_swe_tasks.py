@@ -288,3 +288,20 @@ def test_docker_runtime_through_a_test_double_of_the_docker_cli(swebench, tmp_pa
     log = (fake.parent / "state" / "log").read_text()
     assert "run -d" in log and "rm -f" in log
     assert not list((fake.parent / "state").glob("*.json"))  # every container removed
+
+
+def test_noisy_student_and_student_init_work_on_git_tasks(swebench, tmp_path):
+    from oec.student import StudentConfig, init_student
+
+    repos, inst = swebench
+    tasks, _ = import_instances(write_jsonl(tmp_path / "i.jsonl", [inst]), "swebench", repos)
+    path = write_tasks(tasks, tmp_path / "tasks.jsonl")
+    run = tmp_path / "oec"
+    collect(CollectConfig(tasks=str(path), out=str(run), mode="oec", student="scripted:noisy?error_rate=0.9",
+                          samples=3, workers=1, switch="late"), progress=False)
+    trajs = read_trajectories(run / "trajectories.jsonl")
+    assert len(trajs) == 3 and all(t.exit_status != "error" for t in trajs), [t.exit_message for t in trajs]
+    assert any(s.actor == "student" for t in trajs for s in t.steps)
+    model = init_student(tasks, tmp_path / "m", StudentConfig(hidden_size=32, layers=1, heads=2, vocab_size=400,
+                                                               context=256))
+    assert (model / "tokenizer.json").exists()

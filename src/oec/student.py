@@ -15,7 +15,7 @@ from typing import Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.formats import TextFormat, ToolCallFormat, text_reply
-from oec.policies.scripted import make_plan
+from oec.policies.scripted import base_texts, make_plan
 from oec.types import Action, Task
 
 SPECIAL = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -53,7 +53,7 @@ def corpus(tasks: list[Task]) -> Iterator[str]:
     yield ToolCallFormat().system
     for task in tasks:
         yield task.problem_statement
-        yield from task.repo.files.values()
+        yield from (text for text in base_texts(task).values() if text is not None)
         yield "\n".join(f"FAILED {t} - assert" for t in task.FAIL_TO_PASS)
         try:
             plan = make_plan(task)

@@ -7,15 +7,27 @@ is seeded per episode, so a collection with a fixed `--seed` is reproducible.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.formats import TextFormat
-from oec.policies.scripted import Edit, ScriptedExpert, read_workspace, reply
+from oec.policies.scripted import Edit, ScriptedExpert, base_texts, read_workspace, reply
 from oec.protocols import Episode, Format, Message
-from oec.types import Completion
+from oec.types import Completion, Task
+
+
+@functools.lru_cache(maxsize=256)
+def _source_files(task_json: str) -> dict[str, str]:
+    return {p: t for p, t in base_texts(Task.model_validate_json(task_json)).items() if t is not None}
+
+
+def source_files(task: Task) -> dict[str, str]:
+    """The base files a student's mistakes are drawn from: an inline repo's, or a git repo's watched files (read once
+    per task, not per turn, since a real repo's files come from its template on disk)."""
+    return task.repo.files if task.repo.kind == "inline" else _source_files(task.model_dump_json())
 
 MISTAKES = {"wrong_cat": 0.25, "wrong_grep": 0.2, "repeat": 0.2, "wrong_edit": 0.25, "format_error": 0.05,
             "early_submit": 0.05}
@@ -71,7 +83,7 @@ class NoisyStudent:
 
     def mistake(self, kind: str, episode: Episode) -> tuple[str, str] | Completion | None:
         """A wrong (thought, command), a malformed Completion, or None when KIND does not apply here."""
-        rng, files = episode.rng, episode.task.repo.files
+        rng, files = episode.rng, source_files(episode.task)
         modules = sorted(p for p in files if p.endswith(".py") and not p.startswith("tests/") and files[p].strip())
         if kind == "wrong_cat" and modules:
             path = rng.choice(modules)
