@@ -4,10 +4,16 @@ The sandbox gets a read-only view of the system (/usr, /etc, the Python that run
 network, its own pid namespace (so killing its first process kills everything it started), and an environment built
 from scratch (no host variable, and so no API key, reaches it). The workspace is the only writable host directory and
 is always mounted at the same path, so observations do not depend on where the host keeps its files.
+
+The agent runs as root without capabilities (when the host runs as root). File permissions alone then let it write
+anything it can see, so everything it can see that is not its own is mounted read-only or hidden: /proc/sys (as root,
+`kernel.core_pattern` would run a program of its choice on the host), /dev, secret files under /etc. Every
+writable mount is size-capped memory except the workspace. tests/test_hostile.py tries the ways out.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -19,6 +25,15 @@ WORKSPACE = "/workspace"
 TOOLS = "/oec/bin"
 TOOLS_DIR = Path(__file__).parent / "tools"
 TMP_BYTES = 1 << 30  # /tmp inside the sandbox is memory: cap it
+SMALL_TMP_BYTES = 64 << 20  # /run and /dev/shm
+# Kernel interfaces under /proc that root could write to (bwrap covers these only when the directory itself is
+# writable, which /proc/sys never is: its files are) ...
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi", "driver")
+# ... and files that tell about the host's processes, timers and keys
+PROC_HIDDEN = ("kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kallsyms", "kmsg")
+# Host secrets that are readable by uid 0 without any capability
+ETC_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/ssh_host_*key",
+               "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -52,6 +67,33 @@ def _python_dirs() -> list[str]:
     return sorted(d for d in dirs if not d.startswith("/usr"))
 
 
+def _hide_secrets() -> list[str]:
+    argv = []
+    for pattern in ETC_SECRETS:
+        for path in sorted(glob.glob(pattern)):
+            if os.path.isdir(path) and not os.path.islink(path):
+                argv += ["--tmpfs", path, "--remount-ro", path]
+            elif os.path.isfile(path):
+                argv += ["--ro-bind", "/dev/null", path]
+    return argv
+
+
+def _harden_proc() -> list[str]:
+    """Read-only or empty views over the writable and the telling parts of the sandbox's /proc.
+
+    The source of a bind is looked up on the host, but /proc/sys answers for the namespaces of whoever reads it, so
+    the sandbox still sees its own hostname and network settings.
+    """
+    argv = []
+    for name in PROC_READ_ONLY:
+        if os.path.exists(f"/proc/{name}"):
+            argv += ["--ro-bind", f"/proc/{name}", f"/proc/{name}"]
+    for name in PROC_HIDDEN:
+        if os.path.isfile(f"/proc/{name}"):
+            argv += ["--ro-bind", "/dev/null", f"/proc/{name}"]
+    return argv
+
+
 def sandbox_env() -> dict[str, str]:
     bin_dir = os.path.dirname(os.path.abspath(sys.executable))
     return {
@@ -81,9 +123,12 @@ def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] 
             argv += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             argv += ["--ro-bind", top, top]
+    argv += _hide_secrets()
     # scratch mounts first: a later bind (a venv under /tmp, say) must land on top of them, not under
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
-             "--size", str(TMP_BYTES // 16), "--tmpfs", "/run"]
+    argv += ["--proc", "/proc"] + _harden_proc()
+    # bwrap's /dev is an uncapped tmpfs (half the host's memory): make it read-only, with a small /dev/shm
+    argv += ["--dev", "/dev", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/dev/shm"]
+    argv += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/run"]
     for d in _python_dirs():
         argv += ["--ro-bind", d, d]
     argv += ["--ro-bind", str(TOOLS_DIR), TOOLS]
@@ -91,6 +136,7 @@ def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] 
         argv += ["--ro-bind", host, inside]
     argv += ["--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE]
     argv += ["--remount-ro", "/"]  # the root bwrap builds is a tmpfs: without this, files there outlive episodes
+    argv += ["--remount-ro", "/dev"]
     for k, v in sandbox_env().items():
         argv += ["--setenv", k, v]
     return argv + ["--"] + command

@@ -3,8 +3,8 @@
 The slot's first process is `tools/slotd.py` (see its docstring). Each command is written to a file that bash
 `source`s, so `cd` and `export` persist between commands, an unbalanced quote is a bash error instead of a hung
 shell, and the command cannot read our protocol from stdin. The end of its output is marked by a random nonce the
-agent cannot guess. A command that runs past its timeout is killed with everything the agent started, and a fresh
-shell is started; the observation says so.
+agent cannot guess. A command that runs past its timeout, or streams more than MAX_STREAM bytes, is killed with
+everything the agent started, and a fresh shell is started; the observation says so.
 """
 
 from __future__ import annotations
@@ -29,6 +29,25 @@ from pathlib import Path
 from oec.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
 
 IO = "/oec/io"
+MAX_STREAM = 64 << 20  # output bytes read before a command is killed: past this it only burns CPU on both sides
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandbox may use at once; slotd.py kills everything in it past either limit (see its docstring)."""
+
+    tasks: int = 1024  # processes and threads (as root, RLIMIT_NPROC is not enforced)
+    memory: int = 4 << 30  # resident bytes of all its processes; /tmp, /run, /dev/shm are capped on their own
+
+    def __post_init__(self):
+        if self.tasks < 16 or self.memory < 256 << 20:
+            raise ValueError(f"sandbox limits too small to run pytest: {self}; use tasks >= 16, memory >= 256 MiB")
+
+
+def _remove_tree(path: Path) -> None:
+    """rm -rf, without following links; unlike shutil.rmtree (recursive), it copes with directories nested
+    thousands deep, which an agent can make."""
+    subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False, capture_output=True)
 
 
 class SandboxError(RuntimeError):
@@ -100,8 +119,9 @@ def _popen(*args, **kwargs) -> subprocess.Popen:
 class Slot:
     """One sandbox. `workspace` (host path) is mounted at /workspace; `load` replaces its contents."""
 
-    def __init__(self, workspace: Path | None = None):
+    def __init__(self, workspace: Path | None = None, limits: Limits = Limits()):
         bwrap_path()  # fails with instructions before anything is created
+        self.limits = limits
         self._dir = Path(tempfile.mkdtemp(prefix="oec-slot-"))
         self.workspace = workspace or self._dir / "ws"
         self.workspace.mkdir(exist_ok=True)
@@ -109,8 +129,9 @@ class Slot:
         self._io.mkdir()
         shell_in_r, self._shell_in = os.pipe()
         self._shell_out, shell_out_w = os.pipe()
-        argv = bwrap_argv(self.workspace, ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w)],
-                          extra_binds={str(self._io): IO}, as_pid_1=True)
+        slotd = ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w), str(limits.tasks),
+                 str(limits.memory)]
+        argv = bwrap_argv(self.workspace, slotd, extra_binds={str(self._io): IO}, as_pid_1=True)
         with (self._dir / "stderr").open("w") as err:
             self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
                                 pass_fds=(shell_in_r, shell_out_w), start_new_session=True)
@@ -152,10 +173,7 @@ class Slot:
         """Start an episode: nothing of the last one survives (processes, /tmp, workspace)."""
         self.control("reset")
         for child in self.workspace.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+            _remove_tree(child)
         shutil.copytree(template, self.workspace, symlinks=True, dirs_exist_ok=True)
         self._drain()
         self.control("shell")
@@ -181,7 +199,7 @@ class Slot:
                 pass
         for fd in (self._shell_in, self._shell_out):
             os.close(fd)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        _remove_tree(self._dir)
 
     # -- the shell -----------------------------------------------------------------------------------------------
     def run(self, command: str, timeout: float, output_limit: int) -> CommandResult:
@@ -200,12 +218,14 @@ class Slot:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            flood = total > MAX_STREAM
+            if flood or left <= 0 or not select.select([fd], [], [], left)[0]:
                 self.control("shell")  # kills the command and everything the agent started
                 self._drain()
                 text, trunc = cap_output(bytes(head), bytes(tail), total, limit)
-                note = f"\n[command timed out after {timeout:g}s and was killed; a fresh shell was started: cwd and variables were reset]"
-                return CommandResult(text + note, None, timed_out=True, truncated=trunc, restarted=True)
+                why = f"printed more than {MAX_STREAM >> 20} MiB" if flood else f"timed out after {timeout:g}s"
+                note = f"\n[command {why} and was killed; a fresh shell was started: cwd and variables were reset]"
+                return CommandResult(text + note, None, timed_out=not flood, truncated=trunc, restarted=True)
             chunk = os.read(fd, 65536)
             if not chunk:  # only the slot's init holds the write end: the sandbox itself is gone
                 self.close()
@@ -240,7 +260,8 @@ class Slot:
 class SlotPool:
     """Idle slots kept for the next episode. Thread-safe; grows to as many slots as episodes run at once."""
 
-    def __init__(self):
+    def __init__(self, limits: Limits = Limits()):
+        self.limits = limits
         self._idle: list[Slot] = []
         self._lock = threading.Lock()
 
@@ -251,7 +272,7 @@ class SlotPool:
                 if slot.alive and slot._proc.poll() is None:
                     return slot
                 slot.close()
-        return Slot()
+        return Slot(limits=self.limits)
 
     def release(self, slot: Slot) -> None:
         """Back to the pool, with everything the episode started already killed (an idle slot runs nothing)."""
@@ -279,9 +300,9 @@ atexit.register(POOL.close)  # the sandboxes would die with us anyway; this also
 class PersistentShell:
     """A sandboxed shell over a directory of your choice (one private slot)."""
 
-    def __init__(self, workspace: Path, timeout: float = 10.0, output_limit: int = 2000):
+    def __init__(self, workspace: Path, timeout: float = 10.0, output_limit: int = 2000, limits: Limits = Limits()):
         self.timeout, self.output_limit = timeout, output_limit
-        self.slot = Slot(Path(workspace))
+        self.slot = Slot(Path(workspace), limits)
         self.slot.control("reset")
         self.slot.control("shell")
 

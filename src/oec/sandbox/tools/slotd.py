@@ -6,6 +6,10 @@ new interpreter and a cold pytest import each time (~0.3 s of CPU). Agent code o
 or in the shell; this process is pid 1 (signals from inside the namespace cannot kill it) and not dumpable (it cannot
 be ptraced, nor its control pipe read through /proc).
 
+It is also the watchdog. The agent runs as root, for whom the kernel enforces no process limit (RLIMIT_NPROC), and
+per-process memory limits do not add up; so every 50 ms this process counts the tasks (processes and threads) and
+the resident memory of the whole namespace, and past either limit kills everything and says why in the output.
+
 Control protocol (host <-> this process, on stdin/stdout, one JSON object per line):
   {"op": "reset"}        kill all, wipe /tmp; the host then loads the next workspace
   {"op": "shell"}        kill all, start a fresh bash on the shell pipes (cwd /workspace)
@@ -27,16 +31,40 @@ import testserver  # noqa: E402
 
 AGENT = "/tmp/.oec"
 SCRATCH = ("/tmp", "/run", "/dev/shm")
+WATCH_EVERY = 0.05
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def usage(max_tasks):
+    """(tasks, resident bytes) of every process in the namespace, this one included. Past MAX_TASKS processes it
+    answers at once, without reading each one's stat: under a fork bomb this process gets little CPU."""
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    if len(pids) > max_tasks:
+        return len(pids), 0
+    tasks = rss = 0
+    for name in pids:
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # gone since the listing
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()  # the command name may hold spaces and parentheses
+        tasks += int(fields[17])  # num_threads
+        rss += int(fields[21]) * PAGE
+    return tasks, rss
 
 
 class Slot:
-    def __init__(self, shell_in, shell_out):
+    def __init__(self, shell_in, shell_out, max_tasks, max_memory):
         self.shell_in, self.shell_out = shell_in, shell_out
+        self.max_tasks, self.max_memory = max_tasks, max_memory
+        self.next_watch = 0.0
         self.secret = os.urandom(8).hex()  # in the shell-exit line, so the agent cannot fake one
         self.dev = set(os.listdir("/dev"))  # what bwrap put there; anything else is the agent's
         self._keep = None
         self.bash = None
         self.runs = {}  # report fd -> (child pid, chunks, reply FIFO) for the agent's runtests
+        self.replies = []  # (reply FIFO, fd or None, bytes left, deadline) not yet taken by their client
         self.req = None
         self.sig_r, sig_w = os.pipe()
         os.set_blocking(sig_w, False)
@@ -61,18 +89,22 @@ class Slot:
         """Every process but this one dies: the agent's shell, its background jobs, test runs."""
         self.bash = None
         for _ in range(50):
-            pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != 1]
-            if not pids:
+            if not any(p.isdigit() and p != "1" for p in os.listdir("/proc")):
                 break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            # kill(-1) from a namespace's init reaches every other process in it at once, and the kernel makes
+            # a fork racing with it fail, so a fork bomb cannot outrun it the way it outruns a pid-by-pid loop
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self._reap_all()
         for fd in list(self.runs):
             os.close(fd)
         self.runs.clear()
+        for _, fd, _, _ in self.replies:
+            if fd is not None:
+                os.close(fd)
+        self.replies = []
         os.set_blocking(self.shell_in, False)  # commands written for a shell that is gone must not reach the next
         try:
             while os.read(self.shell_in, 65536):
@@ -91,6 +123,32 @@ class Slot:
             if pid == 0:
                 time.sleep(0.001)
 
+    def over_limits(self):
+        """Why the agent must be stopped now (its tasks or memory are over the limits), or None."""
+        tasks, rss = usage(self.max_tasks)
+        if tasks > self.max_tasks:
+            return f"{tasks} processes and threads were running; the limit is {self.max_tasks}"
+        if rss > self.max_memory:
+            return f"{rss / 2**30:.1f} GiB of memory was in use; the limit is {self.max_memory / 2**30:.1f} GiB"
+        return None
+
+    def watch(self):
+        """Run the watchdog if it is due; return why it killed everything, or None."""
+        now = time.monotonic()
+        if now < self.next_watch:
+            return None
+        self.next_watch = now + WATCH_EVERY
+        reason = self.over_limits()
+        if reason is None:
+            return None
+        had_shell = self.bash is not None
+        self.kill_all()
+        note = f"\n[the sandbox killed every process: {reason}]\n"
+        if had_shell:  # as if the shell had exited, so the host starts another
+            note += f"\036EXIT {self.secret} 137\n"
+        os.write(self.shell_out, note.encode())
+        return reason
+
     def start_shell(self):
         pid = os.fork()
         if pid == 0:
@@ -101,6 +159,7 @@ class Slot:
             os.dup2(self.shell_out, 2)
             os.closerange(3, 65536)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             testserver.limit_resources()
             os.execv("/bin/bash", ["bash", "--noprofile", "--norc"])  # the sandbox env, set by bwrap
         self.bash = pid
@@ -158,26 +217,29 @@ class Slot:
         self.respond(resp, b"".join(chunks))
 
     def respond(self, path, data):
-        """Write DATA to the client's FIFO without ever blocking the slot on a client that stopped reading."""
-        deadline = time.monotonic() + 5
-        fd = None
-        while fd is None and time.monotonic() < deadline:
+        self.replies.append((path, None, data, time.monotonic() + 5))
+        self.flush_replies()
+
+    def flush_replies(self):
+        """Write what each client can take now, never blocking: a client that never opens its FIFO, or stops
+        reading it, must not stall this loop (and with it the watchdog); it gets 5 s, then its reply is dropped."""
+        now, pending = time.monotonic(), []
+        for path, fd, data, deadline in self.replies:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as e:
-                if e.errno not in (errno.ENXIO, errno.ENOENT):
-                    return
-                time.sleep(0.001)
-        if fd is None:
-            return
-        try:
-            while data and time.monotonic() < deadline:
-                if select.select([], [fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                if fd is None:
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                while data:
                     data = data[os.write(fd, data[:65536]) :]
-        except OSError:  # the client went away
-            pass
-        finally:
-            os.close(fd)
+            except BlockingIOError:  # its pipe is full: more later
+                pass
+            except OSError as e:  # ENXIO: not opened for reading yet; anything else: the client went away
+                if not (fd is None and e.errno in (errno.ENXIO, errno.ENOENT)):
+                    data = b""
+            if data and now < deadline:
+                pending.append((path, fd, data, deadline))
+            elif fd is not None:
+                os.close(fd)
+        self.replies = pending
 
     # -- control -------------------------------------------------------------------------------------------------
     def on_control(self, line):
@@ -194,7 +256,7 @@ class Slot:
                 reply = {"ok": True}
             elif op == "verify":
                 self.kill_all()
-                reply = testserver.verify_request(req, self.kill_all)
+                reply = testserver.verify_request(req, self.kill_all, self.over_limits)
                 self.kill_all()
             else:
                 reply = {"error": f"unknown op {op!r}"}
@@ -208,9 +270,12 @@ class Slot:
         while True:
             fds = [ctl, self.sig_r] + ([self.req] if self.req is not None else []) + list(self.runs)
             try:
-                ready = select.select(fds, [], [])[0]
+                ready = select.select(fds, [], [], WATCH_EVERY)[0]
             except InterruptedError:
                 continue
+            self.watch()
+            if self.replies:
+                self.flush_replies()
             if self.sig_r in ready:
                 os.read(self.sig_r, 4096)
                 self.reap()
@@ -227,10 +292,13 @@ class Slot:
 
 
 def main():
-    shell_in, shell_out = int(sys.argv[1]), int(sys.argv[2])
+    shell_in, shell_out, max_tasks, max_memory = map(int, sys.argv[1:5])
     ctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE = 0
+    # Signals from inside the namespace reach its init only where it has a handler, and Python installs one for
+    # SIGINT: without this, `kill -INT 1` would end the sandbox. Children put the default back.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     testserver.warm_up()
-    slot = Slot(shell_in, shell_out)
+    slot = Slot(shell_in, shell_out, max_tasks, max_memory)
     slot.wipe()
     sys.stdout.write(json.dumps({"ready": True, "secret": slot.secret}) + "\n")
     sys.stdout.flush()

@@ -26,6 +26,9 @@ for _p in ("cacheprovider", "unraisableexception", "threadexception", "faulthand
            "junitxml", "stepwise", "legacypath", "setuponly", "setupplan", "debugging"):
     BASE_ARGS += ["-p", f"no:{_p}"]
 MAX_MSG = 200
+MAX_PATCH = 1 << 20  # the patch goes into every trajectory record: an agent that writes 1 GB must not make it 1 GB
+WATCH_EVERY = 0.05
+AGENT_NICE = 19
 
 
 def _short(report):
@@ -101,6 +104,7 @@ def fork_pytest(cwd, args, as_json):
             os.closerange(4, 65536)
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the slot's init ignores it
             limit_resources()
             _run_pytest(cwd, args, 3, as_json)
         finally:
@@ -110,24 +114,36 @@ def fork_pytest(cwd, args, as_json):
 
 
 def limit_resources():
-    """Per-process ceilings for agent code: memory and file size (a fork bomb is cut by the command timeout)."""
+    """Per-process ceilings for agent code: address space, file size, no core files. Processes and total memory
+    are watched by the slot's init (slotd.py): as root, RLIMIT_NPROC is not enforced."""
     import resource
 
-    for what, value in ((resource.RLIMIT_AS, 8 << 30), (resource.RLIMIT_FSIZE, 1 << 30)):
+    # below the slot's init, whose watchdog must get the CPU while a fork bomb competes for it
+    os.setpriority(os.PRIO_PROCESS, 0, AGENT_NICE)
+    for what, value in ((resource.RLIMIT_AS, 8 << 30), (resource.RLIMIT_FSIZE, 1 << 30), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(what, (value, value))
 
 
-def run_forked(cwd, args, as_json, timeout=None):
-    """Fork, run pytest in the child, return (report text, timed_out)."""
+def run_forked(cwd, args, as_json, timeout=None, watch=None):
+    """Fork, run pytest in the child, return (report text, timed_out, stopped).
+
+    WATCH, if given, is called every 50 ms and returns why the run must stop (then STOPPED), or None; it is the
+    slot's watchdog, which a fork bomb in the code under test must meet during verification too.
+    """
     pid, r = fork_pytest(cwd, args, as_json)
-    chunks, deadline, timed_out = [], (time.monotonic() + timeout) if timeout else None, False
+    chunks, deadline, timed_out, stopped = [], (time.monotonic() + timeout) if timeout else None, False, None
     while True:
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if watch is not None:
+            wait = WATCH_EVERY if wait is None else min(wait, WATCH_EVERY)
         ready, _, _ = select.select([r], [], [], wait)
-        if not ready:
-            timed_out = True
+        stopped = watch() if watch is not None else None
+        if stopped or (not ready and deadline is not None and time.monotonic() >= deadline):
+            timed_out = not stopped
             os.kill(pid, signal.SIGKILL)
             break
+        if not ready:
+            continue
         chunk = os.read(r, 65536)
         if not chunk:
             break
@@ -137,7 +153,7 @@ def run_forked(cwd, args, as_json, timeout=None):
         os.waitpid(pid, 0)
     except ChildProcessError:  # already reaped by a pid-1 reaper
         pass
-    return b"".join(chunks).decode(errors="replace"), timed_out
+    return b"".join(chunks).decode(errors="replace"), timed_out, stopped
 
 
 def warm_up():
@@ -164,12 +180,43 @@ GIT = ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-
        "-c", "core.pager=cat", "-c", "safe.directory=*"]
 
 
-def _git(cwd, *args):
+def _git(cwd, *args, limit=MAX_PATCH, timeout=30):
+    """git's output, at most LIMIT bytes of it (then a line says how much was cut); "" if it took too long."""
+    p = subprocess.Popen(GIT + ["-C", cwd, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, env={**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"})
+    out, total, deadline = bytearray(), 0, time.monotonic() + timeout
     try:
-        return subprocess.run(GIT + ["-C", cwd, *args], capture_output=True, text=True, timeout=30,
-                              env={**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"}).stdout
-    except subprocess.TimeoutExpired:
-        return ""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([p.stdout], [], [], left)[0]:
+                return ""
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            total += len(chunk)
+            out += chunk[: max(0, limit - len(out))]
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+    text = out.decode(errors="replace")
+    return text + (f"\n[... cut: {total} bytes in all, {limit} kept]\n" if total > limit else "")
+
+
+def _walk_files(root):
+    """Every file under ROOT but .git, without recursion: an agent can nest directories thousands deep."""
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:  # deeper than PATH_MAX, or unreadable: pytest cannot reach it either
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if e.name != ".git":
+                    stack.append(e.path)
+            else:
+                yield e.path
 
 
 def _force_write(root, rel, content):
@@ -192,7 +239,7 @@ def _force_write(root, rel, content):
         f.write(content)
 
 
-def verify_request(req, kill_all=lambda: None):
+def verify_request(req, kill_all=lambda: None, watch=None):
     """Record the agent's patch, restore the test and pytest-config files, remove unknown ones, run the tests.
 
     Agent code still runs inside the pytest process (that is what a test run is); what is closed here are the
@@ -203,26 +250,30 @@ def verify_request(req, kill_all=lambda: None):
     patch = _git(cwd, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv")
     kill_all()  # anything git may have started
     known = set(req["known"])
-    for dirpath, dirnames, filenames in os.walk(cwd):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for name in filenames:
-            rel = os.path.relpath(os.path.join(dirpath, name), cwd)
-            if (name in CONFIG_NAMES or name.endswith(".pth")) and rel not in known:
-                os.unlink(os.path.join(dirpath, name))
+    for path in _walk_files(cwd):
+        name = os.path.basename(path)
+        if (name in CONFIG_NAMES or name.endswith(".pth")) and os.path.relpath(path, cwd) not in known:
+            os.unlink(path)
     for rel, content in req["restore"].items():
         _force_write(cwd, rel, content)
     t0 = time.monotonic()
-    out, timed_out = run_forked(cwd, ["--rootdir", cwd] + req["tests"], as_json=True, timeout=req["test_timeout"])
+    out, timed_out, stopped = run_forked(cwd, ["--rootdir", cwd] + req["tests"], as_json=True,
+                                         timeout=req["test_timeout"], watch=watch)
+    if stopped:
+        kill_all()
     try:
         report = json.loads(out)
     except json.JSONDecodeError:
         report = {"code": None, "results": {}, "stderr": out[-2000:]}
     report.update(patch=patch, timed_out=timed_out, duration_s=time.monotonic() - t0)
+    if stopped:  # each test not run says why, so the verdict records it
+        why = f"the sandbox killed the tests: {stopped}"
+        report["results"] = {t: report["results"].get(t, ("error", why)) for t in req["tests"]}
     return report
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["once"]:
         sys.exit("usage: testserver.py once CWD [PYTEST ARGS...]")
-    out, _ = run_forked(sys.argv[2], sys.argv[3:], as_json=False)
+    out, _, _ = run_forked(sys.argv[2], sys.argv[3:], as_json=False)
     sys.stdout.write(out)
