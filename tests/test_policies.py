@@ -75,3 +75,22 @@ def test_noisy_student_is_seeded_and_makes_mistakes(train_tasks):
 def test_bad_policy_specs(spec, needle):
     with pytest.raises(PolicySpecError, match=needle):
         make_policy(spec)
+
+
+def test_read_workspace_never_leaves_the_workspace(tmp_path):
+    """The privileged policies read the agent's workspace on the host: no symlink at any depth, no `..`, no FIFO."""
+    import os
+
+    from oec.policies.scripted import read_workspace
+
+    ws, host = tmp_path / "ws", tmp_path / "host"
+    (ws / "pkg").mkdir(parents=True)
+    host.mkdir()
+    (host / "secret.py").write_text("SECRET")
+    (ws / "pkg/a.py").write_text("fine")
+    (ws / "link").symlink_to(host)  # a directory swapped for a symlink to the host
+    (ws / "pkg/b.py").symlink_to(host / "secret.py")
+    os.mkfifo(ws / "pkg/fifo")
+    assert read_workspace(ws, "pkg/a.py") == "fine"
+    for rel in ("link/secret.py", "pkg/b.py", "../host/secret.py", str(host / "secret.py"), "pkg/fifo", "pkg"):
+        assert read_workspace(ws, rel) is None, rel

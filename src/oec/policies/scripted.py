@@ -201,12 +201,24 @@ LONG_FILE = 60  # lines; longer files are read in part
 def read_workspace(ws: Path, rel: str, limit: int = 1 << 20) -> str | None:
     """A workspace file as the agent could read it, or None. Never follows a symlink or opens a FIFO or device:
     the workspace is agent-controlled and this runs on the host."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        return None
+    # Walk one component at a time from a directory fd, refusing symlinks at every step: resolving the path first
+    # and opening it after would let a process in the sandbox swap a directory for a symlink to the host in between.
     try:
-        root, path = ws.resolve(), (ws / rel).resolve()
-        if not path.is_relative_to(root):
-            return None
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(ws, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
+        return None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            nxt = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except OSError:
+        os.close(fd)
         return None
     try:
         st = os.fstat(fd)
