@@ -1,4 +1,4 @@
-"""Run the three benchmarks one after another (`make bench`); pass --quick for the short sizes.
+"""Run the benchmarks one after another (`make bench`); pass --quick for the short sizes.
 
 Each prints its own figures and whether its goal is met; this script only runs them and exits non-zero if one crashed
 (an unmet goal is a finding, not a crash). See bench/RESULTS.md for recorded figures.
@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("shell_latency.py", "loop_concurrency.py", "env_cost.py", "local_batching.py", "shift_cost.py")
+SCRIPTS = ("shell_latency.py", "loop_concurrency.py", "env_cost.py", "local_batching.py", "shift_cost.py",
+           "ray_overhead.py")
 
 
 def main() -> int:

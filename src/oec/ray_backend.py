@@ -25,6 +25,7 @@ from pathlib import Path
 
 from oec.collect import Collector, CollectConfig, error_trajectory, policy_specs
 from oec.formats import parse_spec_options
+from oec.policies import PolicySpecError
 from oec.tasks import InputError
 from oec.types import Task, Trajectory
 
@@ -46,7 +47,9 @@ def rate_limits(cfg: CollectConfig) -> dict[str, int]:
         kind, _, rest = spec.partition(":")
         limit = parse_spec_options(rest)[1].get("max_concurrency")
         if kind == "openai" and limit:
-            limits[spec] = int(limit)  # validated again (ge=1) when the worker builds the policy
+            if not limit.isdigit() or int(limit) < 1:
+                raise PolicySpecError(f"policy {spec!r}: max_concurrency={limit!r}, expected a whole number >= 1")
+            limits[spec] = int(limit)
     return limits
 
 
@@ -61,7 +64,6 @@ class PolicyLimiter:
         self.limits = limits
         self.held: dict[str, Counter] = {key: Counter() for key in limits}
         self.incarnation: dict[str, int] = {}
-        self.peak = Counter()
         self.changed = asyncio.Condition()
 
     async def register(self, worker: str) -> int:
@@ -79,7 +81,6 @@ class PolicyLimiter:
             if self.incarnation[worker] != incarnation:
                 return False  # the caller died while waiting
             self.held[key][worker] += 1
-            self.peak[key] = max(self.peak[key], sum(self.held[key].values()))
             return True
 
     async def release(self, key: str, worker: str, incarnation: int) -> None:
@@ -87,9 +88,6 @@ class PolicyLimiter:
             if self.incarnation[worker] == incarnation and self.held[key][worker] > 0:
                 self.held[key][worker] -= 1
                 self.changed.notify_all()
-
-    def peaks(self) -> dict[str, int]:
-        return dict(self.peak)
 
 
 class ClusterSlots:
@@ -131,9 +129,6 @@ class EpisodeWorker:
     def ready(self) -> Exception | None:
         return self.error
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def run(self, task: Task, sample: int) -> Trajectory:
         return self.collector.run_episode(task, sample)
 
@@ -151,11 +146,15 @@ class RayBackend:
     def __init__(self, cfg: CollectConfig):
         ray = self.ray = _ray()
         self.cfg = cfg
+        limits = rate_limits(cfg)
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
             # a local Ray for this collection only (it goes with close()); Ray's own INFO lines would bury the bar
-            ray.init(address=cfg.ray_address, logging_level="ERROR", include_dashboard=False)
-        limits = rate_limits(cfg)
+            try:
+                ray.init(address=cfg.ray_address, logging_level="ERROR", include_dashboard=False)
+            except ConnectionError as e:
+                raise InputError(f"--ray-address {cfg.ray_address}: {e} Start a cluster with `ray start --head`, or "
+                                 "leave --ray-address out to start a local Ray for this command.") from None
         self.limiter = ray.remote(PolicyLimiter).options(num_cpus=0).remote(limits) if limits else None
         n = min(cfg.workers, cfg.ray_actors or _cluster_cpus(ray))
         per_actor = math.ceil(cfg.workers / n)
@@ -166,18 +165,19 @@ class RayBackend:
         self.actors = [worker_cls.options(num_cpus=1, max_concurrency=per_actor, max_restarts=-1, max_task_retries=0,
                                           scheduling_strategy="SPREAD").remote(cfg, self.limiter, os.getcwd())
                        for _ in range(n)]
-        self.capacity = 2 * per_actor * n
-        self.per_actor = 2 * per_actor  # queued ahead at the actor, as the local backend queues ahead in its pool
+        self.capacity = 2 * per_actor * n  # queued ahead at the actors, as the local backend queues ahead in its pool
         self.running: dict = {}  # ObjectRef -> (task, sample, actor index)
         self.load = [0] * n
         self.attempts: Counter = Counter()
         self.retried = 0
-        t0 = time.monotonic()
-        for err in ray.get([a.ready.options(concurrency_group="control").remote() for a in self.actors]):
-            if err is not None:
-                self.close(abandon=True)
-                raise err
-        self.startup_s = time.monotonic() - t0
+        try:
+            errors = ray.get([a.ready.options(concurrency_group="control").remote() for a in self.actors])
+        except BaseException:  # e.g. Ctrl-C while the workers start
+            self.close(abandon=True)
+            raise
+        if any(errors):
+            self.close(abandon=True)
+            raise next(e for e in errors if e)
 
     def submit(self, task: Task, sample: int) -> None:
         i = min(range(len(self.actors)), key=self.load.__getitem__)
@@ -234,9 +234,6 @@ class RayBackend:
             except self.ray.exceptions.RayError:
                 pass  # lost while stopping: not written, so the next run does it again
         return out
-
-    def limiter_peaks(self) -> dict[str, int]:
-        return self.ray.get(self.limiter.peaks.remote()) if self.limiter else {}
 
     def close(self, abandon: bool) -> None:
         ray = self.ray
