@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common import machine, med, ms, pct, toy_tasks, tree_cpu, verdict_line, write_files
 
-import oec.env
+import oec.repos
 from oec.env import SandboxEnv
 from oec.policies import make_policy
 from oec.rollout import rollout
@@ -39,7 +39,7 @@ PARTS = ("template", "setup", "runtests_first", "runtests_rest", "commands", "ve
 def episode(task: Task, policy) -> dict:
     c0 = tree_cpu()
     t0 = time.perf_counter()
-    oec.env._template(task)  # cached per process; SandboxEnv would build it on first use
+    oec.repos.template(task)  # cached per process; SandboxEnv would build it on first use
     t1 = time.perf_counter()
     env = SandboxEnv(task)
     t2 = time.perf_counter()

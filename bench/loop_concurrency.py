@@ -77,11 +77,11 @@ class CannedEnv:
 
 def run(tasks_file: Path, workers: int, out: Path) -> dict:
     cfg = CollectConfig(tasks=str(tasks_file), out=str(out), mode="expert", expert=POLICY, workers=workers)
-    # task template repos are cached per process (oec.env._template): forget them, and start a new template root
+    # task template repos are cached per process (oec.repos.template): forget them, and start a new template root
     # (their names count from t0), so every run builds its own as a fresh process would
-    env_module = sys.modules["oec.env"]
-    env_module._templates.clear()
-    env_module._template_root = None
+    repos_module = sys.modules["oec.repos"]
+    repos_module._templates.clear()
+    repos_module._root = None
     c0, t0 = tree_cpu(), time.perf_counter()
     collect(cfg, progress=False)
     wall, cpu = time.perf_counter() - t0, tree_cpu() - c0
