@@ -91,7 +91,7 @@ class PolicyLimiter:
 
 
 class ClusterSlots:
-    """Stands in for an OpenAIPolicy's per-process semaphore (`with policy._slots:` around each HTTP call)."""
+    """Stands in for an OpenAIPolicy's per-process semaphore: held around each HTTP call (`limit_calls_with`)."""
 
     def __init__(self, limiter, key: str, worker: str, incarnation: int):
         self.limiter, self.key, self.worker, self.incarnation = limiter, key, worker, incarnation
@@ -124,7 +124,7 @@ class EpisodeWorker:
             for policy in self.collector.policies.values():
                 # exactly the policies that rate_limits() put in the limiter
                 if isinstance(policy, OpenAIPolicy) and policy.config.max_concurrency:
-                    policy._slots = ClusterSlots(limiter, policy.spec, worker, incarnation)
+                    policy.limit_calls_with(ClusterSlots(limiter, policy.spec, worker, incarnation))
 
     def ready(self) -> Exception | None:
         return self.error

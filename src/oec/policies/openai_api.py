@@ -13,6 +13,7 @@ import os
 import random
 import threading
 import time
+from contextlib import AbstractContextManager
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +56,11 @@ class OpenAIPolicy:
         self.client = openai.OpenAI(base_url=base_url, api_key=key, timeout=self.config.timeout, max_retries=0)
         self._slots = threading.BoundedSemaphore(self.config.max_concurrency) if self.config.max_concurrency else None
         self._jitter = random.Random()  # sleeping is not part of what --seed reproduces
+
+    def limit_calls_with(self, slots: AbstractContextManager) -> None:
+        """Hold SLOTS around each HTTP call instead of this process's own semaphore: how a backend that runs policies
+        in many processes (Ray) enforces `max_concurrency` across all of them."""
+        self._slots = slots
 
     def _request(self, messages: list[Message]) -> dict:
         req = {"model": self.model, "messages": messages, "max_tokens": self.config.max_tokens}
