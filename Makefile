@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml
 	  (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || \
 	  (sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || \
 	  echo "oec: could not install bubblewrap; install it yourself (apt/dnf/brew: bubblewrap)"; }
+	@# The report test renders report.html in a real headless browser.
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "oec: installing chromium (headless browser for the report test) with apt-get"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+	  echo "oec: could not install chromium; install it yourself (apt: chromium) or tests/test_report.py fails"; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned, so nothing else pulls a newer CUDA build.

@@ -353,6 +353,18 @@ def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = 
 
 
 @app.command()
+def report(run: Path = typer.Argument(..., help="experiment directory (results.csv, claims.csv, plots, runs/...)")):
+    """Self-contained HTML page of an experiment: tables, plots, sample trajectories. Prints RUN/report.html."""
+    from oec.report import write_report
+
+    try:
+        path = write_report(run)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(str(path))
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="where the demo writes its tasks and runs"),
     n: int = typer.Option(40, help="train tasks"),
