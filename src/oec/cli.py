@@ -342,6 +342,35 @@ def shift(
     typer.echo(f"wrote {out}/per_turn.csv, fd.png, kl.png, summary.md, trigger.npz")
 
 
+@app.command("dagger")
+def dagger_cmd(
+    config: Path = typer.Option(..., help="YAML with DaggerConfig fields, e.g. configs/dagger-tiny.yaml"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE, e.g. rounds=5 train.max_steps=200"),
+    quiet: bool = typer.Option(False, help="no progress bars (the one line per stage stays)"),
+):
+    """DAgger rounds (collect with annealed beta, filter, build the aggregate, train, eval); a rerun resumes."""
+    from oec.dagger import ROUNDS_CSV, DaggerConfig, run_dagger
+
+    if quiet:  # datasets' own bars (one per saved dataset) would come between the stage lines
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    try:
+        cfg = load_config(DaggerConfig, config, None, overrides)
+        rows = run_dagger(cfg, progress=not quiet, log=typer.echo)
+    except KeyboardInterrupt:
+        typer.echo("stopped; run the same command to resume")
+        raise typer.Exit(130)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"\n{'round':>5} {'beta':>6} {'labels':>7} {'examples':>9} {'resolve':>8}  95% CI")
+    for row in rows:
+        rate = "" if row["resolve_rate"] == "" else f"{row['resolve_rate']:.1%}"
+        ci = "" if row["ci_lo"] == "" else f"{row['ci_lo']:.1%}-{row['ci_hi']:.1%}"
+        typer.echo(f"{row['round']:>5} {row['beta']:>6.3f} {row['labels']:>7} {row['examples']:>9} {rate:>8}  {ci}")
+    typer.echo(f"wrote {Path(cfg.out) / ROUNDS_CSV}")
+
+
 @app.command()
 def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = typer.Option(False, "--json")):
     """Summarise a run: counts by exit status, resolve rate with 95% CI, switch-turn histogram."""
