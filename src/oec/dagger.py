@@ -17,6 +17,7 @@ import csv
 import json
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -109,6 +110,10 @@ def _complete(run: Path, n: int) -> bool:
     return len(read_trajectories(run)) >= n if (run / "trajectories.jsonl").exists() else False
 
 
+def _took(t0: float, ran: bool) -> str:
+    return f"in {time.monotonic() - t0:.0f} s" if ran else "(done before)"
+
+
 def _check_config(out: Path, cfg: DaggerConfig) -> None:
     """A rerun must be the same experiment; `workers` only changes speed."""
     path = out / "dagger.json"
@@ -142,10 +147,8 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
 
         run = rd / "collect"
         n = k * cfg.samples
-        if _complete(run, n):
-            log(f"round {r}: collect: done ({n} episodes, beta {beta:.3f})")
-        else:
-            log(f"round {r}: collect: {n} episodes, beta {beta:.3f}, student {student}")
+        t0, ran = time.monotonic(), not _complete(run, n)
+        if ran:
             ccfg = _sub(CollectConfig, {
                 **cfg.collect, "tasks": str(tasks_path), "out": str(run), "mode": "dagger", "beta": beta,
                 "expert": cfg.expert, "student": f"local:{student}?temperature={cfg.student_temperature}",
@@ -153,34 +156,37 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
             result = collect(ccfg, progress=progress)
             if result["interrupted"]:
                 raise KeyboardInterrupt
+        spend = summarize(run)
+        log(f"round {r}: collect: {spend['n']} episodes at beta {beta:.3f} from {student}, "
+            f"{spend['labelled_steps']} labels {_took(t0, ran)}")
         collected.append(str(run))
 
         fsum = filter_run(run, _sub(FilterConfig, {**FILTER_DEFAULTS, **cfg.filter}))  # cheap: always
         log(f"round {r}: filter: kept {fsum['kept']} of {fsum['n']}")
 
         data = rd / "data"
-        if (data / "oec_build.json").exists():
-            log(f"round {r}: build: done")
-        else:
+        t0, ran = time.monotonic(), not (data / "oec_build.json").exists()
+        if ran:
             shutil.rmtree(data, ignore_errors=True)  # a half-written dataset from an interrupted run
             build(BuildConfig(runs=collected, out=str(data), student=cfg.student, mask="expert", seed=cfg.seed))
         stats = json.loads((data / "oec_build.json").read_text())["stats"]
         log(f"round {r}: build: {stats['examples']} examples ({stats['trainable_tokens']} trainable tokens) from "
-            f"{stats['trajectories']} trajectories of rounds 0-{r}")
+            f"{stats['trajectories']} trajectories of rounds 0-{r} {_took(t0, ran)}")
 
         ckpt = rd / "ckpt"
-        if not (ckpt / "oec_train.json").exists():
-            init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
-            log(f"round {r}: train: from {init}")
+        init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
+        t0, ran = time.monotonic(), not (ckpt / "oec_train.json").exists()
+        if ran:
             train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=cfg.train),
                   progress=progress)
         tinfo = json.loads((ckpt / "oec_train.json").read_text())
-        log(f"round {r}: train: {tinfo['steps']} steps in {tinfo['seconds']:.0f} s -> {ckpt}")
+        log(f"round {r}: train: {tinfo['steps']} steps from {init} -> {ckpt} {_took(t0, ran)}")
 
         ev = None
         if cfg.heldout:
             evrun = rd / "eval"
-            if not _complete(evrun, heldout_n):
+            t0, ran = time.monotonic(), not _complete(evrun, heldout_n)
+            if ran:
                 ecfg = _sub(CollectConfig, {
                     **cfg.collect, "tasks": cfg.heldout, "out": str(evrun), "mode": "student",
                     "student": f"local:{ckpt}?temperature=0", "workers": cfg.workers, "seed": cfg.seed})
@@ -189,9 +195,8 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
             ev = summarize(evrun)
             lo, hi = ev["resolve_rate_ci95"]
             log(f"round {r}: eval: resolved {ev['resolved']}/{ev['n']} = {ev['resolve_rate']:.1%} "
-                f"(95% CI {lo:.1%}-{hi:.1%})")
+                f"(95% CI {lo:.1%}-{hi:.1%}) {_took(t0, ran)}")
 
-        spend = summarize(run)
         expert_tokens += spend["tokens"]["expert"]["prompt_tokens"] + spend["tokens"]["expert"]["completion_tokens"]
         expert_calls += spend["tokens"]["expert"]["calls"]  # scripted experts spend no tokens; calls still count
         rows.append({"round": r, "beta": round(beta, 6), "episodes": spend["n"], "labels": spend["labelled_steps"],
