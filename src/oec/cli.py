@@ -393,6 +393,21 @@ def report(run: Path = typer.Argument(..., help="experiment directory (results.c
     typer.echo(str(path))
 
 
+@app.command("experiment")
+def experiment_cmd(
+    config: Path = typer.Argument(..., help="experiment YAML (see configs/paper-tiny.yaml)"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE, e.g. seeds=[0] sizes=[25,50]"),
+):
+    """The full comparison (arms x sizes x seeds), resumable: `oec experiment configs/paper-tiny.yaml`."""
+    from oec.experiment import run_experiment
+
+    try:
+        report = run_experiment(config, overrides, log=lambda m: typer.echo(m))
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"results: {report.parent / 'results.csv'}; claims: {report.parent / 'claims.csv'}; report: {report}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="where the demo writes its tasks and runs"),

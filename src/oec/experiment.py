@@ -1,0 +1,283 @@
+"""`oec experiment CONFIG`: the paper's comparison in one resumable command.
+
+One YAML file names the tasks, the student, the expert, the budget and the arms. Every stage is an earlier command's
+function (tasks generate, student init, collect, filter, build, train, eval, dagger, shift), writing under
+`runs/<name>/`; a stage whose output is complete is skipped, so a rerun resumes.
+
+    tasks/train.jsonl, tasks/heldout.jsonl     the suite (the toy generator, or files)
+    student0/                                  the untrained student (`oec student init`)
+    warm/{bc,data,ckpt,eval}                   the warm-start: BC on a small seed set; every arm starts from it
+    seed-S/pools/{bc,student,oec-uniform,...}  data pools, one collection per kind, filtered
+    seed-S/ARM/size-N/{data,ckpt,eval}         per arm and size: the dataset, the trained student, its held-out run
+    seed-S/dagger/size-N/round-R/...           DAgger rounds (see `oec dagger`)
+    results.csv, claims.csv, report.html       the tables (results.csv's columns are a contract) and the report
+
+Rigour: every arm trains from the same warm-start weights with the same `train` settings (the same number of steps),
+on datasets of the same number of trajectories, and is evaluated greedily on the same held-out tasks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oec.build import BuildConfig, build
+from oec.collect import CollectConfig, collect
+from oec.config import load_config, merge
+from oec.filter import FilterConfig, filter_run
+from oec.show import summarize
+from oec.student import StudentConfig, init_student
+from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
+from oec.train import TrainConfig, train
+
+Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
+NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
+RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens", "n", "resolved",
+                  "mean_turns", "trajectories", "examples", "train_seconds", "note"]
+
+
+class SuiteConfig(BaseModel):
+    """The toy suite's size and difficulty (`oec tasks generate` knobs), or task files."""
+
+    model_config = ConfigDict(extra="forbid")
+    train: int = Field(200, ge=1, description="train tasks (pools are collected on these)")
+    heldout: int = Field(100, ge=1, description="held-out tasks every student is evaluated on")
+    seed: int = 0
+    knobs: dict[str, Any] = Field(default_factory=dict, description="toy generator knobs: hops, modules, ...")
+    train_file: str | None = Field(None, description="use this tasks file instead of generating")
+    heldout_file: str | None = None
+
+
+class ArmConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: Kind
+    switch: str = Field("uniform", description="oec / oec_bc: uniform | late[:A,B] | fixed:K")
+    mask: Literal["expert", "all"] = Field("expert", description="all: the mask ablation (student turns trained too)")
+    filters: bool = Field(True, description="false: the repetition/read-only filters off (the filter ablation)")
+
+
+class WarmConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trajectories: int = Field(40, ge=1, description="expert demonstrations the warm-start student is trained on")
+    train: dict[str, Any] = Field(default_factory=dict, description="trl overrides for the warm-start")
+
+
+DEFAULT_ARMS = [ArmConfig(name="bc", kind="bc"), ArmConfig(name="on_policy", kind="on_policy"),
+                ArmConfig(name="oec", kind="oec"), ArmConfig(name="oec_late", kind="oec", switch="late"),
+                ArmConfig(name="oec_bc", kind="oec_bc"), ArmConfig(name="oec_all_turns", kind="oec", mask="all"),
+                ArmConfig(name="oec_no_filter", kind="oec", filters=False), ArmConfig(name="dagger", kind="dagger")]
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    out: str | None = Field(None, description="run directory [runs/<name>]")
+    suite: SuiteConfig = Field(default_factory=SuiteConfig)
+    student: dict[str, Any] = Field(default_factory=dict, description="StudentConfig fields (`oec student init`)")
+    student_model: str | None = Field(None, description="start from this model directory instead of a fresh one")
+    expert: str = "scripted:expert"
+    warm_start: WarmConfig = Field(default_factory=WarmConfig)
+    arms: list[ArmConfig] = Field(default_factory=lambda: list(DEFAULT_ARMS))
+    sizes: list[int] = Field([50], min_length=1, description="trajectories per dataset (the scaling axis)")
+    seeds: list[int] = Field([0], min_length=1)
+    pool_samples: int = Field(2, ge=1, description="episodes per train task in each data pool")
+    student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
+    student_options: str = Field("", description="more local: policy options, e.g. max_new_tokens=128")
+    train: dict[str, Any] = Field(default_factory=dict, description="trl overrides, the same for every arm")
+    dagger: dict[str, Any] = Field(default_factory=dict, description="DaggerConfig fields: rounds, beta, schedule")
+    collect: dict[str, Any] = Field(default_factory=dict, description="CollectConfig fields, e.g. loop.step_limit")
+    workers: int = Field(8, ge=1)
+    shift: bool = Field(True, description="covariate shift of the final students vs the expert (claim C1)")
+
+
+def _done(path: Path) -> bool:
+    return path.exists()
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print):
+        self.cfg, self.log = cfg, log
+        self.root = Path(cfg.out or f"runs/{cfg.name}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        names = [a.name for a in cfg.arms]
+        if len(set(names)) != len(names):
+            raise InputError(f"arms: names repeat ({names}); give each arm its own name")
+
+    def spec(self, model: Path, temperature: float) -> str:
+        extra = f"&{self.cfg.student_options}" if self.cfg.student_options else ""
+        return f"local:{model}?temperature={temperature}{extra}"
+
+    # ---- shared stages ------------------------------------------------------------------------------------------
+    def tasks(self) -> tuple[Path, Path]:
+        s = self.cfg.suite
+        paths = []
+        for split, n, seed, given in (("train", s.train, s.seed, s.train_file),
+                                      ("heldout", s.heldout, s.seed + 1, s.heldout_file)):
+            path = Path(given) if given else self.root / f"tasks/{split}.jsonl"
+            if not given and not _done(path):
+                write_tasks(generate_tasks("toy", split, n, seed, **s.knobs), path)
+                self.log(f"tasks: {n} {split} tasks -> {path}")
+            paths.append(path)
+        return paths[0], paths[1]
+
+    def student0(self, train_tasks: Path) -> Path:
+        if self.cfg.student_model:
+            return Path(self.cfg.student_model)
+        out = self.root / "student0"
+        if not _done(out / "oec_student.json"):
+            init_student(load_tasks(train_tasks), out, StudentConfig(**self.cfg.student))
+            self.log(f"student: initialised {out}")
+        return out
+
+    def collect(self, out: Path, tasks: Path, **fields) -> Path:
+        cfg = load_config(CollectConfig, None, merge(self.cfg.collect, {"tasks": str(tasks), "out": str(out),
+                                                                        "workers": self.cfg.workers, **fields}))
+        t0 = time.perf_counter()
+        result = collect(cfg, progress=False)
+        if result["written"]:
+            self.log(f"collect {out.relative_to(self.root)}: {result['written']} episodes in "
+                     f"{time.perf_counter() - t0:.0f} s")
+        return out
+
+    def train_eval(self, where: Path, runs: list[Path], model: Path, heldout: Path, size: int | None, seed: int,
+                   mask: str = "expert", filters: dict | None = None, trl: dict | None = None) -> dict:
+        """Build SIZE trajectories from RUNS, train from MODEL, evaluate on HELDOUT; each step skipped when done."""
+        for run in runs:  # the pool's verdicts under this arm's filter settings, written beside it
+            filter_run(run, FilterConfig(**(filters or {})))
+        kept = sum(_kept(r) for r in runs)
+        if kept == 0:  # e.g. an on-policy pool with no resolved episode: there is nothing to train on
+            return {"trajectories": 0, "examples": 0, "train_seconds": 0, **_eval_row(self.root / "warm/eval"),
+                    "note": "no kept trajectories: this arm's student is the warm-start student"}
+        note = f"only {kept} kept trajectories (asked for {size})" if size and kept < size else ""
+        size = min(size, kept) if size else None
+        data, ckpt, ev = where / "data", where / "ckpt", where / "eval"
+        if not _done(data / "oec_build.json"):
+            build(BuildConfig(runs=[str(r) for r in runs], out=str(data), student=str(model), mask=mask,
+                              max_trajectories=size, seed=seed))
+        if not _done(ckpt / "oec_train.json"):
+            train(TrainConfig(data=str(data), model=str(model), out=str(ckpt), seed=seed,
+                              trl=self.cfg.train if trl is None else trl),
+                  progress=False)
+        self.collect(ev, heldout, mode="student", student=self.spec(ckpt, 0), seed=seed)
+        built = json.loads((data / "oec_build.json").read_text())["stats"]
+        trained = json.loads((ckpt / "oec_train.json").read_text())
+        return {"trajectories": built["trajectories"], "examples": built["examples"],
+                "train_seconds": trained["seconds"], **_eval_row(ev), "note": note}
+
+    def warm(self, train_tasks: Path, heldout: Path, student0: Path) -> Path:
+        w = self.root / "warm"
+        tasks = load_tasks(train_tasks)[: self.cfg.warm_start.trajectories]
+        seed_tasks = write_tasks(tasks, w / "tasks.jsonl") if not _done(w / "tasks.jsonl") else w / "tasks.jsonl"
+        bc = self.collect(w / "bc", seed_tasks, mode="expert", expert=self.cfg.expert)
+        row = self.train_eval(w, [bc], student0, heldout, None, 0, trl={**self.cfg.train, **self.cfg.warm_start.train})
+        self.log(f"warm-start: {row['resolve_rate']:.1%} held-out")
+        return w / "ckpt"
+
+    # ---- arms ---------------------------------------------------------------------------------------------------
+    def pool(self, seed: int, kind: str, warm: Path, train_tasks: Path, switch: str = "uniform") -> Path:
+        student = self.spec(warm, self.cfg.student_temperature)
+        base = self.root / f"seed-{seed}/pools"
+        common = {"samples": self.cfg.pool_samples, "seed": seed}
+        if kind == "bc":
+            return self.collect(base / "bc", train_tasks, mode="expert", expert=self.cfg.expert, **common)
+        if kind == "student":
+            return self.collect(base / "student", train_tasks, mode="student", student=student, **common)
+        name = "oec-" + switch.replace(":", "-").replace(",", "-")
+        return self.collect(base / name, train_tasks, mode="oec", student=student, expert=self.cfg.expert,
+                            switch=switch, **common)
+
+    def arm(self, arm: ArmConfig, seed: int, size: int, warm: Path, train_tasks: Path, heldout: Path) -> dict:
+        where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
+        filters = None if arm.filters else NO_REPETITION_FILTERS
+        if arm.kind == "bc":
+            runs, mask = [self.pool(seed, "bc", warm, train_tasks)], "expert"
+        elif arm.kind == "on_policy":  # the student's own successful episodes: all its turns are the targets
+            runs, mask = [self.pool(seed, "student", warm, train_tasks)], "all"
+        elif arm.kind == "oec":
+            runs, mask = [self.pool(seed, "oec", warm, train_tasks, arm.switch)], arm.mask
+        elif arm.kind == "oec_bc":
+            runs = [self.pool(seed, "oec", warm, train_tasks, arm.switch), self.pool(seed, "bc", warm, train_tasks)]
+            mask = arm.mask
+        else:
+            return self.dagger_arm(arm, seed, size, warm, train_tasks, heldout)
+        row = self.train_eval(where, runs, warm, heldout, size, seed, mask, filters)
+        spent = sum(_expert_tokens(r) for r in runs)  # expert tokens of the pools this arm drew on, per trajectory
+        kept = sum(_kept(r) for r in runs)
+        return {**row, "expert_tokens": round(spent / max(kept, 1) * size)}
+
+    def dagger_arm(self, arm: ArmConfig, seed: int, size: int, warm: Path, train_tasks: Path, heldout: Path) -> dict:
+        from oec.dagger import DaggerConfig, run_dagger
+
+        where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
+        fields = {"rounds": 3, **self.cfg.dagger}
+        cfg = DaggerConfig(tasks=str(train_tasks), heldout=str(heldout), student=str(warm), expert=self.cfg.expert,
+                           out=str(where), seed=seed, workers=self.cfg.workers,
+                           episodes_per_round=max(1, size // fields["rounds"]),
+                           student_temperature=self.cfg.student_temperature, train=self.cfg.train,
+                           collect=self.cfg.collect, **fields)
+        rows = run_dagger(cfg, progress=False, log=lambda m: self.log(f"dagger {arm.name} seed {seed}: {m}"))
+        last = rows[-1]
+        evals = sorted(where.glob("round-*/eval"))  # the last round's student is this arm's student
+        return {"trajectories": sum(r["episodes"] for r in rows), "examples": last["examples"],
+                "train_seconds": sum(r["train_seconds"] or 0 for r in rows), **_eval_row(evals[-1]),
+                "expert_tokens": last["expert_tokens"], "note": f"{len(rows)} rounds"}
+
+    # ---- the whole experiment -----------------------------------------------------------------------------------
+    def run(self) -> Path:
+        (self.root / "experiment.json").write_text(json.dumps({"config": self.cfg.model_dump()}, indent=2) + "\n")
+        train_tasks, heldout = self.tasks()
+        warm = self.warm(train_tasks, heldout, self.student0(train_tasks))
+        rows = [{"arm": "warm_start", "size": self.cfg.warm_start.trajectories, "seed": 0, "expert_tokens":
+                 _expert_tokens(self.root / "warm/bc"), **_eval_row(self.root / "warm/eval")}]
+        for seed in self.cfg.seeds:
+            for size in self.cfg.sizes:
+                for arm in self.cfg.arms:
+                    row = self.arm(arm, seed, size, warm, train_tasks, heldout)
+                    rows.append({"arm": arm.name, "size": size, "seed": seed, **row})
+                    self.log(f"seed {seed} size {size} {arm.name}: {row['resolve_rate']:.1%} "
+                             f"(95% CI {row['ci_lo']:.1%}-{row['ci_hi']:.1%})")
+                    _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
+        from oec.claims import write_claims
+
+        write_claims(self.root, self.cfg, rows, log=self.log)
+        from oec.report import plots, write_report
+
+        plots(self.root)
+        return write_report(self.root)
+
+
+def _eval_row(run: Path) -> dict:
+    s = summarize(run)
+    return {"resolve_rate": s["resolve_rate"], "ci_lo": s["resolve_rate_ci95"][0], "ci_hi": s["resolve_rate_ci95"][1],
+            "n": s["n"], "resolved": s["resolved"], "mean_turns": round(s["mean_steps"], 2)}
+
+
+def _expert_tokens(run: Path) -> int:
+    t = summarize(run)["tokens"]["expert"]
+    return t["prompt_tokens"] + t["completion_tokens"]
+
+
+def _kept(run: Path) -> int:
+    verdicts = run / "filter.jsonl"
+    if not verdicts.exists():
+        return summarize(run)["resolved"]
+    return sum(json.loads(line)["kept"] for line in verdicts.read_text().splitlines() if line.strip())
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def run_experiment(path: str | Path | None, overrides: list[str] | None = None,
+                   log: Callable[[str], None] = print) -> Path:
+    cfg = load_config(ExperimentConfig, path, {}, overrides)
+    return Experiment(cfg, log).run()
