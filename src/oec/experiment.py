@@ -57,7 +57,8 @@ class ArmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     kind: Kind
-    switch: str = Field("uniform", description="oec / oec_bc: uniform | late[:A,B] | fixed:K")
+    switch: str = Field("uniform", description="oec / oec_bc: uniform | late[:A,B] | fixed:K | trigger (a model of "
+                                             "the expert pool's states, fitted by the runner)")
     mask: Literal["expert", "all"] = Field("expert", description="all: the mask ablation (student turns trained too)")
     filters: bool = Field(True, description="false: the repetition/read-only filters off (the filter ablation)")
 
@@ -189,8 +190,22 @@ class Experiment:
         if kind == "student":
             return self.collect(base / "student", train_tasks, mode="student", student=student, **common)
         name = "oec-" + switch.replace(":", "-").replace(",", "-")
+        if switch == "trigger":
+            switch = f"trigger:{self.trigger(seed, warm, train_tasks)}"
         return self.collect(base / name, train_tasks, mode="oec", student=student, expert=self.cfg.expert,
                             switch=switch, **common)
+
+    def trigger(self, seed: int, warm: Path, train_tasks: Path) -> Path:
+        """The divergence trigger's reference: Gaussians of the expert pool's states per turn (`oec shift`)."""
+        from oec.shift.analyze import ShiftConfig, analyze
+
+        out = self.root / f"seed-{seed}/trigger"
+        if not _done(out / "trigger.json"):
+            pops = {"expert": str(self.pool(seed, "bc", warm, train_tasks)),
+                    "student": str(self.pool(seed, "student", warm, train_tasks))}
+            analyze(pops, out, ShiftConfig(bootstrap=0), progress=False)
+            self.log(f"trigger: fitted on the expert pool -> {out}")
+        return out
 
     def arm(self, arm: ArmConfig, seed: int, size: int, warm: Path, train_tasks: Path, heldout: Path) -> dict:
         where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
