@@ -13,7 +13,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ("shell_latency.py", "loop_concurrency.py", "env_cost.py", "local_batching.py", "shift_cost.py",
-           "ray_overhead.py")
+           "ray_overhead.py", "sft_throughput.py")
 
 
 def main() -> int:
