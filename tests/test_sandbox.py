@@ -167,3 +167,23 @@ def test_a_sandbox_that_dies_mid_command_is_an_error_not_a_hang(tmp_path):
         sh.run("sleep 20")
     assert time.monotonic() - t0 < 5
     sh.close()
+
+
+def test_a_src_layout_package_imports_in_runtests_and_the_verifier():
+    from oec.env import SandboxEnv
+    from oec.types import Task
+
+    files = {"src/calc/__init__.py": "", "src/calc/ops.py": "def add(a, b):\n    return a - b\n",
+             "tests/test_ops.py": "from calc.ops import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
+                                  "def test_zero():\n    assert add(0, 0) == 0\n"}
+    task = Task(task_id="src-layout", split="train", problem_statement="add subtracts", repo={"files": files},
+                FAIL_TO_PASS=["tests/test_ops.py::test_add"], PASS_TO_PASS=["tests/test_ops.py::test_zero"],
+                test_files=["tests/test_ops.py"])
+    with SandboxEnv(task) as env:
+        assert "1 failed, 1 passed" in env.execute("runtests").output
+        before = env.verify()  # the verdict ends an episode: the fixed workspace is another one
+    with SandboxEnv(task) as env:
+        env.execute("sed -i 's/a - b/a + b/' src/calc/ops.py")
+        after = env.verify()
+    assert before.tests["tests/test_ops.py::test_add"].outcome == "failed" and not before.resolved
+    assert after.resolved, after.tests

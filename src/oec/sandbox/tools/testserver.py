@@ -60,6 +60,8 @@ def _run_pytest(cwd, args, out_fd, as_json):
     """Child body: run pytest on ARGS in CWD and write the report to OUT_FD."""
     os.chdir(cwd)
     sys.path.insert(0, cwd)  # as `python -m pytest` does, so the package under test imports
+    if os.path.isdir(os.path.join(cwd, "src")):  # a src/ layout: the package lives one level down
+        sys.path.insert(1, os.path.join(cwd, "src"))
     err = io.StringIO()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
