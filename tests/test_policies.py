@@ -94,3 +94,14 @@ def test_read_workspace_never_leaves_the_workspace(tmp_path):
     assert read_workspace(ws, "pkg/a.py") == "fine"
     for rel in ("link/secret.py", "pkg/b.py", "../host/secret.py", str(host / "secret.py"), "pkg/fifo", "pkg"):
         assert read_workspace(ws, rel) is None, rel
+
+
+def test_a_local_policy_closes_and_releases_its_model(tiny_model, train_tasks):
+    """Each collection loads its own `local:` model; closing it ends the generation thread and drops the model."""
+    policy = make_policy(f"local:{tiny_model}?temperature=0&max_new_tokens=4")
+    task = train_tasks[0]
+    assert policy.act(policy.format.render(task, []), Episode(task, None, [], random.Random(0), "student")).text is not None
+    assert policy.thread.is_alive()
+    policy.close()
+    policy.thread.join(timeout=10)
+    assert policy.model is None and not policy.thread.is_alive()

@@ -123,6 +123,10 @@ class Collector:
         except Exception as e:  # e.g. a workspace that cannot be built: recorded, and the collection goes on
             return error_trajectory(self.cfg, task.task_id, sample, f"{e.__class__.__name__}: {e}")
 
+    def close(self) -> None:
+        for policy in self.policies.values():
+            policy.close()
+
 
 class LocalBackend:
     """Episodes on a thread pool in this process."""
@@ -153,6 +157,8 @@ class LocalBackend:
 
     def close(self, abandon: bool) -> None:
         self.pool.shutdown(wait=not abandon, cancel_futures=True)
+        if not abandon:  # abandoned episodes may still be asking their policies
+            self.collector.close()
 
 
 def _check_manifest(run: Path, cfg: CollectConfig) -> dict:

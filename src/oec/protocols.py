@@ -54,6 +54,8 @@ class Policy(Protocol):
 
     def act(self, messages: list[Message], episode: Episode) -> Completion: ...
 
+    def close(self) -> None: ...  # frees what it holds (a loaded model, an HTTP client); called once, at the end
+
 
 class Env(Protocol):
     workspace: Path  # host path; only privileged (scripted) policies read it

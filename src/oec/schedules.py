@@ -38,6 +38,9 @@ class Replay:
         turn = len(episode.steps)
         return self.completions[turn] if turn < len(self.completions) else self.policy.act(messages, episode)
 
+    def close(self) -> None:
+        pass  # the wrapped policy belongs to the collector, which closes it
+
 
 class Solo:
     """One actor for the whole episode: modes `expert` and `student`."""

@@ -69,11 +69,14 @@ class LocalPolicy:
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
+        # The device is chosen here, not by the user: the same spec runs on a laptop and on a GPU node.
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = AutoModelForCausalLM.from_pretrained(path).eval().to(self.device)
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.batch_sizes: Counter = Counter()  # how many prompts each generate() call took (for benchmarks/tests)
         self._queue: queue.Queue = queue.Queue()
-        threading.Thread(target=self._loop, daemon=True, name=f"oec-generate-{Path(path).name}").start()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"oec-generate-{Path(path).name}")
+        self.thread.start()
 
     def _encode(self, messages: list[Message]) -> list[int]:
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
@@ -88,15 +91,28 @@ class LocalPolicy:
         text, n_new = fut.result()
         return Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_new, latency_s=time.monotonic() - t0)
 
+    def close(self) -> None:
+        """Ends the generation thread after the requests already queued; the model is then released (each
+        collection loads its own, so a long experiment would otherwise keep every one it ever loaded)."""
+        self._queue.put(None)
+
     def _loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
+        closing = False
+        while not closing:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
             deadline = time.monotonic() + self.config.batch_wait_ms / 1000
             while len(batch) < self.config.max_batch:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
             try:
                 results = self._generate([ids for ids, _, _ in batch], [seed for _, seed, _ in batch])
             except Exception as e:  # handed to every waiting episode, which ends with status `error`
@@ -105,14 +121,15 @@ class LocalPolicy:
                 continue
             for (_, _, fut), result in zip(batch, results):
                 fut.set_result(result)
+        self.model = None
 
     def _generate(self, prompts: list[list[int]], seeds: list[int]) -> list[tuple[str, int]]:
         torch, tok, cfg = self.torch, self.tokenizer, self.config
         self.batch_sizes[len(prompts)] += 1
         width = max(map(len, prompts))
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         # Sampling is seeded by the episodes' own RNGs: the same batch of the same episodes samples the same text.
         torch.manual_seed(int.from_bytes(hashlib.sha256(repr(seeds).encode()).digest()[:8], "big"))
         sample = cfg.temperature > 0

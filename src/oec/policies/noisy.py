@@ -61,6 +61,9 @@ class NoisyStudent:
         self.spec, self.config, self.format = spec, config or NoisyConfig(), format or TextFormat()
         self._expert = ScriptedExpert()
 
+    def close(self) -> None:
+        pass
+
     def act(self, messages: list[Message], episode: Episode) -> Completion:
         t0 = time.monotonic()
         if self.config.latency:

@@ -57,6 +57,9 @@ class OpenAIPolicy:
         self._slots = threading.BoundedSemaphore(self.config.max_concurrency) if self.config.max_concurrency else None
         self._jitter = random.Random()  # sleeping is not part of what --seed reproduces
 
+    def close(self) -> None:
+        self.client.close()
+
     def limit_calls_with(self, slots: AbstractContextManager) -> None:
         """Hold SLOTS around each HTTP call instead of this process's own semaphore: how a backend that runs policies
         in many processes (Ray) enforces `max_concurrency` across all of them."""

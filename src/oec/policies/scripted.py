@@ -275,6 +275,9 @@ class ScriptedExpert:
     def __init__(self, spec: str = "scripted:expert", config: ExpertConfig | None = None, format: Format | None = None):
         self.spec, self.config, self.format = spec, config or ExpertConfig(), format or TextFormat()
 
+    def close(self) -> None:
+        pass
+
     def act(self, messages: list[Message], episode: Episode) -> Completion:
         t0 = time.monotonic()
         if self.config.latency:
