@@ -185,6 +185,9 @@ def build(cfg: BuildConfig) -> dict:
 
         tokenizer = AutoTokenizer.from_pretrained(cfg.student)
         budget = cfg.max_tokens or int(tokenizer.model_max_length)
+        # Over-long conversations are split below, never truncated: the tokenizer's one-time "longer than the
+        # maximum" warning would only say what we already handle.
+        tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
         rows = [dict(ex, run=run) for conv, run in convs for ex in _examples(conv, tokenizer, budget, stats)]
         if not rows:
             raise InputError(f"no trainable examples from {cfg.runs} with --mask {cfg.mask}")
