@@ -110,3 +110,21 @@ def test_filters_weights_and_sampling(runs, tiny_model, tmp_path):
                           weights=[1]))
     with pytest.raises(InputError, match="needs --student"):
         build(BuildConfig(runs=[str(runs / "bc")], out=str(tmp_path / "y")))
+
+
+def test_a_generation_prompt_that_stops_short_of_the_reply_is_refused(runs, tiny_model, tmp_path):
+    """The bug `oec student init` once had: `{%- endif` stripped the newline after `<|assistant|>`, so the prompt at
+    inference ended one untrained token before every reply, and BC students wrote garbage first."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from oec.student import CHAT_TEMPLATE
+
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.chat_template = CHAT_TEMPLATE.replace("<|assistant|>\n{% endif -%}", "<|assistant|>\n{%- endif -%}")
+    assert tok.chat_template != CHAT_TEMPLATE
+    tok.save_pretrained(model)
+    with pytest.raises(InputError, match="generation prompt ends before the trained reply"):
+        build(BuildConfig(runs=[str(runs / "bc")], student=str(model), out=str(tmp_path / "d"), max_tokens=4096))

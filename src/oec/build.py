@@ -101,7 +101,7 @@ def _examples(conv: Conversation, tokenizer, budget: int, stats: dict) -> list[d
             pieces.append((window, flags, _encode(window, flags, tokenizer), conv.meta.get("turn", k)))
     out = []
     for messages, flags, (ids, mask), turn in pieces:
-        _check_prefix(messages, flags, ids, tokenizer, conv.meta)
+        _check_prefix(messages, flags, ids, mask, tokenizer, conv.meta)
         stats["examples"] += 1
         stats["total_tokens"] += len(ids)
         stats["trainable_tokens"] += sum(mask)
@@ -130,7 +130,8 @@ def _encode(messages: list[Message], trainable: list[bool], tokenizer) -> tuple[
     return ids, mask
 
 
-def _check_prefix(messages: list[Message], trainable: list[bool], ids: list[int], tokenizer, meta: dict) -> None:
+def _check_prefix(messages: list[Message], trainable: list[bool], ids: list[int], mask: list[int], tokenizer,
+                  meta: dict) -> None:
     """What the student is shown before a trained turn at inference must be a prefix of what it is trained on."""
     for k in (2 + 2 * i for i, train in enumerate(trainable) if train):
         shown = list(tokenizer.apply_chat_template(messages[:k], add_generation_prompt=True, return_dict=False))
@@ -138,6 +139,13 @@ def _check_prefix(messages: list[Message], trainable: list[bool], ids: list[int]
             raise InputError(f"{meta['task_id']} sample {meta['sample']}: the student's chat template is not "
                              f"prefix-consistent at message {k}: what it sees at inference differs from what it is "
                              "trained on. Fix the template (e.g. no whitespace trimming around turns).")
+        if not mask[len(shown)]:  # tokens between the prompt and the reply would never be learned, yet are expected
+            gap = tokenizer.decode(ids[len(shown): len(shown) + 5])
+            raise InputError(f"{meta['task_id']} sample {meta['sample']}: the student's chat template's generation "
+                             f"prompt ends before the trained reply starts (untrained tokens {gap!r} follow it), so "
+                             "the model never learns to write them. Make the generation prompt end exactly where "
+                             "the {% generation %} block begins (models made by `oec student init` before this "
+                             "fix have this problem: re-create them).")
 
 
 def _select(cfg: BuildConfig) -> list[tuple[Trajectory, Task, str]]:

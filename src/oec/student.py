@@ -29,7 +29,9 @@ CHAT_TEMPLATE = (
     "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
     "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}<|assistant|>\n{%- endif -%}"
+    # `{% endif` without `-`: a `-` there would also strip the newline, and the prompt would stop one token short
+    # of where the trained reply starts (a token the model never learns to produce)
+    "{%- if add_generation_prompt -%}<|assistant|>\n{% endif -%}"
 )
 
 
