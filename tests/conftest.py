@@ -1,6 +1,7 @@
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,11 @@ import pytest
 
 from oec.suites.toy import ToyConfig, generate
 from oec.tasks import write_tasks
+
+# A test run started in the background (`make test &`, nohup) inherits SIGINT *ignored*, and so would every
+# `oec collect` a test starts, since an ignored signal stays ignored across exec; the Ctrl-C tests need it delivered.
+# A handled signal is reset to the default across exec, so this gives every child the normal Ctrl-C.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,10 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_completes(tasks_file, tmp_path):
     cmd = [sys.executable, "-m", "oec", "collect", "--tasks", str(tasks_file), "--mode", "oec",
            "--student", "scripted:noisy?latency=0.05", "--samples", "4", "--workers", "2", "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    deadline = time.monotonic() + 120  # interrupt once the first episode is written, however loaded the machine
+    while not (out / "trajectories.jsonl").exists() or not (out / "trajectories.jsonl").read_text().strip():
+        assert time.monotonic() < deadline and proc.poll() is None, "no episode finished"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
