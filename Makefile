@@ -31,7 +31,7 @@ demo: install
 	$(BIN)/oec demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: install
 	$(BIN)/python bench/run_all.py
