@@ -6,6 +6,7 @@ report both with Wilson 95% intervals and the training time on this machine. Eve
 so this is also the shortest script of the whole pipeline:
 
     .venv/bin/python bench/bc_vs_untrained.py [--train 300] [--heldout 60] [--epochs 6] [--out /tmp/bc-accept]
+                                              [--student vocab_size=512 ...]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from common import machine  # noqa: E402
 from oec.build import BuildConfig, build  # noqa: E402
 from oec.collect import CollectConfig, collect  # noqa: E402
 from oec.show import summarize  # noqa: E402
-from oec.student import init_student  # noqa: E402
+from oec.student import StudentConfig, init_student  # noqa: E402
 from oec.tasks import generate_tasks, write_tasks  # noqa: E402
 from oec.train import TrainConfig, train  # noqa: E402
 
@@ -48,6 +49,7 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=60)
     ap.add_argument("--epochs", type=float, default=6)
     ap.add_argument("--out", default="/tmp/bc-accept")
+    ap.add_argument("--student", nargs="*", default=[], help="StudentConfig overrides, e.g. vocab_size=512")
     args = ap.parse_args()
     root = Path(args.out)
     print(f"bc_vs_untrained  {machine()}", flush=True)
@@ -58,7 +60,8 @@ def main() -> None:
     print(f"collect: {summarize(root / 'bc')['resolved']} expert demonstrations in {time.perf_counter() - t0:.0f} s")
     from oec.tasks import load_tasks
 
-    model = init_student(load_tasks(train_tasks), root / "student")
+    fields = {k: int(v) for k, v in (a.split("=", 1) for a in args.student)}
+    model = init_student(load_tasks(train_tasks), root / "student", StudentConfig(**fields))
     stats = build(BuildConfig(runs=[str(root / "bc")], student=str(model), out=str(root / "data")))["stats"]
     print(f"build: {stats['examples']} examples, {stats['trainable_tokens']} trained of {stats['total_tokens']} tokens")
     info = train(TrainConfig(data=str(root / "data"), model=str(model), out=str(root / "ckpt"),
