@@ -87,7 +87,8 @@ class ExperimentConfig(BaseModel):
     arms: list[ArmConfig] = Field(default_factory=lambda: list(DEFAULT_ARMS))
     sizes: list[int] = Field([50], min_length=1, description="trajectories per dataset (the scaling axis)")
     seeds: list[int] = Field([0], min_length=1)
-    pool_samples: int = Field(2, ge=1, description="episodes per train task in each data pool")
+    pool_samples: int = Field(2, ge=1, description="episodes per train task in the student and OEC pools "
+                                                   "(the expert pool has one)")
     student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
     student_options: str = Field("", description="more local: policy options, e.g. max_new_tokens=128")
     train: dict[str, Any] = Field(default_factory=dict, description="trl overrides, the same for every arm")
@@ -152,6 +153,9 @@ class Experiment:
         for run in runs:  # the pool's verdicts under this arm's filter settings, written beside it
             filter_run(run, FilterConfig(**(filters or {})))
         kept = sum(_kept(r) for r in runs)
+        if kept == 0 and where == self.root / "warm":
+            raise InputError(f"{runs[0]}: the expert resolved none of the warm-start tasks, so there is no student "
+                             "to start from; check the expert and collect.loop.step_limit")
         if kept == 0:  # e.g. an on-policy pool with no resolved episode: there is nothing to train on
             return {"trajectories": 0, "examples": 0, "train_seconds": 0, **_eval_row(self.root / "warm/eval"),
                     "note": "no kept trajectories: this arm's student is the warm-start student"}
@@ -185,8 +189,8 @@ class Experiment:
         student = self.spec(warm, self.cfg.student_temperature)
         base = self.root / f"seed-{seed}/pools"
         common = {"samples": self.cfg.pool_samples, "seed": seed}
-        if kind == "bc":
-            return self.collect(base / "bc", train_tasks, mode="expert", expert=self.cfg.expert, **common)
+        if kind == "bc":  # one demonstration per task: a second sample of a deterministic expert is a duplicate
+            return self.collect(base / "bc", train_tasks, mode="expert", expert=self.cfg.expert, seed=seed)
         if kind == "student":
             return self.collect(base / "student", train_tasks, mode="student", student=student, **common)
         name = "oec-" + switch.replace(":", "-").replace(",", "-")
