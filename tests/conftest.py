@@ -143,3 +143,15 @@ def proxy(served):
     p = FaultProxy(served)
     yield p
     p.close()
+
+
+def trained_texts(row, tokenizer) -> list[str]:
+    """The decoded runs of trained tokens (assistant_masks == 1) of one built example."""
+    runs, cur = [], []
+    for tok, m in zip(row["input_ids"], row["assistant_masks"]):
+        if m:
+            cur.append(tok)
+        elif cur:
+            runs.append(tokenizer.decode(cur))
+            cur = []
+    return runs + ([tokenizer.decode(cur)] if cur else [])

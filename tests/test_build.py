@@ -4,6 +4,7 @@ import json
 from collections import Counter
 
 import pytest
+from conftest import trained_texts as _trained_texts
 
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
@@ -22,17 +23,6 @@ def runs(tmp_path_factory, train_tasks):
                        ("dagger", {"mode": "dagger", "student": "scripted:noisy", "beta": 0.3})):
         collect(CollectConfig(tasks=str(tasks), out=str(root / name), workers=4, **opts), progress=False)
     return root
-
-
-def _trained_texts(row, tokenizer):
-    runs, cur = [], []
-    for tok, m in zip(row["input_ids"], row["assistant_masks"]):
-        if m:
-            cur.append(tok)
-        elif cur:
-            runs.append(tokenizer.decode(cur))
-            cur = []
-    return runs + ([tokenizer.decode(cur)] if cur else [])
 
 
 def test_oec_masks_cover_exactly_the_expert_turns(runs, tiny_model, tmp_path):

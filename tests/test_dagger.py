@@ -5,6 +5,7 @@ import csv
 import pytest
 import yaml
 from typer.testing import CliRunner
+from conftest import trained_texts as _trained_texts
 
 from oec.cli import app
 from oec.config import load_config
@@ -12,17 +13,6 @@ from oec.dagger import COLUMNS, DaggerConfig, run_dagger
 from oec.store import read_trajectories
 from oec.suites.toy import generate
 from oec.tasks import InputError, write_tasks
-
-
-def _trained_texts(row, tokenizer):  # as in test_build.py: the decoded runs of trained tokens
-    runs, cur = [], []
-    for tok, m in zip(row["input_ids"], row["assistant_masks"]):
-        if m:
-            cur.append(tok)
-        elif cur:
-            runs.append(tokenizer.decode(cur))
-            cur = []
-    return runs + ([tokenizer.decode(cur)] if cur else [])
 
 
 def test_beta_schedules():
