@@ -5,8 +5,11 @@ Acceptance (issue: data -> training): the BC student resolves held-out tasks cle
 report both with Wilson 95% intervals and the training time on this machine. Every stage is the CLI's own function,
 so this is also the shortest script of the whole pipeline:
 
-    .venv/bin/python bench/bc_vs_untrained.py [--train 300] [--heldout 60] [--epochs 6] [--out /tmp/bc-accept]
-                                              [--student vocab_size=512 ...]
+    .venv/bin/python bench/bc_vs_untrained.py [--train 300] [--heldout 60] [--epochs 6 | --steps 2000]
+                                              [--context-loss 0.25] [--out /tmp/bc-accept] [--student hidden_size=128 ...]
+
+`copied` is the share of held-out episodes in which the student typed the name of the function the issue names: the
+copy from context that a student must learn before anything else (held-out names never occur in training).
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ def evaluate(model: Path, tasks: Path, out: Path) -> dict:
     return summarize(out)
 
 
+def copied(run: Path, tasks: Path) -> float:
+    """Share of episodes in which some student command contains the function name of the issue."""
+    from oec.store import read_trajectories
+    from oec.tasks import load_tasks
+
+    named = {t.task_id: t.problem_statement.split("`")[1].split("(")[0] for t in load_tasks(tasks)}
+    trajs = read_trajectories(run)
+    return sum(any(named[t.task_id] in s.output for s in t.steps) for t in trajs) / max(1, len(trajs))
+
+
 def line(name: str, s: dict) -> str:
     lo, hi = s["resolve_rate_ci95"]
     return (f"{name:10s} resolved {s['resolved']:3d}/{s['n']:3d} = {s['resolve_rate']:6.1%} (95% CI {lo:.1%}-{hi:.1%}); "
@@ -48,6 +61,8 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=300)
     ap.add_argument("--heldout", type=int, default=60)
     ap.add_argument("--epochs", type=float, default=6)
+    ap.add_argument("--steps", type=int, default=None, help="optimizer steps (instead of --epochs)")
+    ap.add_argument("--context-loss", type=float, default=0.0, help="oec train context_loss")
     ap.add_argument("--out", default="/tmp/bc-accept")
     ap.add_argument("--student", nargs="*", default=[], help="StudentConfig overrides, e.g. vocab_size=512")
     args = ap.parse_args()
@@ -64,15 +79,17 @@ def main() -> None:
     model = init_student(load_tasks(train_tasks), root / "student", StudentConfig(**fields))
     stats = build(BuildConfig(runs=[str(root / "bc")], student=str(model), out=str(root / "data")))["stats"]
     print(f"build: {stats['examples']} examples, {stats['trainable_tokens']} trained of {stats['total_tokens']} tokens")
-    info = train(TrainConfig(data=str(root / "data"), model=str(model), out=str(root / "ckpt"),
-                             trl={"num_train_epochs": args.epochs}), progress=False)
-    print(f"train: {info['steps']} steps, {args.epochs:g} epochs, loss {info['losses'][0]:.3f} -> "
+    trl = {"num_train_epochs": args.epochs} if args.steps is None else {"max_steps": args.steps}
+    info = train(TrainConfig(data=str(root / "data"), model=str(model), out=str(root / "ckpt"), trl=trl,
+                             context_loss=args.context_loss), progress=False)
+    print(f"train: {info['steps']} steps, context_loss {args.context_loss:g}, loss {info['losses'][0]:.3f} -> "
           f"{info['losses'][-1]:.3f}, {info['seconds']:.0f} s on this machine", flush=True)
     results = {}
     for name, m in (("untrained", model), ("bc", root / "ckpt")):
         t0 = time.perf_counter()
         results[name] = evaluate(m, heldout, root / f"eval-{name}")
-        print(line(name, results[name]) + f"; eval {time.perf_counter() - t0:.0f} s", flush=True)
+        results[name]["copied"] = copied(root / f"eval-{name}", heldout)
+        print(line(name, results[name]) + f"; copied {results[name]['copied']:.0%}; eval {time.perf_counter() - t0:.0f} s", flush=True)
     (root / "result.json").write_text(json.dumps({"train": info, "eval": results}, indent=2, default=str))
 
 

@@ -36,9 +36,18 @@ def test_oec_masks_cover_exactly_the_expert_turns(runs, tiny_model, tmp_path):
     assert {"input_ids", "assistant_masks", "task_id", "sample", "mode", "switch_turn", "turn"} <= set(ds.column_names)
     assert info["stats"]["dropped_tokens"] == 0
     trained = {}  # long trajectories are split into several rows (the tiny model's context is 1024)
+    untrained = 0
     for row in ds:
-        trained.setdefault((row["task_id"], row["sample"]), Counter()).update(_trained_texts(row, tok))
-        assert row["switch_turn"] == trajs[row["task_id"], row["sample"]].switch_turn
+        key = row["task_id"], row["sample"]
+        trained.setdefault(key, Counter()).update(_trained_texts(row, tok))
+        assert row["switch_turn"] == trajs[key].switch_turn
+        # context (for `context_loss`): all but the assistant turns; the student turns are neither context nor trained
+        neither = [1 - a - c for a, c in zip(row["assistant_masks"], row["context_masks"])]
+        assert min(neither) == 0
+        left = _trained_texts({"input_ids": row["input_ids"], "assistant_masks": neither}, tok)
+        assert set(left) <= {s.output + "<|end|>" for s in trajs[key].steps}  # split rows: earlier expert turns too
+        untrained += len(set(left) & {s.output + "<|end|>" for s in trajs[key].steps if s.actor == "student"})
+    assert untrained > 0
     assert set(trained) == {k for k, t in trajs.items() if t.resolved}
     for key, texts in trained.items():
         assert texts == Counter(s.output + "<|end|>" for s in trajs[key].steps if s.actor == "expert")

@@ -5,7 +5,9 @@ Masks: `expert` (default) trains only what the expert said: in OEC the turns fro
 label); `all` trains every assistant turn; `custom` trains the turns whose step has `info["trainable"]` set.
 
 Tokenized exports use the student's own chat template: `assistant_masks` come from its `{% generation %}` blocks, one
-block per assistant message, and blocks of untrained messages are zeroed. Every trained turn is checked to be
+block per assistant message, and blocks of untrained messages are zeroed. `context_masks` mark the tokens outside every
+assistant message (the task, the observations, the template), for `oec train context_loss=W`: a tiny student learns
+to copy names from its context much sooner when it also predicts them there (DESIGN.md §4). Every trained turn is checked to be
 prefix-consistent (the tokens the student would see at inference are a prefix of the training tokens), and nothing is
 cut silently: an example longer than the budget is split, one example per trained turn, with the history windowed from
 the left exactly as the local policy windows it at inference.
@@ -100,17 +102,18 @@ def _examples(conv: Conversation, tokenizer, budget: int, stats: dict) -> list[d
             flags = [False] * (n - 1) + [True]
             pieces.append((window, flags, _encode(window, flags, tokenizer), conv.meta.get("turn", k)))
     out = []
-    for messages, flags, (ids, mask), turn in pieces:
+    for messages, flags, (ids, mask, context), turn in pieces:
         _check_prefix(messages, flags, ids, mask, tokenizer, conv.meta)
         stats["examples"] += 1
         stats["total_tokens"] += len(ids)
         stats["trainable_tokens"] += sum(mask)
         # `turn`: the trajectory turn of the last trained message (a DAgger label's state)
-        out.append({"input_ids": ids, "assistant_masks": mask, **conv.meta, "turn": turn})
+        out.append({"input_ids": ids, "assistant_masks": mask, "context_masks": context, **conv.meta, "turn": turn})
     return out
 
 
-def _encode(messages: list[Message], trainable: list[bool], tokenizer) -> tuple[list[int], list[int]]:
+def _encode(messages: list[Message], trainable: list[bool], tokenizer) -> tuple[list[int], list[int], list[int]]:
+    """(input ids, trained-turn mask, context mask: 1 outside every assistant message, trained or not)."""
     enc = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
     ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
     runs, start = [], None
@@ -124,10 +127,11 @@ def _encode(messages: list[Message], trainable: list[bool], tokenizer) -> tuple[
     if len(runs) != n_assistant:
         raise InputError(f"the student's chat template marks {len(runs)} generation blocks for {n_assistant} "
                          "assistant messages; it needs exactly one {% generation %} block per assistant message")
+    context = [1 - m for m in mask]
     for (a, b), train in zip(runs, trainable):
         if not train:
             mask[a:b] = [0] * (b - a)
-    return ids, mask
+    return ids, mask, context
 
 
 def _check_prefix(messages: list[Message], trainable: list[bool], ids: list[int], mask: list[int], tokenizer,

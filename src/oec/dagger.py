@@ -70,6 +70,7 @@ class DaggerConfig(BaseModel):
         "warm", description="warm: every round trains the warm-start weights on the aggregate (DAgger; comparable "
         "with the other arms); previous: continue from the previous round's checkpoint")
     train: dict[str, Any] = Field(default_factory=dict, description="trl.SFTConfig overrides, e.g. max_steps")
+    context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss (auxiliary loss on the context)")
     filter: dict[str, Any] = Field(default_factory=dict, description="FilterConfig fields over the DAgger defaults")
     collect: dict[str, Any] = Field(default_factory=dict, description="other CollectConfig fields, e.g. loop.step_limit")
 
@@ -177,7 +178,8 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
         t0, ran = time.monotonic(), not (ckpt / "oec_train.json").exists()
         if ran:
-            train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=cfg.train),
+            train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=cfg.train,
+                              context_loss=cfg.context_loss),
                   progress=progress)
         tinfo = json.loads((ckpt / "oec_train.json").read_text())
         log(f"round {r}: train: {tinfo['steps']} steps from {init} -> {ckpt} {_took(t0, ran)}")

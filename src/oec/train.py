@@ -6,6 +6,10 @@ truncated here. Batching is padding-free (no pad tokens computed) where attentio
 a GPU; elsewhere SDPA would attend over the whole flattened batch under a block mask, which measured 0.65x the speed
 of plain padding on our CPUs (bench/sft_throughput.py), so batches are padded there. `trl.KEY=VALUE` overrides go to
 `SFTConfig` unchanged. The result is an ordinary model directory that `local:` policies load (LoRA adapters are merged).
+
+`context_loss=W` adds W x the mean loss on the context tokens (the task, the observations: never an assistant turn, so
+a student turn that OEC leaves untrained stays untrained). A tiny student learns to copy names from its context much
+sooner when it also predicts them where the environment prints them (DESIGN.md §4).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class TrainConfig(BaseModel):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     seed: int = 0
+    context_loss: float = Field(0.0, ge=0, description="weight of the auxiliary loss on context (non-assistant) tokens")
     trl: dict[str, Any] = Field(default_factory=dict, description="SFTConfig fields, e.g. learning_rate, max_steps")
 
 
@@ -76,7 +81,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         raise InputError(f"{data}: not a dataset written by `oec build --format hf`")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     check_tokenizer(data, tokenizer)
-    dataset = load_from_disk(str(data)).select_columns(["input_ids", "assistant_masks"])
+    dataset = _dataset(load_from_disk(str(data)), cfg.context_loss, data)
     gpu = torch.cuda.is_available()
     flash = gpu and is_flash_attn_2_available()
     model = AutoModelForCausalLM.from_pretrained(cfg.model, attn_implementation="flash_attention_2" if flash else None)
@@ -99,8 +104,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         args = SFTConfig(output_dir=str(out), seed=cfg.seed, **fields)
     except TypeError as e:
         raise InputError(f"trl overrides: {e} (see trl.SFTConfig for the fields)") from None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config)
+    kind = _context_trainer(SFTTrainer, cfg.context_loss) if cfg.context_loss else SFTTrainer
+    trainer = kind(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
     if not progress:  # without a progress bar the Trainer prints every log dict instead; the log file has them
         trainer.remove_callback(PrinterCallback)
     result = trainer.train()
@@ -117,3 +122,57 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
         (out / "oec_train.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def _dataset(dataset, context_loss: float, data: Path):
+    if not context_loss:
+        return dataset.select_columns(["input_ids", "assistant_masks"])
+    if "context_masks" not in dataset.column_names:
+        raise InputError(f"{data}: context_loss needs the context_masks column, which `oec build` writes since this "
+                         "version; rebuild the dataset")
+    # labels built here, so TRL leaves them as they are and the context mask survives its preparation
+    return dataset.select_columns(["input_ids", "assistant_masks", "context_masks"]).map(
+        lambda ex: {"labels": [t if m else -100 for t, m in zip(ex["input_ids"], ex["assistant_masks"])]},
+        remove_columns=["assistant_masks"])
+
+
+def _context_trainer(base, weight: float):
+    """BASE (TRL's SFTTrainer) with loss = mean over trained tokens + WEIGHT x mean over context tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    class ContextLossTrainer(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            inner = self.data_collator
+
+            def collate(examples):
+                out = inner([{k: v for k, v in e.items() if k != "context_masks"} for e in examples])
+                masks = [torch.tensor(e["context_masks"]) for e in examples]
+                if "attention_mask" in out:  # padded to the right, like the input ids
+                    out["context_masks"] = torch.nn.utils.rnn.pad_sequence(masks, batch_first=True)
+                else:  # padding-free: one flattened row
+                    out["context_masks"] = torch.cat(masks)[None]
+                return out
+
+            self.data_collator = collate
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            self._signature_columns = [*self._signature_columns, "context_masks"]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            context, labels = inputs.pop("context_masks"), inputs.pop("labels")
+            outputs = model(**inputs, use_cache=False)
+            logits, targets = outputs.logits[:, :-1].float(), inputs["input_ids"][:, 1:]
+            ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+            own = (labels[:, 1:] != -100).float()
+            ctx = context[:, 1:].float()
+            if "position_ids" in inputs:  # padding-free: no target across a sequence boundary
+                ctx = ctx * (inputs["position_ids"][:, 1:] != 0)
+            loss = (ce * own).sum() / own.sum().clamp(min=1) + weight * (ce * ctx).sum() / ctx.sum().clamp(min=1)
+            if num_items_in_batch is not None:  # then the Trainer leaves gradient accumulation to the loss
+                loss = loss / self.current_gradient_accumulation_steps
+            return (loss, outputs) if return_outputs else loss
+
+    return ContextLossTrainer
