@@ -25,6 +25,10 @@ def test_expert_solves_varied_tasks(varied_tasks):
         cmds = [s.action.command for s in traj.steps if s.action and s.action.kind == "bash"]
         assert cmds[0] == "runtests" and any(c.startswith("edit ") for c in cmds)
         assert all(f"grep -rn 'def {fn}(" in " ".join(cmds) for fn in task.meta["chain"])
+        # billed as an API expert would be (estimated at 4 characters a token): the prompt grows with the history
+        spent = [s.completion for s in traj.steps]
+        assert [c.completion_tokens for c in spent] == [-(-len(s.output) // 4) for s in traj.steps]
+        assert all(a.prompt_tokens < b.prompt_tokens for a, b in zip(spent, spent[1:])) and spent[0].prompt_tokens > 50
 
 
 def test_expert_recovers_from_a_wrong_state(train_tasks):

@@ -8,6 +8,7 @@ data teach a student, so the expert must act well in states it would never reach
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -269,6 +270,11 @@ def reply(fmt: Format, thought: str, command: str, turn: int) -> Completion:
 class ExpertConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     latency: float = Field(0.0, ge=0, description="seconds to sleep per call (benchmarks: simulate an API)")
+    chars_per_token: float = Field(4.0, gt=0, description="for the token counts an API expert would be billed")
+
+
+def estimated_tokens(text: str, chars_per_token: float) -> int:
+    return -int(-len(text) // chars_per_token)  # rounded up: a non-empty text is at least one token
 
 
 class ScriptedExpert:
@@ -283,7 +289,15 @@ class ScriptedExpert:
         if self.config.latency:
             time.sleep(self.config.latency)
         completion = reply(self.format, *self.decide(episode), len(episode.steps))
-        return completion.model_copy(update={"latency_s": time.monotonic() - t0})
+        # What an API expert would be billed, estimated from characters (~4 per token for GPT-style BPE on English
+        # and code): without it the expert's effort, the quantity OEC saves, would read 0 in every budget and plot.
+        shown = "".join(str(m.get("content") or "") + (json.dumps(m["tool_calls"]) if m.get("tool_calls") else "")
+                        for m in messages)
+        said = completion.text + "".join(c.arguments for c in completion.tool_calls)
+        cpt = self.config.chars_per_token
+        return completion.model_copy(update={"latency_s": time.monotonic() - t0,
+                                             "prompt_tokens": estimated_tokens(shown, cpt),
+                                             "completion_tokens": estimated_tokens(said, cpt)})
 
     def decide(self, episode: Episode) -> tuple[str, str]:
         task = episode.task
