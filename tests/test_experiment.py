@@ -73,7 +73,14 @@ def test_claims_verdicts_follow_the_intervals():
             "dagger": {"kind": "dagger"}}
     table = {c["claim"]: c for c in claims(rows, arms, None, None)}
     assert table["C2"]["verdict"] == "reproduced"  # 60% vs 40%
-    assert table["C3"]["verdict"] == "reproduced"  # 31% vs 30%: no significant gain
+    assert table["C3"]["verdict"] == "inconclusive"  # 31% vs 30% of 100: a gain of 5 points is not ruled out
+    assert claims(rows_of(warm_start=(300, 1000), on_policy=(301, 1000)), arms, None, None)[2]["verdict"] == \
+        "reproduced"  # of 1000 it is
+    assert claims(rows_of(warm_start=(300, 1000), on_policy=(360, 1000)), arms, None, None)[2]["verdict"] == \
+        "not_reproduced"  # a significant gain
+    # 0/50 vs 0/50 proves nothing (a normal interval would collapse to [0, 0] and call it certain)
+    assert difference((0, 50), (0, 50))[1] < -0.05 and compare(rows_of(oec=(0, 50), bc=(0, 50)), "C2", "oec",
+                                                                 "bc")["verdict"] == "inconclusive"
     assert table["C4"]["verdict"] == "inconclusive"  # 62% vs the best other, 61%
     assert table["C5"]["verdict"] == "reproduced" and table["C5"]["effect"] == pytest.approx(0.4)
     assert table["C6"]["verdict"] == "inconclusive"

@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from oec.show import wilson
+
 COLUMNS = ["claim", "effect", "lo", "hi", "verdict", "description", "detail"]
 CLAIMS = {
     "C1": "student-expert divergence grows with the turn; expert-expert stays flat",
@@ -36,17 +38,21 @@ def pooled(rows: list[dict], arm: str) -> tuple[int, int] | None:
 
 
 def difference(a: tuple[int, int], b: tuple[int, int]) -> tuple[float, float, float]:
-    """p_a - p_b with a 95% normal interval (Wald, which is fine at the sample sizes this table is read at)."""
+    """p_a - p_b with Newcombe's 95% interval (from the two Wilson intervals): unlike the normal (Wald) interval it
+    does not collapse to [0, 0] when both arms resolve nothing, which would make 0/50 vs 0/50 look certain."""
     (ka, na), (kb, nb) = a, b
     pa, pb = ka / na, kb / nb
-    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+    (la, ua), (lb, ub) = wilson(ka, na), wilson(kb, nb)
     d = pa - pb
-    return d, d - 1.96 * se, d + 1.96 * se
+    return d, d - math.sqrt((pa - la) ** 2 + (ub - pb) ** 2), d + math.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
+
+
+NO_GAIN_MARGIN = 0.05  # a "no gain" claim holds when the interval rules out a gain of this much
 
 
 def verdict(lo: float, hi: float, null_claim: bool = False) -> str:
-    if null_claim:  # "no gain": reproduced unless the gain is significant
-        return "not_reproduced" if lo > 0 else "reproduced"
+    if null_claim:  # "no gain (or hurts)": shown when a real gain is ruled out, refuted by a significant gain
+        return "not_reproduced" if lo > 0 else "reproduced" if hi < NO_GAIN_MARGIN else "inconclusive"
     return "reproduced" if lo > 0 else "not_reproduced" if hi < 0 else "inconclusive"
 
 

@@ -62,12 +62,14 @@ def _mean(values) -> float:
 
 
 def summarize_results(rows: list[dict]) -> list[dict]:
-    """One row per (arm, size): means over seeds of every numeric column, and how many seeds."""
-    groups = defaultdict(list)
+    """One row per (arm, size), arms in the order they first appear (the config's), sizes ascending: means over seeds
+    of every numeric column, and how many seeds."""
+    groups, first = defaultdict(list), {}
     for r in rows:
         groups[(r["arm"], r["size"])].append(r)
+        first.setdefault(r["arm"], len(first))
     out = []
-    for (arm, size), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], _num(kv[0][1]), kv[0][1])):
+    for (arm, size), rs in sorted(groups.items(), key=lambda kv: (first[kv[0][0]], _num(kv[0][1]), kv[0][1])):
         row = {"arm": arm, "size": size, "seeds": len({r.get("seed") for r in rs})}
         for col in rs[0]:
             if col not in ("arm", "size", "seed"):
