@@ -100,6 +100,12 @@ def test_bad_inputs_name_file_line_and_field(tmp_path, train_tasks):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("tasks: t\nout: o\nloop: {step_limit: 5}\n")
     assert load_config(CollectConfig, cfg_file, {"mode": "expert"}, ["env.output_limit=500"]).loop.step_limit == 5
+    # `1e-4` is a number, in a file and in an override (PyYAML alone reads it as a string, and TRL then fails)
+    from oec.config import load_yaml, parse_overrides
+
+    assert parse_overrides(["trl.learning_rate=1e-4", "x=3E5", "y=abc", "z=1_000"]) == \
+        {"trl": {"learning_rate": 1e-4}, "x": 3e5, "y": "abc", "z": 1000}
+    assert load_yaml("lr: 5e-5\nname: 1e\n") == {"lr": 5e-5, "name": "1e"}
 
 
 def test_a_task_that_cannot_be_materialised_is_recorded_not_fatal(tmp_path, train_tasks):

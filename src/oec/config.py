@@ -5,6 +5,7 @@ Every config model forbids unknown keys, so a typo is an error that names the ke
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +15,18 @@ from pydantic import BaseModel, ValidationError
 from oec.tasks import InputError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads `1e-4` as a string; as YAML 1.2 and every user reads it, it is a float."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:
@@ -32,7 +45,7 @@ def parse_overrides(overrides: list[str]) -> dict:
         key, eq, raw = item.partition("=")
         if not eq or not key:
             raise InputError(f"override {item!r}: expected KEY=VALUE, e.g. loop.step_limit=20")
-        _set(tree, key.strip(), yaml.safe_load(raw) if raw else "")
+        _set(tree, key.strip(), load_yaml(raw) if raw else "")
     return tree
 
 
@@ -50,7 +63,7 @@ def load_config(model: type[M], path: str | Path | None = None, options: dict | 
     if path:
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = load_yaml(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
             raise InputError(f"{path}: cannot read config: {e}") from None
         if not isinstance(data, dict):
