@@ -101,3 +101,87 @@ def test_shift_claim_needs_growth_beyond_the_baseline():
     assert shift_claim(grows + both, "bc")["verdict"] == "inconclusive"
     assert shift_claim([turn("bc-expert", 0, 0.5), turn("bc-expert", 5, 0.1)] + flat, "bc")["verdict"] == \
         "not_reproduced"
+
+
+TINY_OVERRIDES = ["suite.train=4", "suite.heldout=3", "train.max_steps=2", "train.per_device_train_batch_size=2",
+                  "student_options=max_new_tokens=24", "collect.loop.step_limit=6", "workers=4"]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_model):
+    """`oec demo` = the packaged demo config from a given warm-start student (here a tiny one instead of the shipped
+    one, and every size shrunk, to stay fast): both tables printed, the report written."""
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "oec", "demo", "--out", str(out), f"student_model={tiny_model}",
+                        "sizes=[2]", "shift=false", *TINY_OVERRIDES], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["arm"] for r in rows] == ["warm_start", "bc", "on_policy", "oec", "oec_bc"]
+    assert rows[0]["note"] == f"given: {tiny_model}" and int(rows[0]["n"]) == 3
+    info = json.loads((out / "seed-0/bc/size-2/ckpt/oec_train.json").read_text())
+    assert info["config"]["model"] == str(tiny_model) and info["config"]["context_loss"] == 0.25
+    assert int(rows[1]["expert_tokens"]) > 0  # the scripted expert is billed like an API expert
+    table = r.stdout[r.stdout.index("arm "):]
+    assert all(f"\n{arm} " in table for arm in ("warm_start", "bc", "on_policy", "oec", "oec_bc"))
+    assert all(f"\nC{i} " in table for i in range(1, 9)) and "inconclusive" in table
+    assert f"report: {out / 'report.html'}" in r.stdout and (out / "report.html").exists()
+    pools = json.loads((out / "calibration.json").read_text())["oec_pools"]
+    assert set(pools) == {"seed-0/pools/oec-uniform"} and "the expert corrected a student mistake in" in r.stdout
+
+
+def test_oec_contents_counts_the_corrections(tmp_path, train_tasks):
+    """The noisy student makes wrong edits and format errors; the expert restores files after some switches."""
+    from oec.collect import CollectConfig, collect
+    from oec.experiment import oec_contents
+    from oec.store import read_trajectories
+    from oec.tasks import write_tasks
+
+    tasks = write_tasks(train_tasks[:8], tmp_path / "tasks.jsonl")
+    collect(CollectConfig(tasks=str(tasks), out=str(tmp_path / "oec"), mode="oec", student="scripted:noisy",
+                          samples=2, workers=4), progress=False)
+    c = oec_contents(tmp_path / "oec")
+    resolved = [t for t in read_trajectories(tmp_path / "oec") if t.resolved]
+    assert c["kept"] == len(resolved) > 0
+    restored = sum(any(s.actor == "expert" and s.action.command.startswith("git checkout") for s in t.steps)
+                   for t in resolved)
+    assert c["expert_restored"] == round(restored / len(resolved), 3) and restored > 0
+    assert max(c["student_erred"], c["expert_restored"]) <= c["corrected"] <= 1
+
+
+def test_the_shipped_warm_start_student_loads_and_the_demo_config_is_valid():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oec.config import load_config
+    from oec.demo import demo_config, warm_student
+    from oec.experiment import ExperimentConfig
+
+    cfg = load_config(ExperimentConfig, demo_config(), {}, [])
+    assert cfg.warm_start.trajectories == 0 and len(cfg.seeds) == 1
+    model = AutoModelForCausalLM.from_pretrained(warm_student())
+    tok = AutoTokenizer.from_pretrained(warm_student())
+    assert model.config.vocab_size == len(tok) and "{% generation %}" in tok.chat_template
+    trained = json.loads((warm_student() / "oec_train.json").read_text())
+    assert trained["config"]["context_loss"] > 0 and trained["steps"] >= 1000
+
+
+@pytest.mark.slow
+def test_the_command_that_reproduces_the_shipped_student_runs(tmp_path):
+    """configs/warm-student.yaml, shrunk: it trains the warm start with the shipped settings and writes warm/ckpt."""
+    out = tmp_path / "ws"
+    r = subprocess.run([sys.executable, "-m", "oec", "experiment", "configs/warm-student.yaml", f"out={out}",
+                        "suite.train=3", "suite.heldout=2", "warm_start.trajectories=3", "warm_start.train.max_steps=2",
+                        "student.hidden_size=32", "student.layers=1", "student.heads=2", "student.vocab_size=600",
+                        "collect.loop.step_limit=6", "student_options=max_new_tokens=24"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = json.loads((out / "warm/ckpt/oec_train.json").read_text())
+    assert info["steps"] == 2 and info["config"]["context_loss"] == 0.25
+    assert [row["arm"] for row in csv.DictReader((out / "results.csv").open())] == ["warm_start"]
+    # stage 2 continues from stage 1 on fresh tasks
+    r = subprocess.run([sys.executable, "-m", "oec", "experiment", "configs/warm-student.yaml", f"out={out}-2",
+                        "suite.seed=1", "suite.train=3", "suite.heldout=2", "warm_start.trajectories=3",
+                        f"student_model={out}/warm/ckpt", "warm_start.train.max_steps=2", "collect.loop.step_limit=6",
+                        "student_options=max_new_tokens=24"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "ws-2/warm/ckpt/oec_train.json").read_text())["config"]["model"] == \
+        f"{out}/warm/ckpt"

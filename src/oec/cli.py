@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -17,7 +16,7 @@ from oec.cli_inputs import demos_app, student_app, tasks_app
 from oec.collect import CollectConfig, collect
 from oec.config import load_config
 from oec.show import render, summarize
-from oec.tasks import InputError, generate_tasks, write_tasks
+from oec.tasks import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="On-policy expert corrections and DAgger for LM agents.")
 app.add_typer(tasks_app, name="tasks")
@@ -273,33 +272,23 @@ def experiment_cmd(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="where the demo writes its tasks and runs"),
-    n: int = typer.Option(40, help="train tasks"),
-    workers: int = typer.Option(4),
+    out: Path = typer.Option(Path("runs/demo"), help="run directory (a rerun resumes)"),
     fresh: bool = typer.Option(False, help="delete OUT first instead of resuming"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE on the demo config, e.g. seeds=[0,1]"),
 ):
-    """The main job on the embedded default: generate toy tasks, collect expert and OEC data, summarise."""
+    """The main job on the embedded default, small: `oec experiment` on the packaged demo config (~15 min on 2 CPU
+    cores), then the results and claims tables and where the report is."""
+    from oec.demo import demo_config, run_demo, text_tables
+
     if fresh and out.exists():
         shutil.rmtree(out)
+    typer.echo(f"oec demo: the experiment in {demo_config()} -> {out} (a rerun resumes)")
     try:
-        for split, count, seed in (("train", n, 0), ("heldout", max(n // 4, 1), 1)):
-            path = out / f"tasks/{split}.jsonl"
-            write_tasks(generate_tasks("toy", split, count, seed), path)
-            typer.echo(f"$ oec tasks generate --suite toy --split {split} --n {count} --seed {seed} --out {path}")
-        runs = {
-            "bc": dict(mode="expert", expert="scripted:expert"),
-            "oec": dict(mode="oec", student="scripted:noisy", expert="scripted:expert", switch="uniform", samples=2),
-            "dagger": dict(mode="dagger", student="scripted:noisy", expert="scripted:expert", beta=0.3),
-        }
-        for name, opts in runs.items():
-            cfg = CollectConfig(tasks=str(out / "tasks/train.jsonl"), out=str(out / name), workers=workers, **opts)
-            flags = " ".join(f"--{k} {v}" for k, v in opts.items())
-            typer.echo(f"\n$ oec collect --tasks {cfg.tasks} {flags} --workers {workers} --out {cfg.out}")
-            collect(cfg, progress=sys.stderr.isatty())
-            typer.echo(render(summarize(cfg.out)))
+        report = run_demo(out, overrides, log=lambda m: typer.echo(m))
     except USER_ERRORS as e:
         _fail(e)
-
+    typer.echo("\n" + text_tables(out) + "\n")
+    typer.echo(f"results: {out / 'results.csv'}\nclaims: {out / 'claims.csv'}\nreport: {report}")
 
 if __name__ == "__main__":
     app()

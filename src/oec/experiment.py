@@ -65,7 +65,8 @@ class ArmConfig(BaseModel):
 
 class WarmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    trajectories: int = Field(40, ge=1, description="expert demonstrations the warm-start student is trained on")
+    trajectories: int = Field(40, ge=0, description="expert demonstrations the warm-start student is trained on; 0: "
+                                                    "`student_model` already is the warm start (e.g. shipped)")
     train: dict[str, Any] = Field(default_factory=dict, description="trl overrides for the warm-start")
 
 
@@ -92,6 +93,7 @@ class ExperimentConfig(BaseModel):
     student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
     student_options: str = Field("", description="more local: policy options, e.g. max_new_tokens=128")
     train: dict[str, Any] = Field(default_factory=dict, description="trl overrides, the same for every arm")
+    context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss for every training (copying)")
     dagger: dict[str, Any] = Field(default_factory=dict, description="DaggerConfig fields: rounds, beta, schedule")
     collect: dict[str, Any] = Field(default_factory=dict, description="CollectConfig fields, e.g. loop.step_limit")
     workers: int = Field(8, ge=1)
@@ -167,7 +169,7 @@ class Experiment:
                               max_trajectories=size, seed=seed))
         if not _done(ckpt / "oec_train.json"):
             train(TrainConfig(data=str(data), model=str(model), out=str(ckpt), seed=seed,
-                              trl=self.cfg.train if trl is None else trl),
+                              context_loss=self.cfg.context_loss, trl=self.cfg.train if trl is None else trl),
                   progress=False)
         self.collect(ev, heldout, mode="student", student=self.spec(ckpt, 0), seed=seed)
         built = json.loads((data / "oec_build.json").read_text())["stats"]
@@ -177,6 +179,11 @@ class Experiment:
 
     def warm(self, train_tasks: Path, heldout: Path, student0: Path) -> Path:
         w = self.root / "warm"
+        if self.cfg.warm_start.trajectories == 0:  # given: only its held-out row is needed
+            if not self.cfg.student_model:
+                raise InputError("warm_start.trajectories=0 means `student_model` is the warm start; set student_model")
+            self.collect(w / "eval", heldout, mode="student", student=self.spec(student0, 0), seed=0)
+            return student0
         tasks = load_tasks(train_tasks)[: self.cfg.warm_start.trajectories]
         seed_tasks = write_tasks(tasks, w / "tasks.jsonl") if not _done(w / "tasks.jsonl") else w / "tasks.jsonl"
         bc = self.collect(w / "bc", seed_tasks, mode="expert", expert=self.cfg.expert)
@@ -239,6 +246,7 @@ class Experiment:
                            out=str(where), seed=seed, workers=self.cfg.workers,
                            episodes_per_round=max(1, size // fields["rounds"]),
                            student_temperature=self.cfg.student_temperature, train=self.cfg.train,
+                           context_loss=self.cfg.context_loss,
                            collect=self.cfg.collect, **fields)
         rows = run_dagger(cfg, progress=False, log=lambda m: self.log(f"dagger {arm.name} seed {seed}: {m}"))
         last = rows[-1]
@@ -252,8 +260,11 @@ class Experiment:
         (self.root / "experiment.json").write_text(json.dumps({"config": self.cfg.model_dump()}, indent=2) + "\n")
         train_tasks, heldout = self.tasks()
         warm = self.warm(train_tasks, heldout, self.student0(train_tasks))
+        given = self.cfg.warm_start.trajectories == 0
         rows = [{"arm": "warm_start", "size": self.cfg.warm_start.trajectories, "seed": 0, "expert_tokens":
-                 _expert_tokens(self.root / "warm/bc"), **_eval_row(self.root / "warm/eval")}]
+                 0 if given else _expert_tokens(self.root / "warm/bc"), **_eval_row(self.root / "warm/eval"),
+                 "note": f"given: {self.cfg.student_model}" if given else ""}]
+        _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
         for seed in self.cfg.seeds:
             for size in self.cfg.sizes:
                 for arm in self.cfg.arms:
@@ -262,6 +273,13 @@ class Experiment:
                     self.log(f"seed {seed} size {size} {arm.name}: {row['resolve_rate']:.1%} "
                              f"(95% CI {row['ci_lo']:.1%}-{row['ci_hi']:.1%})")
                     _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
+        contents = {str(pool.relative_to(self.root)): oec_contents(pool)
+                    for pool in sorted(self.root.glob("seed-*/pools/oec-*"))}
+        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents}
+        (self.root / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+        for pool, c in contents.items():
+            self.log(f"{pool}: {c['kept']} kept; the expert corrected a student mistake in {c['corrected']:.0%} "
+                     f"(student erred {c['student_erred']:.0%}, expert restored files {c['expert_restored']:.0%})")
         from oec.claims import write_claims
 
         write_claims(self.root, self.cfg, rows, log=self.log)
@@ -280,6 +298,35 @@ def _eval_row(run: Path) -> dict:
 def _expert_tokens(run: Path) -> int:
     t = summarize(run)["tokens"]["expert"]
     return t["prompt_tokens"] + t["completion_tokens"]
+
+
+RESTORES = ("git checkout", "git restore", "git stash", "rm ")
+
+
+def oec_contents(run: Path) -> dict:
+    """What the kept OEC trajectories of RUN contain (DESIGN.md §4: OEC has something to teach only where the expert
+    corrects a student mistake). `student_erred`: the student's part has a format error or a failed command (the
+    test runs, which fail by design until the fix, not counted); `student_changed_files`: it ran a command that
+    writes; `expert_restored`: after the switch the expert put files back (git checkout/restore/stash, rm);
+    `corrected`: erred or restored."""
+    from oec.commands import is_read_only
+    from oec.filter import kept_keys
+    from oec.store import read_trajectories
+
+    keep = kept_keys(run)
+    trajs = [t for t in read_trajectories(run) if (t.resolved if keep is None else t.key in keep)]
+    counts = dict.fromkeys(("student_erred", "student_changed_files", "expert_restored", "corrected"), 0)
+    for t in trajs:
+        student = [s for s in t.steps if s.actor == "student"]
+        expert_cmds = [s.action.command for s in t.steps if s.actor == "expert" and s.action and s.action.command]
+        cmds = [s.action.command for s in student if s.action and s.action.command]
+        erred = any(s.format_error or (s.returncode not in (0, None) and s.action and s.action.command
+                                       and not s.action.command.startswith("runtests")) for s in student)
+        restored = any(c.startswith(RESTORES) for c in expert_cmds)
+        for key, hit in (("student_erred", erred), ("student_changed_files", any(not is_read_only(c) for c in cmds)),
+                         ("expert_restored", restored), ("corrected", erred or restored)):
+            counts[key] += hit
+    return {"kept": len(trajs), **{k: round(v / max(1, len(trajs)), 3) for k, v in counts.items()}}
 
 
 def _kept(run: Path) -> int:
