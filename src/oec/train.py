@@ -133,7 +133,7 @@ def _dataset(dataset, context_loss: float, data: Path):
     # labels built here, so TRL leaves them as they are and the context mask survives its preparation
     return dataset.select_columns(["input_ids", "assistant_masks", "context_masks"]).map(
         lambda ex: {"labels": [t if m else -100 for t, m in zip(ex["input_ids"], ex["assistant_masks"])]},
-        remove_columns=["assistant_masks"])
+        remove_columns=["assistant_masks"], keep_in_memory=True)  # no cache file written into the user's dataset
 
 
 def _context_trainer(base, weight: float):
