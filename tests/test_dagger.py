@@ -44,7 +44,7 @@ def test_rounds_aggregate_labels_and_resume(tmp_path, train_tasks, tiny_model):
         student=str(tiny_model), out=str(tmp_path / "dagger"), rounds=2, beta=1.0, workers=3,
         train={"max_steps": 2, "per_device_train_batch_size": 2, "logging_steps": 1},
         # an untrained student rambles: few steps, short replies keep the test fast
-        collect={"loop": {"step_limit": 5}},
+        collect={"loop": {"step_limit": 5}}, student_options="max_new_tokens=24",
     )
     lines = []
     rows = run_dagger(cfg, progress=False, log=lines.append)
@@ -83,7 +83,11 @@ def test_rounds_aggregate_labels_and_resume(tmp_path, train_tasks, tiny_model):
     for r in range(2):
         model = AutoModelForCausalLM.from_pretrained(out / f"round-{r:03d}/ckpt")
         assert any((a != b).any() for a, b in zip(model.parameters(), warm.parameters()))
-        assert len(read_trajectories(out / f"round-{r:03d}/eval")) == 2
+        evals = read_trajectories(out / f"round-{r:03d}/eval")
+        assert len(evals) == 2  # evaluated with the same options as the rollouts (the arms' evals are compared)
+        assert all(t.policies["student"].endswith("?temperature=0&max_new_tokens=24") for t in evals)
+    rolled = read_trajectories(out / "round-001/collect")
+    assert all(t.policies["student"].endswith("?temperature=0.7&max_new_tokens=24") for t in rolled)
 
     with (out / "rounds.csv").open() as f:
         table = list(csv.DictReader(f))

@@ -66,6 +66,8 @@ class DaggerConfig(BaseModel):
     workers: int = Field(4, ge=1, description="concurrent episodes")
     seed: int = 0
     student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
+    student_options: str | None = Field(None, description="more `local:` options for rollouts and eval alike, "
+                                        "e.g. max_new_tokens=160")
     init_from: Literal["warm", "previous"] = Field(
         "warm", description="warm: every round trains the warm-start weights on the aggregate (DAgger; comparable "
         "with the other arms); previous: continue from the previous round's checkpoint")
@@ -111,6 +113,10 @@ def _complete(run: Path, n: int) -> bool:
     return len(read_trajectories(run)) >= n if (run / "trajectories.jsonl").exists() else False
 
 
+def _spec(cfg: DaggerConfig, model: str | Path, temperature: float) -> str:
+    return f"local:{model}?temperature={temperature}" + (f"&{cfg.student_options}" if cfg.student_options else "")
+
+
 def _took(t0: float, ran: bool) -> str:
     return f"in {time.monotonic() - t0:.0f} s" if ran else "(done before)"
 
@@ -152,7 +158,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         if ran:
             ccfg = _sub(CollectConfig, {
                 **cfg.collect, "tasks": str(tasks_path), "out": str(run), "mode": "dagger", "beta": beta,
-                "expert": cfg.expert, "student": f"local:{student}?temperature={cfg.student_temperature}",
+                "expert": cfg.expert, "student": _spec(cfg, student, cfg.student_temperature),
                 "samples": cfg.samples, "workers": cfg.workers, "seed": cfg.seed + r})
             result = collect(ccfg, progress=progress)
             if result["interrupted"]:
@@ -191,7 +197,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
             if ran:
                 ecfg = _sub(CollectConfig, {
                     **cfg.collect, "tasks": cfg.heldout, "out": str(evrun), "mode": "student",
-                    "student": f"local:{ckpt}?temperature=0", "workers": cfg.workers, "seed": cfg.seed})
+                    "student": _spec(cfg, ckpt, 0), "workers": cfg.workers, "seed": cfg.seed})
                 if collect(ecfg, progress=progress)["interrupted"]:
                     raise KeyboardInterrupt
             ev = summarize(evrun)

@@ -246,6 +246,7 @@ class Experiment:
                            out=str(where), seed=seed, workers=self.cfg.workers,
                            episodes_per_round=max(1, size // fields["rounds"]),
                            student_temperature=self.cfg.student_temperature, train=self.cfg.train,
+                           student_options=self.cfg.student_options or None,
                            context_loss=self.cfg.context_loss,
                            collect=self.cfg.collect, **fields)
         rows = run_dagger(cfg, progress=False, log=lambda m: self.log(f"dagger {arm.name} seed {seed}: {m}"))
