@@ -72,6 +72,21 @@ def test_fit_to_context_drops_oldest_turns_and_says_so():
         fit_to_context(msgs, count, 5)
 
 
+def test_a_history_longer_than_the_context_is_fitted_without_a_tokenizer_warning(tiny_model, train_tasks, caplog):
+    """The policy drops old turns itself; transformers' "longer than the specified maximum sequence length" warning
+    (printed when the whole history is counted first) alarmed users of `oec dagger` about nothing."""
+    pol = make_policy(f"local:{tiny_model}?temperature=0&max_new_tokens=4")
+    task = train_tasks[0]
+    msgs = pol.format.render(task, [])
+    for i in range(40):  # ~40 x 60 tokens: well past the tiny model's 1024
+        msgs += [{"role": "assistant", "content": f"THOUGHT: look {i}\n\n```bash\ncat f{i}.py\n```"},
+                 {"role": "user", "content": " ".join(task.meta["chain"] * 10)}]
+    assert len(pol._encode(msgs)) > 1024
+    done = pol.act(msgs, Episode(task, None, [], random.Random(0), "student"))
+    assert done.prompt_tokens <= 1024 - 4
+    assert "maximum sequence length" not in caplog.text
+
+
 def test_local_spec_errors(tmp_path):
     with pytest.raises(PolicySpecError, match="not a model directory"):
         make_policy(f"local:{tmp_path}")

@@ -69,6 +69,9 @@ class LocalPolicy:
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
+        # `act` counts tokens of over-long histories before fit_to_context drops turns; the tokenizer's own warning
+        # ("longer than the specified maximum sequence length") would only alarm the user about what we handle
+        self.tokenizer.model_max_length = 10**9
         # The device is chosen here, not by the user: the same spec runs on a laptop and on a GPU node.
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = AutoModelForCausalLM.from_pretrained(path).eval().to(self.device)
