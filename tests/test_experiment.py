@@ -185,3 +185,20 @@ def test_the_command_that_reproduces_the_shipped_student_runs(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path / "ws-2/warm/ckpt/oec_train.json").read_text())["config"]["model"] == \
         f"{out}/warm/ckpt"
+
+
+@pytest.mark.parametrize("path", ["configs/paper-tiny.yaml", "configs/warm-student.yaml", "configs/dagger-tiny.yaml",
+                                  "bench/expert_tokens.yaml", "src/oec/assets/demo.yaml"])
+def test_shipped_configs_validate(path):
+    """A typo in a shipped config would surface only hours into a run (or never, for the ones CI does not run)."""
+    from pathlib import Path
+
+    from oec.config import load_config
+    from oec.dagger import DaggerConfig
+    from oec.experiment import ExperimentConfig
+
+    root = Path(__file__).resolve().parent.parent
+    model = DaggerConfig if "dagger" in path else ExperimentConfig
+    cfg = load_config(model, root / path, {})
+    if model is ExperimentConfig and cfg.student_model:  # the shipped student is where the config says
+        assert (root / cfg.student_model / "config.json").is_file()
