@@ -31,6 +31,7 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     cmd = [sys.executable, "-m", "oec", "experiment", str(config)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "Saving the dataset" not in r.stdout + r.stderr  # one line per stage, no library progress bars between
     run = tmp_path / "run"
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert {"arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens"} <= set(rows[0])

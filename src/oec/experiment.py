@@ -258,6 +258,9 @@ class Experiment:
 
     # ---- the whole experiment -----------------------------------------------------------------------------------
     def run(self) -> Path:
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()  # the log has a line per stage; datasets' bars (per save, per map) would bury it
         (self.root / "experiment.json").write_text(json.dumps({"config": self.cfg.model_dump()}, indent=2) + "\n")
         train_tasks, heldout = self.tasks()
         warm = self.warm(train_tasks, heldout, self.student0(train_tasks))
