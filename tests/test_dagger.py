@@ -28,6 +28,8 @@ def test_beta_schedules():
     (["filter.max_repeat=2"], "filter: .*max_repeat"),
     (["collect.beta=0.3"], "collect: .*beta"),
     (["schedule=cosine"], "schedule"),
+    (["student_options=max_new_tokenz=5"], "student_options: .*max_new_tokenz"),  # before round 0 writes dagger.json
+    (["student_options=temperature=1"], "student_options: .*set by the runner"),
 ])
 def test_bad_config_names_the_key(overrides, named):
     with pytest.raises(InputError, match=named):

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.filter import FILTER_SUMMARY, FilterConfig, filter_run
+from oec.policies import check_local_options
 from oec.show import summarize
 from oec.store import read_trajectories
 from oec.tasks import InputError, load_tasks, write_tasks
@@ -85,6 +86,11 @@ class DaggerConfig(BaseModel):
             raise ValueError(f"{owned} are set by each round; use the top-level keys (beta, samples, ...) instead")
         _sub(CollectConfig, {"tasks": "-", "out": "-", **v})
         return v
+
+    @field_validator("student_options")
+    @classmethod
+    def _check_options(cls, v: str | None) -> str | None:
+        return check_local_options(v)
 
     @field_validator("filter")
     @classmethod

@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.config import load_config, merge
 from oec.filter import FilterConfig, filter_run
+from oec.policies import check_local_options
 from oec.show import summarize
 from oec.student import StudentConfig, init_student
 from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
@@ -98,6 +99,11 @@ class ExperimentConfig(BaseModel):
     collect: dict[str, Any] = Field(default_factory=dict, description="CollectConfig fields, e.g. loop.step_limit")
     workers: int = Field(8, ge=1)
     shift: bool = Field(True, description="covariate shift of the final students vs the expert (claim C1)")
+
+    @field_validator("student_options")
+    @classmethod
+    def _check_options(cls, v: str) -> str:
+        return check_local_options(v)
 
 
 def _done(path: Path) -> bool:

@@ -31,6 +31,22 @@ def _config(spec: str, cls: type[BaseModel], options: dict) -> BaseModel:
         raise PolicySpecError(f"policy {spec!r}: {describe(e)} (options: {sorted(cls.model_fields)})") from None
 
 
+def check_local_options(options: str | None) -> str | None:
+    """Extra `local:` options given apart from the spec (a config's `student_options`), checked when the config is
+    read rather than when the first episode starts. The runners set `temperature` themselves (sampled rollouts,
+    greedy evaluations), so it is refused here: a later option would silently win over theirs."""
+    if not options:
+        return options
+    from oec.policies.local import LocalConfig
+
+    _, parsed = parse_spec_options(f"local?{options}")
+    if "temperature" in parsed:
+        raise PolicySpecError("temperature is set by the runner (student_temperature for rollouts; evaluations are "
+                              "greedy); leave it out of student_options")
+    _config(f"local:MODEL?{options}", LocalConfig, parsed)
+    return options
+
+
 def make_policy(spec: str, format: str = "text") -> Policy:
     """Build a policy from its command-line spec, e.g. `scripted:noisy?error_rate=0.4`, rendering with FORMAT."""
     kind, _, rest = spec.partition(":")
