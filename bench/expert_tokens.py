@@ -40,11 +40,12 @@ def curves(rows: list[dict]) -> tuple[float, dict[str, list[tuple[float, float, 
 
 
 def tokens_to_reach(target: float, start: float, curve: list[tuple[float, float, int]]) -> float | None:
-    """Expert tokens at which the piecewise-linear curve from (0, START) first reaches TARGET; None if it never does."""
+    """Expert tokens at which the piecewise-linear curve from (0, START) first reaches TARGET (> START); None if it
+    never does."""
     prev_t, prev_r = 0.0, start
     for t, r, _ in curve:
-        if r >= target:
-            return prev_t if prev_r >= target else prev_t + (t - prev_t) * (target - prev_r) / (r - prev_r)
+        if r >= target:  # START < TARGET (checked by the caller), so every earlier point is below it and r > prev_r
+            return prev_t + (t - prev_t) * (target - prev_r) / (r - prev_r)
         prev_t, prev_r = t, r
     return None
 
@@ -54,11 +55,15 @@ def report(rows: list[dict], bc_arm: str = "bc") -> bool:
     if bc_arm not in arms:
         raise SystemExit(f"no {bc_arm!r} rows in the results: the config needs a BC arm")
     bc_tokens, bc_rate, bc_size = arms[bc_arm][-1]
+    print(f"{'arm':<14}{'size':>6}{'seed':>6}{'expert tokens':>15}{'resolved':>10}  95% CI")
+    for r in rows:  # every row, with its interval: one seed of 100 tasks is +-10 points
+        print(f"{r['arm']:<14}{r['size']:>6}{r['seed']:>6}{float(r['expert_tokens']):>15,.0f}"
+              f"{float(r['resolve_rate']):>10.1%}  [{float(r['ci_lo']):.1%}, {float(r['ci_hi']):.1%}]"
+              + (f"  ({r['note']})" if r.get("note") and r["arm"] != "warm_start" else ""))
     print(f"warm start {warm:.1%}; BC at size {bc_size}: {bc_rate:.1%} for {bc_tokens:,.0f} expert tokens")
-    print(f"{'arm':<14}{'size':>6}{'expert tokens':>15}{'resolve':>9}")
-    for arm, curve in arms.items():
-        for t, r, size in curve:
-            print(f"{arm:<14}{size:>6}{t:>15,.0f}{r:>9.1%}")
+    if bc_tokens <= 0:
+        print("the expert reported no tokens (e.g. a server without usage data): no ratio to compute")
+        return False
     if bc_rate <= warm:
         print(f"BC did not improve on the warm start ({bc_rate:.1%} <= {warm:.1%}): there is no gain for OEC to match, "
               "so the ratio is undefined (more steps, sizes or held-out tasks are needed)")
