@@ -56,6 +56,24 @@ def test_a_bad_experiment_config_names_the_key(tmp_path):
     assert r.returncode == 2 and "arms.0.swich" in r.stderr
 
 
+def test_a_rerun_must_be_the_same_experiment_but_may_grow(tmp_path):
+    """Stages resume by their outputs' paths, so a changed training config would mix old and new students."""
+    from oec.experiment import Experiment, ExperimentConfig
+    from oec.tasks import InputError
+
+    base = {**TINY, "out": str(tmp_path / "run")}
+    Experiment(ExperimentConfig(**base)).check_config()
+    grown = {**base, "seeds": [0, 1], "sizes": [2, 4], "workers": 2,
+             "arms": TINY["arms"] + [{"name": "x", "kind": "bc"}]}
+    Experiment(ExperimentConfig(**grown)).check_config()  # more of the same experiment: fine, and recorded
+    assert json.loads((tmp_path / "run/experiment.json").read_text())["config"]["seeds"] == [0, 1]
+    for change, named in (({"train": {"max_steps": 3}}, "differs in: train"),
+                          ({"suite": {**TINY["suite"], "heldout": 4}}, "differs in: suite"),
+                          ({"arms": [{"name": "bc", "kind": "oec"}]}, r"differs in: arms\[bc\]")):
+        with pytest.raises(InputError, match=named):
+            Experiment(ExperimentConfig(**{**grown, **change})).check_config()
+
+
 def rows_of(**arms):
     return [{"arm": a, "resolved": k, "n": n} for a, (k, n) in arms.items()]
 

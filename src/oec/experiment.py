@@ -106,6 +106,9 @@ class ExperimentConfig(BaseModel):
         return check_local_options(v)
 
 
+MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift"}  # arms: new ones only (checked by name)
+
+
 def _done(path: Path) -> bool:
     return path.exists()
 
@@ -122,6 +125,24 @@ class Experiment:
     def spec(self, model: Path, temperature: float) -> str:
         extra = f"&{self.cfg.student_options}" if self.cfg.student_options else ""
         return f"local:{model}?temperature={temperature}{extra}"
+
+    def check_config(self) -> None:
+        """A rerun resumes by skipping every stage whose output exists, so it must be the same experiment: a changed
+        `train` or suite would silently mix old and new students in one table. It may grow (more seeds, sizes or arms)
+        and change what only affects speed or extras; then the config is (re)written."""
+        path = self.root / "experiment.json"
+        mine = self.cfg.model_dump()
+        if path.exists():
+            old = json.loads(path.read_text())["config"]
+            # a key missing from an older experiment.json is a field added since, at its default
+            diff = sorted(k for k in old if k not in MAY_CHANGE and old[k] != mine.get(k))
+            arms = {a["name"]: a for a in old.get("arms", [])}
+            diff += [f"arms[{a['name']}]" for a in mine["arms"] if arms.get(a["name"], a) != a]
+            if diff:
+                raise InputError(f"{path}: this experiment was run with another config (differs in: "
+                                 f"{', '.join(diff)}); use another name or out, or the same values to resume "
+                                 f"({', '.join(sorted(MAY_CHANGE))} may change; arms may be added)")
+        path.write_text(json.dumps({"config": mine}, indent=2) + "\n")
 
     # ---- shared stages ------------------------------------------------------------------------------------------
     def tasks(self) -> tuple[Path, Path]:
@@ -267,7 +288,7 @@ class Experiment:
         from datasets.utils.logging import disable_progress_bar
 
         disable_progress_bar()  # the log has a line per stage; datasets' bars (per save, per map) would bury it
-        (self.root / "experiment.json").write_text(json.dumps({"config": self.cfg.model_dump()}, indent=2) + "\n")
+        self.check_config()
         train_tasks, heldout = self.tasks()
         warm = self.warm(train_tasks, heldout, self.student0(train_tasks))
         given = self.cfg.warm_start.trajectories == 0
