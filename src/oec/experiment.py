@@ -140,8 +140,9 @@ class Experiment:
             diff += [f"arms[{a['name']}]" for a in mine["arms"] if arms.get(a["name"], a) != a]
             if diff:
                 raise InputError(f"{path}: this experiment was run with another config (differs in: "
-                                 f"{', '.join(diff)}); use another name or out, or the same values to resume "
-                                 f"({', '.join(sorted(MAY_CHANGE))} may change; arms may be added)")
+                                 f"{', '.join(diff)}); use another name or out (`oec demo --fresh` starts the demo "
+                                 f"over), or the same values to resume ({', '.join(sorted(MAY_CHANGE))} may change; "
+                                 "arms may be added)")
         path.write_text(json.dumps({"config": mine}, indent=2) + "\n")
 
     # ---- shared stages ------------------------------------------------------------------------------------------
