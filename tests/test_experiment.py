@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from oec.claims import claims, compare, difference, shift_claim
+from oec.store import read_trajectories
 
 TINY = {
     "name": "tiny",
@@ -37,6 +38,8 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     assert {"arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens"} <= set(rows[0])
     assert [r["arm"] for r in rows] == ["warm_start", "bc", "on_policy", "oec", "oec_bc", "dagger"]
     assert all(int(r["n"]) == 3 for r in rows)  # every student is evaluated on the same 3 held-out tasks
+    evals = [t.exit_status for t in read_trajectories(run / "seed-0/bc/size-2/eval")]
+    assert int(rows[1]["submitted"]) == evals.count("submitted")
     # every arm trained from the warm-start weights, with the same settings
     for arm in ("bc", "oec", "oec_bc"):
         info = json.loads((run / f"seed-0/{arm}/size-2/ckpt/oec_train.json").read_text())

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
-from oec.filter import FILTER_SUMMARY, FilterConfig, filter_run
-from oec.policies import check_local_options
+from oec.filter import FilterConfig, filter_run
+from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.store import read_trajectories
 from oec.tasks import InputError, load_tasks, write_tasks
@@ -119,10 +119,6 @@ def _complete(run: Path, n: int) -> bool:
     return len(read_trajectories(run)) >= n if (run / "trajectories.jsonl").exists() else False
 
 
-def _spec(cfg: DaggerConfig, model: str | Path, temperature: float) -> str:
-    return f"local:{model}?temperature={temperature}" + (f"&{cfg.student_options}" if cfg.student_options else "")
-
-
 def _took(t0: float, ran: bool) -> str:
     return f"in {time.monotonic() - t0:.0f} s" if ran else "(done before)"
 
@@ -164,7 +160,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         if ran:
             ccfg = _sub(CollectConfig, {
                 **cfg.collect, "tasks": str(tasks_path), "out": str(run), "mode": "dagger", "beta": beta,
-                "expert": cfg.expert, "student": _spec(cfg, student, cfg.student_temperature),
+                "expert": cfg.expert, "student": local_spec(student, cfg.student_temperature, cfg.student_options),
                 "samples": cfg.samples, "workers": cfg.workers, "seed": cfg.seed + r})
             result = collect(ccfg, progress=progress)
             if result["interrupted"]:
@@ -203,7 +199,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
             if ran:
                 ecfg = _sub(CollectConfig, {
                     **cfg.collect, "tasks": cfg.heldout, "out": str(evrun), "mode": "student",
-                    "student": _spec(cfg, ckpt, 0), "workers": cfg.workers, "seed": cfg.seed})
+                    "student": local_spec(ckpt, 0, cfg.student_options), "workers": cfg.workers, "seed": cfg.seed})
                 if collect(ecfg, progress=progress)["interrupted"]:
                     raise KeyboardInterrupt
             ev = summarize(evrun)

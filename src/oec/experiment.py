@@ -30,7 +30,7 @@ from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.config import load_config, merge
 from oec.filter import FilterConfig, filter_run
-from oec.policies import check_local_options
+from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.student import StudentConfig, init_student
 from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
@@ -39,7 +39,7 @@ from oec.train import TrainConfig, train
 Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
 RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens", "n", "resolved",
-                  "mean_turns", "trajectories", "examples", "train_seconds", "note"]
+                  "submitted", "mean_turns", "trajectories", "examples", "train_seconds", "note"]
 
 
 class SuiteConfig(BaseModel):
@@ -123,8 +123,7 @@ class Experiment:
             raise InputError(f"arms: names repeat ({names}); give each arm its own name")
 
     def spec(self, model: Path, temperature: float) -> str:
-        extra = f"&{self.cfg.student_options}" if self.cfg.student_options else ""
-        return f"local:{model}?temperature={temperature}{extra}"
+        return local_spec(model, temperature, self.cfg.student_options)
 
     def check_config(self) -> None:
         """A rerun resumes by skipping every stage whose output exists, so it must be the same experiment: a changed
@@ -324,7 +323,9 @@ class Experiment:
 def _eval_row(run: Path) -> dict:
     s = summarize(run)
     return {"resolve_rate": s["resolve_rate"], "ci_lo": s["resolve_rate_ci95"][0], "ci_hi": s["resolve_rate_ci95"][1],
-            "n": s["n"], "resolved": s["resolved"], "mean_turns": round(s["mean_steps"], 2)}
+            "n": s["n"], "resolved": s["resolved"], "mean_turns": round(s["mean_steps"], 2),
+            # resolved / submitted: how often a submit is right (OEC data raises it: bench/RESULTS.md §9)
+            "submitted": s["by_exit_status"].get("submitted", 0)}
 
 
 def _expert_tokens(run: Path) -> int:

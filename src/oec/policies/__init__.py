@@ -31,6 +31,11 @@ def _config(spec: str, cls: type[BaseModel], options: dict) -> BaseModel:
         raise PolicySpecError(f"policy {spec!r}: {describe(e)} (options: {sorted(cls.model_fields)})") from None
 
 
+def local_spec(model, temperature: float, options: str | None = None) -> str:
+    """The `local:` spec the runners give a student checkpoint: their temperature, then the config's options."""
+    return f"local:{model}?temperature={temperature}" + (f"&{options}" if options else "")
+
+
 def check_local_options(options: str | None) -> str | None:
     """Extra `local:` options given apart from the spec (a config's `student_options`), checked when the config is
     read rather than when the first episode starts. The runners set `temperature` themselves (sampled rollouts,
