@@ -55,11 +55,13 @@ def report(rows: list[dict], bc_arm: str = "bc") -> bool:
     if bc_arm not in arms:
         raise SystemExit(f"no {bc_arm!r} rows in the results: the config needs a BC arm")
     bc_tokens, bc_rate, bc_size = arms[bc_arm][-1]
-    print(f"{'arm':<14}{'size':>6}{'seed':>6}{'expert tokens':>15}{'resolved':>10}  95% CI")
+    print(f"{'arm':<14}{'size':>6}{'seed':>6}{'expert tokens':>15}{'resolved':>10}  {'95% CI':<16}submits right")
     for r in rows:  # every row, with its interval: one seed of 100 tasks is +-10 points
+        ci = f"[{float(r['ci_lo']):.1%}, {float(r['ci_hi']):.1%}]"
+        right = f"{r['resolved']}/{r['submitted']}" if r.get("submitted") else "-"  # older results.csv: no column
+        note = f"  ({r['note']})" if r.get("note") and r["arm"] != "warm_start" else ""
         print(f"{r['arm']:<14}{r['size']:>6}{r['seed']:>6}{float(r['expert_tokens']):>15,.0f}"
-              f"{float(r['resolve_rate']):>10.1%}  [{float(r['ci_lo']):.1%}, {float(r['ci_hi']):.1%}]"
-              + (f"  ({r['note']})" if r.get("note") and r["arm"] != "warm_start" else ""))
+              f"{float(r['resolve_rate']):>10.1%}  {ci:<16}{right}{note}")
     print(f"warm start {warm:.1%}; BC at size {bc_size}: {bc_rate:.1%} for {bc_tokens:,.0f} expert tokens")
     if bc_tokens <= 0:
         print("the expert reported no tokens (e.g. a server without usage data): no ratio to compute")
