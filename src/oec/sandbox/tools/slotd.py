@@ -20,6 +20,7 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import select
@@ -54,6 +55,12 @@ def usage(max_tasks):
     return tasks, rss
 
 
+def mount_points():
+    """Every mount point in this namespace (mountinfo's fifth field, with its octal escapes undone)."""
+    with open("/proc/self/mountinfo") as f:
+        return {re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4]) for line in f}
+
+
 class Slot:
     def __init__(self, shell_in, shell_out, max_tasks, max_memory):
         self.shell_in, self.shell_out = shell_in, shell_out
@@ -61,6 +68,7 @@ class Slot:
         self.next_watch = 0.0
         self.secret = os.urandom(8).hex()  # in the shell-exit line, so the agent cannot fake one
         self.dev = set(os.listdir("/dev"))  # what bwrap put there; anything else is the agent's
+        self.mounts = mount_points()  # bwrap's binds (a venv under /tmp, say): the agent cannot add any
         self._keep = None
         self.bash = None
         self.runs = {}  # report fd -> (child pid, chunks, reply FIFO) for the agent's runtests
@@ -175,18 +183,28 @@ class Slot:
             for name in os.listdir(top):
                 if top == "/dev" and name in self.dev:
                     continue
-                path = os.path.join(top, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
+                self.remove(os.path.join(top, name))
         os.makedirs(AGENT)
         os.mkfifo(f"{AGENT}/req")
         self.req = os.open(f"{AGENT}/req", os.O_RDONLY | os.O_NONBLOCK)
         self._keep = os.open(f"{AGENT}/req", os.O_WRONLY)  # so select does not see EOF between clients
+
+    def remove(self, path):
+        """PATH and all below it, except bwrap's read-only binds: rmtree would walk a bound venv under /tmp and fail
+        on every file (0.25 s a reset); the directories bwrap made to hold a bind are emptied, not removed."""
+        if path in self.mounts:
+            return
+        if os.path.isdir(path) and not os.path.islink(path):
+            if any(m.startswith(path + "/") for m in self.mounts):
+                for name in os.listdir(path):
+                    self.remove(os.path.join(path, name))
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+            return
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     # -- the agent's runtests ------------------------------------------------------------------------------------
     def on_request(self):
