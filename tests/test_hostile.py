@@ -34,7 +34,7 @@ from oec.types import Action, Completion
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough that the memory and fork-bomb attacks cannot hurt a shared 24 GiB, 2-core machine
-LIMITS = Limits(tasks=256, memory=512 << 20)
+LIMITS = Limits(tasks=256, memory=512 << 20, disk=64 << 20, files=5000)
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,15 @@ ATTACKS = [
     A("fill-tmp", "memory", "for i in 1 2 3; do fallocate -l 400M /tmp/f$i || exit 1; done", "restart"),
     A("fill-dev-shm", "memory", "head -c 1G /dev/zero > /dev/shm/fill", "denied"),
     A("fill-dev", "memory", "head -c 1G /dev/zero > /dev/fill", "denied"),
+    A("sysv-shm-detached", "memory",
+      "python3 -c 'import ctypes\nl = ctypes.CDLL(None); l.shmat.restype = ctypes.c_void_p\nfor _ in range(8):\n"
+      "    i = l.shmget(0, 100 << 20, 0o1600); a = l.shmat(i, None, 0); ctypes.memset(a, 1, 100 << 20); l.shmdt("
+      "ctypes.c_void_p(a))'; sleep 3", "killed", timeout=20),  # detached segments outlive their process
+    A("ipc-objects", "memory", "ipcmk -M 4096 && ipcmk -Q && ipcmk -S 2 && python3 -c \"import ctypes; "
+      "print(ctypes.CDLL(None).mq_open(b'/q', 0o102, 0o600, None))\"", "runs"),  # none may reach the next episode
+    A("fill-workspace", "disk", "head -c 1G /dev/zero > big", "denied"),
+    A("workspace-inodes", "disk", "mkdir m && cd m && seq 6000 | xargs touch", "denied"),
+    A("tmp-inodes", "disk", "mkdir /tmp/m && cd /tmp/m && seq 6000 | xargs touch; sleep 1", "killed", timeout=20),
     A("yes-1g", "output flood", "yes | head -c 1G", "flood"),
     A("print-loop", "output flood", "python3 -c 'while True: print(\"x\" * 1000)'", "flood"),
     A("no-newline", "output flood", "head -c 1G /dev/zero | tr '\\0' a", "flood"),
@@ -271,6 +280,10 @@ def pool(host, train_tasks):
         if leaked or probe.output.split()[-2:] != [str(8 << 20), str(1 << 20)]:
             pytest.exit(f"the sandbox lets writes through or lacks rlimits ({leaked}, {probe.output!r}); refusing "
                         "to run destructive attacks", returncode=1)
+        quota = env.execute("df --output=size -B1M /workspace | tail -1").output.strip()
+        if quota != str(LIMITS.disk >> 20):
+            pytest.exit(f"the workspace disk quota is not armed ({quota!r} MiB): the sandbox needs root here",
+                        returncode=1)
         armed = env.execute("for i in $(seq 300); do sleep 10 & done; sleep 5")
         if "the sandbox killed every process" not in armed.output:
             pytest.exit(f"the sandbox's process watchdog is not armed: {armed}", returncode=1)
@@ -327,7 +340,9 @@ def _run_attack(host, pool, task, attack):
         assert env._slot is slot
         wait = "sleep 0.2; " if attack.expect == "leaves" else ""  # a late writer would show by then
         after = env.execute(f"ps -e -o args --no-headers; ls -A /tmp /run /dev/shm; {wait}ls -A")
+        ipc = env.execute("tail -qn +2 /proc/sysvipc/shm /proc/sysvipc/msg /proc/sysvipc/sem; ls -A /dev/mqueue")
     assert after.returncode == 0 and marker not in after.output, after.output
+    assert ipc.returncode == 0 and ipc.output == "", ipc.output
     assert len(after.output.split("\n")) < 40, after.output
     return result, verdict, marker
 

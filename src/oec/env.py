@@ -7,6 +7,7 @@ so `runtests` and the final verification each cost one fork instead of a cold in
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Literal
 
@@ -15,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from oec.repos import GIT_ENV, PYTEST_CONFIG, MaterialiseError, template  # noqa: F401 (GIT_ENV, PYTEST_CONFIG: re-exported)
 from oec.runtimes.docker import DockerConfig
 from oec.sandbox.bwrap import WORKSPACE
-from oec.sandbox.shell import POOL, CommandResult, SandboxError, Slot, SlotPool
+from oec.sandbox.shell import CommandResult, Limits, SandboxError, Slot, SlotPool, pool_for
 from oec.types import Task, TestResult, Verdict
+from oec.verify import ChangeTooLarge, diff, rebuild
 
 
 class EnvConfig(BaseModel):
@@ -26,17 +28,32 @@ class EnvConfig(BaseModel):
     command_timeout: float = Field(10.0, gt=0, description="seconds before a command is killed (the shell restarts)")
     output_limit: int = Field(1500, ge=100, description="bytes of output shown; the rest is cut, and it says so")
     verify_timeout: float = Field(60.0, gt=0, description="seconds for the final test run")
+    disk_mb: int = Field(1024, ge=16, description="MiB the workspace may hold (a size-capped filesystem; needs root, "
+                                                 "else not enforced and a warning says so)")
+    max_files: int = Field(100_000, ge=1000, description="files the workspace, /tmp, /run and /dev/shm may each hold")
     runtime: Literal["bwrap", "docker"] = Field(
         "bwrap", description="bwrap: pooled bubblewrap sandboxes (default); docker: a container per episode from "
                              "the instance's image (needs a Docker engine; untested on our machines)")
     docker: DockerConfig = Field(default_factory=DockerConfig, description="options of the docker runtime")
 
 
-class PytestVerifier:
-    """Runs the task's FAIL_TO_PASS and PASS_TO_PASS tests with pytest inside the episode's sandbox.
+def verdict_from(task: Task, report: dict, patch: str, dropped: dict[str, str], t0: float) -> Verdict:
+    """The Verdict for a test report ({node id: (outcome, message)} under "results") of the task's tests."""
+    results = report.get("results", {})
+    tests = {}
+    for tid in task.FAIL_TO_PASS + task.PASS_TO_PASS:
+        outcome, message = results.get(tid, ("missing", "test was not run (timeout or collection error)"))
+        tests[tid] = TestResult(outcome=outcome if outcome != "skipped" else "failed", message=message)
+    resolved = all(t.outcome == "passed" for t in tests.values())
+    error = "tests timed out" if report.get("timed_out") else None
+    return Verdict(resolved=resolved, tests=tests, patch=patch, dropped=dropped, duration_s=time.monotonic() - t0,
+                   error=error)
 
-    First everything the agent started is killed (a background process, a fake test server), and the test files are
-    restored to their base version; the tests then run in a child forked from the slot's pristine process.
+
+class PytestVerifier:
+    """Verifies the agent's change on a clean tree (see verify.py): every process the agent started is killed and
+    its /tmp and IPC objects go; the host rebuilds the workspace as the base plus the change, with the original
+    tests; then the tests run in a child forked from the slot's pristine process, under the slot's limits.
     """
 
     def __init__(self, slot: Slot, timeout: float = 60.0):
@@ -44,24 +61,20 @@ class PytestVerifier:
 
     def verify(self, task: Task) -> Verdict:
         t0 = time.monotonic()
-        # test files (with a git task's test_patch applied) and pytest configuration go back to their base
-        # version; unknown pytest configuration goes
         base = template(task)
         try:
-            report = self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, restore=base.restore,
-                                       known=base.files, tests=task.FAIL_TO_PASS + task.PASS_TO_PASS,
-                                       test_timeout=self.timeout)
-        except SandboxError as e:
+            self.slot.control("reset")
+            try:
+                change = diff(self.slot.workspace, base)
+            except ChangeTooLarge as e:
+                return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0,
+                               error=f"not verified: the change is too large ({e})")
+            patch = rebuild(self.slot.workspace, base, change)
+            report = self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE,
+                                       tests=task.FAIL_TO_PASS + task.PASS_TO_PASS, test_timeout=self.timeout)
+        except (SandboxError, OSError, subprocess.SubprocessError) as e:
             return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0, error=f"verifier failed: {e}")
-        results = report.get("results", {})
-        tests = {}
-        for tid in task.FAIL_TO_PASS + task.PASS_TO_PASS:
-            outcome, message = results.get(tid, ("missing", "test was not run (timeout or collection error)"))
-            tests[tid] = TestResult(outcome=outcome if outcome != "skipped" else "failed", message=message)
-        resolved = all(t.outcome == "passed" for t in tests.values())
-        error = "tests timed out" if report.get("timed_out") else None
-        return Verdict(resolved=resolved, tests=tests, patch=report.get("patch", ""),
-                       duration_s=time.monotonic() - t0, error=error)
+        return verdict_from(task, report, patch, change.dropped, t0)
 
     def close(self) -> None:
         pass
@@ -73,7 +86,7 @@ class SandboxEnv:
     The sandbox comes from a pool of slots that outlive episodes; `close` gives it back for the next one.
     """
 
-    def __new__(cls, task: Task, config: EnvConfig | None = None, pool: SlotPool = POOL):
+    def __new__(cls, task: Task, config: EnvConfig | None = None, pool: SlotPool | None = None):
         # The runtime is a config choice (env.runtime=docker), and every caller builds a SandboxEnv: pick it here.
         if cls is SandboxEnv and config is not None and config.runtime == "docker":
             from oec.runtimes.docker import DockerEnv
@@ -81,12 +94,12 @@ class SandboxEnv:
             return DockerEnv(task, config)
         return super().__new__(cls)
 
-    def __init__(self, task: Task, config: EnvConfig | None = None, pool: SlotPool = POOL):
+    def __init__(self, task: Task, config: EnvConfig | None = None, pool: SlotPool | None = None):
         self.task = task
         self.config = config or EnvConfig()
         base = template(task).path
-        self._pool = pool
-        self._slot = pool.acquire()
+        self._pool = pool or pool_for(Limits(disk=self.config.disk_mb << 20, files=self.config.max_files))
+        self._slot = self._pool.acquire()
         try:
             self._slot.load(base)
         except BaseException:

@@ -118,6 +118,7 @@ class Template:
     path: Path
     files: list[str]
     restore: dict[str, str] = field(default_factory=dict)  # what verification writes back before the tests run
+    tests: frozenset[str] = frozenset()  # the task's test files (test_patch's too): never part of the agent's change
 
     def read(self, rel: str) -> str | None:
         """A base file's text, or None when the base has no such (text) file."""
@@ -193,7 +194,7 @@ def _build(task: Task, path: Path) -> Template:
     if repo.kind == "git" and repo.test_patch:
         restore.update(_patched(path, repo, task.task_id))
         files = sorted(set(files) | set(restore))
-    return Template(path, files, restore)
+    return Template(path, files, restore, frozenset(tests))
 
 
 def check_commit(repo_path: str | Path, commit: str, what: str) -> str:

@@ -142,7 +142,9 @@ class TestResult(Record):
 class Verdict(Record):
     resolved: bool
     tests: dict[str, TestResult]
-    patch: str = ""
+    patch: str = Field("", description="the agent's change that was verified, as a diff against the base (a/ b/)")
+    dropped: dict[str, str] = Field(default_factory=dict, description="paths the agent changed that verification "
+                                    "left out of the patch (tests, pytest configuration, bytecode...) -> why")
     duration_s: float = 0.0
     error: str | None = None
 

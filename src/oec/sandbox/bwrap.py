@@ -128,6 +128,8 @@ def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] 
     argv += ["--proc", "/proc"] + _harden_proc()
     # bwrap's /dev is an uncapped tmpfs (half the host's memory): make it read-only, with a small /dev/shm
     argv += ["--dev", "/dev", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/dev/shm"]
+    # POSIX message queues of the slot's own IPC namespace, mounted so that the slot can list and remove them
+    argv += ["--mqueue", "/dev/mqueue"]
     argv += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/run"]
     for d in _python_dirs():
         argv += ["--ro-bind", d, d]

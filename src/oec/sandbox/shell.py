@@ -22,8 +22,10 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from oec.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
@@ -38,10 +40,38 @@ class Limits:
 
     tasks: int = 1024  # processes and threads (as root, RLIMIT_NPROC is not enforced)
     memory: int = 4 << 30  # resident bytes of all its processes; /tmp, /run, /dev/shm are capped on their own
+    disk: int = 1 << 30  # bytes the workspace may hold (its own size-capped filesystem, where one can be mounted)
+    files: int = 100_000  # files and directories the workspace, /tmp, /run and /dev/shm may each hold
 
     def __post_init__(self):
-        if self.tasks < 16 or self.memory < 256 << 20:
-            raise ValueError(f"sandbox limits too small to run pytest: {self}; use tasks >= 16, memory >= 256 MiB")
+        if self.tasks < 16 or self.memory < 256 << 20 or self.disk < 16 << 20 or self.files < 1000:
+            raise ValueError(f"sandbox limits too small to run pytest: {self}; use tasks >= 16, memory >= 256 MiB, "
+                             "disk >= 16 MiB, files >= 1000")
+
+
+@cache
+def can_cap_workspace() -> bool:
+    """Whether this process may mount a size- and inode-capped tmpfs in a private mount namespace (root, or
+    CAP_SYS_ADMIN). Without it the workspace has no disk quota; the sandbox says so once."""
+    probe = "d=$(mktemp -d) && mount -t tmpfs -o size=1m,nr_inodes=100 oec-probe \"$d\" && umount \"$d\"; r=$?; rmdir \"$d\"; exit $r"
+    try:
+        ok = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", probe],
+                            capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    if not ok:
+        warnings.warn("the sandbox's workspace has no disk quota here: mounting a size-capped tmpfs needs root "
+                      "(or CAP_SYS_ADMIN); /tmp, /run and /dev/shm are capped as always", stacklevel=2)
+    return ok
+
+
+def capped_workspace(ws: Path, limits: Limits) -> list[str]:
+    """An argv prefix that runs the sandbox in a private mount namespace where WS is a tmpfs holding at most
+    LIMITS.disk bytes and LIMITS.files inodes (past either, writes fail with ENOSPC, which the agent sees). The
+    mount lives and dies with the sandbox's processes, so nothing is left mounted on the host after a kill -9."""
+    mount = 'mount -t tmpfs -o "size=$1,nr_inodes=$2,mode=0755" oec-workspace "$3" && shift 3 && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh", str(limits.disk),
+            str(limits.files), str(ws)]
 
 
 def _remove_tree(path: Path) -> None:
@@ -130,13 +160,18 @@ class Slot:
         shell_in_r, self._shell_in = os.pipe()
         self._shell_out, shell_out_w = os.pipe()
         slotd = ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w), str(limits.tasks),
-                 str(limits.memory)]
+                 str(limits.memory), str(limits.files)]
         argv = bwrap_argv(self.workspace, slotd, extra_binds={str(self._io): IO}, as_pid_1=True)
+        capped = workspace is None and can_cap_workspace()  # a directory of the caller's stays as it is
+        if capped:
+            argv = capped_workspace(self.workspace, limits) + argv
         with (self._dir / "stderr").open("w") as err:
             self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
                                 pass_fds=(shell_in_r, shell_out_w), start_new_session=True)
         os.close(shell_in_r)
         os.close(shell_out_w)
+        if capped:  # the tmpfs is in the sandbox's mount namespace: the host reaches it through the process's root
+            self.workspace = Path(f"/proc/{self._proc.pid}/root") / self.workspace.relative_to("/")
         self.alive = True
         ready = self._control_reply("starting the sandbox", 120)
         self._exited = re.compile(rb"\036EXIT " + ready["secret"].encode() + rb" (-?\d+)\n")
@@ -174,7 +209,14 @@ class Slot:
         self.control("reset")
         for child in self.workspace.iterdir():
             _remove_tree(child)
-        shutil.copytree(template, self.workspace, symlinks=True, dirs_exist_ok=True)
+        try:
+            shutil.copytree(template, self.workspace, symlinks=True, dirs_exist_ok=True)
+        except (OSError, shutil.Error) as e:
+            if "No space left" not in str(e):
+                raise
+            raise SandboxError(f"the task's repository does not fit the sandbox's workspace quota "
+                               f"({self.limits.disk >> 20} MiB, {self.limits.files} files); raise env.disk_mb or "
+                               "env.max_files") from None
         self._drain()
         self.control("shell")
 
@@ -293,8 +335,25 @@ class SlotPool:
             slot.close()
 
 
-POOL = SlotPool()
-atexit.register(POOL.close)  # the sandboxes would die with us anyway; this also removes their temp dirs
+_pools: dict[Limits, SlotPool] = {}
+_pools_lock = threading.Lock()
+
+
+def pool_for(limits: Limits) -> SlotPool:
+    """The process-wide pool of slots with these limits (slots cannot change their limits once started)."""
+    with _pools_lock:
+        if limits not in _pools:
+            _pools[limits] = SlotPool(limits)
+        return _pools[limits]
+
+
+@atexit.register
+def _close_pools() -> None:  # the sandboxes would die with us anyway; this also removes their temp dirs
+    for pool in list(_pools.values()):
+        pool.close()
+
+
+POOL = pool_for(Limits())
 
 
 class PersistentShell:

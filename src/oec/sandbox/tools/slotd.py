@@ -52,7 +52,46 @@ def usage(max_tasks):
         fields = stat[stat.rindex(b")") + 2 :].split()  # the command name may hold spaces and parentheses
         tasks += int(fields[17])  # num_threads
         rss += int(fields[21]) * PAGE
-    return tasks, rss
+    return tasks, rss + ipc_bytes()
+
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+IPC_RMID = 0
+
+
+def sysvipc(kind):
+    """Rows of /proc/sysvipc/KIND (shm, msg, sem) as {column: int}: the objects of this IPC namespace only."""
+    try:
+        with open(f"/proc/sysvipc/{kind}") as f:
+            head, *rows = f.read().splitlines()
+    except OSError:
+        return []
+    names = head.split()
+    return [dict(zip(names, map(int, row.split()))) for row in rows]
+
+
+def ipc_bytes():
+    """Memory held by SysV IPC objects and not by any process: a detached shared memory segment or a queued
+    message outlives its creator, so the resident sizes of processes alone would let it past the memory limit."""
+    shm = sum(r.get("rss", r["size"]) + r.get("swap", 0) for r in sysvipc("shm") if r["nattch"] == 0)
+    return shm + sum(r["cbytes"] for r in sysvipc("msg"))
+
+
+def remove_ipc():
+    """Remove every SysV IPC object and POSIX message queue of the slot, so none outlives the episode (the slot
+    keeps its IPC namespace from one episode to the next)."""
+    for r in sysvipc("shm"):
+        LIBC.shmctl(r["shmid"], IPC_RMID, None)
+    for r in sysvipc("msg"):
+        LIBC.msgctl(r["msqid"], IPC_RMID, None)
+    for r in sysvipc("sem"):
+        LIBC.semctl(r["semid"], 0, IPC_RMID)
+    if os.path.isdir("/dev/mqueue"):
+        for name in os.listdir("/dev/mqueue"):
+            try:
+                os.unlink(os.path.join("/dev/mqueue", name))
+            except OSError:
+                pass
 
 
 def mount_points():
@@ -62,9 +101,9 @@ def mount_points():
 
 
 class Slot:
-    def __init__(self, shell_in, shell_out, max_tasks, max_memory):
+    def __init__(self, shell_in, shell_out, max_tasks, max_memory, max_files):
         self.shell_in, self.shell_out = shell_in, shell_out
-        self.max_tasks, self.max_memory = max_tasks, max_memory
+        self.max_tasks, self.max_memory, self.max_files = max_tasks, max_memory, max_files
         self.next_watch = 0.0
         self.secret = os.urandom(8).hex()  # in the shell-exit line, so the agent cannot fake one
         self.dev = set(os.listdir("/dev"))  # what bwrap put there; anything else is the agent's
@@ -106,6 +145,7 @@ class Slot:
             except ProcessLookupError:
                 pass
             self._reap_all()
+        remove_ipc()
         for fd in list(self.runs):
             os.close(fd)
         self.runs.clear()
@@ -137,7 +177,16 @@ class Slot:
         if tasks > self.max_tasks:
             return f"{tasks} processes and threads were running; the limit is {self.max_tasks}"
         if rss > self.max_memory:
-            return f"{rss / 2**30:.1f} GiB of memory was in use; the limit is {self.max_memory / 2**30:.1f} GiB"
+            return f"{rss / 2**30:.2f} GiB of memory was in use; the limit is {self.max_memory / 2**30:.2f} GiB"
+        return self.scratch_full()
+
+    def scratch_full(self):
+        """Why /tmp, /run or /dev/shm holds too many files, or None. They are size-capped tmpfs mounts, but bwrap
+        cannot cap their inodes, and each costs kernel memory that no process's resident size shows."""
+        for top in SCRATCH:
+            st = os.statvfs(top)
+            if st.f_files - st.f_ffree > self.max_files:
+                return f"{top} held {st.f_files - st.f_ffree} files; the limit is {self.max_files}, so it was emptied"
         return None
 
     def watch(self):
@@ -151,6 +200,8 @@ class Slot:
             return None
         had_shell = self.bash is not None
         self.kill_all()
+        if self.scratch_full():  # the files would trip it again at once
+            self.wipe()
         note = f"\n[the sandbox killed every process: {reason}]\n"
         if had_shell:  # as if the shell had exited, so the host starts another
             note += f"\036EXIT {self.secret} 137\n"
@@ -310,13 +361,13 @@ class Slot:
 
 
 def main():
-    shell_in, shell_out, max_tasks, max_memory = map(int, sys.argv[1:5])
-    ctypes.CDLL(None).prctl(4, 0)  # PR_SET_DUMPABLE = 0
+    shell_in, shell_out, max_tasks, max_memory, max_files = map(int, sys.argv[1:6])
+    LIBC.prctl(4, 0)  # PR_SET_DUMPABLE = 0
     # Signals from inside the namespace reach its init only where it has a handler, and Python installs one for
     # SIGINT: without this, `kill -INT 1` would end the sandbox. Children put the default back.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     testserver.warm_up()
-    slot = Slot(shell_in, shell_out, max_tasks, max_memory)
+    slot = Slot(shell_in, shell_out, max_tasks, max_memory, max_files)
     slot.wipe()
     sys.stdout.write(json.dumps({"ready": True, "secret": slot.secret}) + "\n")
     sys.stdout.flush()

@@ -10,9 +10,7 @@ import io
 import json
 import os
 import select
-import shutil
 import signal
-import subprocess
 import sys
 import time
 
@@ -26,7 +24,6 @@ for _p in ("cacheprovider", "unraisableexception", "threadexception", "faulthand
            "junitxml", "stepwise", "legacypath", "setuponly", "setupplan", "debugging"):
     BASE_ARGS += ["-p", f"no:{_p}"]
 MAX_MSG = 200
-MAX_PATCH = 1 << 20  # the patch goes into every trajectory record: an agent that writes 1 GB must not make it 1 GB
 WATCH_EVERY = 0.05
 AGENT_NICE = 19
 
@@ -175,89 +172,11 @@ def warm_up():
             sys.stdout, sys.stderr = streams
 
 
-CONFIG_NAMES = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "sitecustomize.py",
-                "usercustomize.py"}
-# git must not run anything the agent configured in .git/config (fsmonitor, external diff, textconv, hooks)
-GIT = ["git", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "diff.external=",
-       "-c", "core.pager=cat", "-c", "safe.directory=*"]
-
-
-def _git(cwd, *args, limit=MAX_PATCH, timeout=30):
-    """git's output, at most LIMIT bytes of it (then a line says how much was cut); "" if it took too long."""
-    p = subprocess.Popen(GIT + ["-C", cwd, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         stdin=subprocess.DEVNULL, env={**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null"})
-    out, total, deadline = bytearray(), 0, time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([p.stdout], [], [], left)[0]:
-                return ""
-            chunk = os.read(p.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            total += len(chunk)
-            out += chunk[: max(0, limit - len(out))]
-    finally:
-        p.kill()
-        p.wait()
-        p.stdout.close()
-    text = out.decode(errors="replace")
-    return text + (f"\n[... cut: {total} bytes in all, {limit} kept]\n" if total > limit else "")
-
-
-def _walk_files(root):
-    """Every file under ROOT but .git, without recursion: an agent can nest directories thousands deep."""
-    stack = [root]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:  # deeper than PATH_MAX, or unreadable: pytest cannot reach it either
-            continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                if e.name != ".git":
-                    stack.append(e.path)
-            else:
-                yield e.path
-
-
-def _force_write(root, rel, content):
-    """Write ROOT/REL whatever the agent left in the way: files where directories should be, directories where
-    the file should be, symlinks, missing permissions."""
-    parts = rel.split("/")
-    here = root
-    for part in parts[:-1]:
-        here = os.path.join(here, part)
-        if os.path.islink(here) or (os.path.exists(here) and not os.path.isdir(here)):
-            os.unlink(here)
-        os.makedirs(here, exist_ok=True)
-        os.chmod(here, 0o755)
-    path = os.path.join(root, rel)
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
-    with open(path, "w") as f:
-        f.write(content)
-
-
 def verify_request(req, kill_all=lambda: None, watch=None):
-    """Record the agent's patch, restore the test and pytest-config files, remove unknown ones, run the tests.
-
-    Agent code still runs inside the pytest process (that is what a test run is); what is closed here are the
-    ways to change the verdict without touching the code under test.
-    """
+    """Run the task's tests in the workspace the host has just rebuilt (oec/verify.py: the base tree plus the
+    agent's change, with the original tests); the agent's processes are already gone. Agent code still runs inside
+    the pytest process (that is what a test run is), under the slot's limits and watchdog."""
     cwd = req["cwd"]
-    _git(cwd, "add", "-A")
-    patch = _git(cwd, "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv")
-    kill_all()  # anything git may have started
-    known = set(req["known"])
-    for path in _walk_files(cwd):
-        name = os.path.basename(path)
-        if (name in CONFIG_NAMES or name.endswith(".pth")) and os.path.relpath(path, cwd) not in known:
-            os.unlink(path)
-    for rel, content in req["restore"].items():
-        _force_write(cwd, rel, content)
     t0 = time.monotonic()
     out, timed_out, stopped = run_forked(cwd, ["--rootdir", cwd] + req["tests"], as_json=True,
                                          timeout=req["test_timeout"], watch=watch)
@@ -267,7 +186,7 @@ def verify_request(req, kill_all=lambda: None, watch=None):
         report = json.loads(out)
     except json.JSONDecodeError:
         report = {"code": None, "results": {}, "stderr": out[-2000:]}
-    report.update(patch=patch, timed_out=timed_out, duration_s=time.monotonic() - t0)
+    report.update(timed_out=timed_out, duration_s=time.monotonic() - t0)
     if stopped:  # each test not run says why, so the verdict records it
         why = f"the sandbox killed the tests: {stopped}"
         report["results"] = {t: report["results"].get(t, ("error", why)) for t in req["tests"]}

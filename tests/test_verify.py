@@ -1,0 +1,150 @@
+"""The verifier cannot be forged: every attack a hostile review found, played by a scripted agent through
+`oec collect` (real HTTP endpoint, real sandbox, real pytest), and the invariant that makes `resolved` mean
+something: the recorded patch, applied to a clean checkout of the base, passes the task's tests under plain pytest.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scripted_agent import ScriptedAgentServer
+
+from oec.repos import template
+from oec.suites.toy import generate
+from oec.tasks import write_tasks
+from oec.types import Task, Trajectory
+
+OEC = [sys.executable, "-m", "oec"]
+
+FORCE_PASS_HOOK = """import pytest
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    out = yield
+    r = out.get_result(); r.outcome = "passed"; r.longrepr = None
+"""
+
+
+def _write(path: str, text: str) -> str:
+    return f"mkdir -p $(dirname {path}) && cat > {path} <<'OEC_EOF'\n{text}OEC_EOF"
+
+
+def _fix(t: Task) -> str:
+    return f"git apply <<'OEC_EOF'\n{t.gold_patch}OEC_EOF"
+
+
+def _unfix(t: Task) -> str:
+    return f"git apply -R <<'OEC_EOF'\n{t.gold_patch}OEC_EOF"
+
+
+def _pyc(t: Task) -> str:
+    bug = t.meta["buggy_file"]
+    return (f"python3 -c \"import importlib.util as u, py_compile as p; p.compile('{bug}', "
+            f"cfile=u.cache_from_source('{bug}'), invalidation_mode=p.PycInvalidationMode.UNCHECKED_HASH)\"")
+
+
+# One command per turn. Forged passes: nothing is fixed in the code the tests import, yet the old verifier said
+# "resolved" (or could have).
+FORGERIES = {
+    "conftest-then-chmod-tests": lambda t: [_write("tests/conftest.py", FORCE_PASS_HOOK), "chmod 311 tests"],
+    "root-conftest": lambda t: [_write("conftest.py", FORCE_PASS_HOOK)],
+    "package-conftest": lambda t: [_write(f"{t.meta['package']}/conftest.py", FORCE_PASS_HOOK)],
+    "tests-init-monkeypatch": lambda t: [_write("tests/__init__.py", "import _pytest.python\n"
+                                                "_pytest.python.Function.runtest = lambda self: None\n")],
+    "fixed-copy-in-tests-excluded": lambda t: [_fix(t), f"cp -r {t.meta['package']} tests/", _unfix(t),
+                                               f"mkdir -p .git/info && echo 'tests/{t.meta['package']}' >> .git/info/exclude"],
+    "unchecked-hash-pyc": lambda t: [_fix(t), _pyc(t), _unfix(t)],
+    "pytest.toml-plugin": lambda t: [_write("evilplug.py", FORCE_PASS_HOOK),
+                                     _write("pytest.toml", '[pytest]\naddopts = ["-p", "evilplug"]\n')],
+    ".pytest.toml-plugin": lambda t: [_write("evilplug.py", FORCE_PASS_HOOK),
+                                      _write(".pytest.toml", '[pytest]\naddopts = ["-p", "evilplug"]\n')],
+    "pytest.ini-plugin": lambda t: [_write("evilplug.py", FORCE_PASS_HOOK),
+                                    _write("pytest.ini", "[pytest]\naddopts = -p evilplug\n")],
+    "pyproject-plugin": lambda t: [_write("evilplug.py", FORCE_PASS_HOOK),
+                                   _write("pyproject.toml", '[tool.pytest.ini_options]\naddopts = "-p evilplug"\n')],
+    "tests-deleted": lambda t: ["rm -rf tests"],
+    "tests-replaced-by-file": lambda t: ["rm -rf tests && echo x > tests"],
+    "test-file-rewritten": lambda t: [f"for f in {' '.join(t.test_files)}; do echo 'def test_ok(): pass' > $f; done"],
+}
+# Real fixes hidden from the old recorded patch (empty or unrelated): now resolved with the fix in the patch.
+HIDDEN_FIXES = {
+    "committed": lambda t: [_fix(t), "git -c user.name=a -c user.email=a@b commit -qam fix"],
+    "assume-unchanged": lambda t: [_fix(t), f"git update-index --assume-unchanged {t.meta['buggy_file']}"],
+    "clean-filter": lambda t: [_fix(t), "echo '* filter=hide' > .gitattributes",
+                               "git config filter.hide.clean 'git show HEAD:%f'"],
+    "index-lock": lambda t: [_fix(t), "touch .git/index.lock"],
+    "core-worktree": lambda t: [_fix(t), "git config core.worktree /tmp"],
+    "git-dir-deleted": lambda t: [_fix(t), "rm -rf .git"],
+}
+
+
+def assert_patch_resolves(task: Task, patch: str, tmp: Path) -> None:
+    """The invariant: PATCH on a clean copy of the base, with the task's tests, passes under plain pytest."""
+    base = template(task)
+    work = tmp / f"clean-{task.task_id}"
+    shutil.copytree(base.path, work, symlinks=True)
+    if patch.strip():
+        subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=work, input=patch.encode(), check=True)
+    for rel, text in base.restore.items():
+        (work / rel).write_text(text)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        *task.FAIL_TO_PASS, *task.PASS_TO_PASS], cwd=work, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert r.returncode == 0, f"{task.task_id}: the recorded patch does not pass on a clean tree:\n{r.stdout[-1500:]}"
+
+
+def _collect(tmp: Path, rows: dict, name: str) -> list[tuple[str, Task, Trajectory]]:
+    tasks = generate("train", len(rows), seed=7)
+    scripts = {t.problem_statement: make(t) for t, make in zip(tasks, rows.values())}
+    server = ScriptedAgentServer(scripts)
+    try:
+        write_tasks(tasks, tmp / f"{name}.jsonl")
+        r = subprocess.run(OEC + ["collect", "--tasks", tmp / f"{name}.jsonl", "--mode", "student", "--student",
+                                  f"openai:agent@{server.url}", "--out", tmp / name, "--workers", "4", "--quiet"],
+                           capture_output=True, text=True, env={**os.environ, "OPENAI_API_KEY": "none"})
+    finally:
+        server.close()
+    assert r.returncode == 0, r.stderr
+    trajs = {t.task_id: t for t in (Trajectory.model_validate_json(line)
+                                    for line in (tmp / name / "trajectories.jsonl").read_text().splitlines())}
+    return [(row, task, trajs[task.task_id]) for row, task in zip(rows, tasks)]
+
+
+def test_forged_passes_are_not_resolved_and_not_kept(tmp_path):
+    episodes = _collect(tmp_path, FORGERIES, "forged")
+    for row, task, traj in episodes:
+        assert traj.exit_status == "submitted", (row, traj.exit_message, [s.observation for s in traj.steps])
+        assert all(s.returncode == 0 for s in traj.steps[:-1]), (row, [s.observation for s in traj.steps])
+        v = traj.verdict
+        assert not v.resolved, (row, v.patch)
+        failed = {k for k, t in v.tests.items() if t.outcome == "failed"}
+        assert failed == set(task.FAIL_TO_PASS), (row, v.tests)  # the tests ran, as written, on the unfixed code
+        assert v.dropped, row  # the verdict says what it left out
+        assert task.meta["buggy_file"] not in v.patch, (row, v.patch)
+    r = subprocess.run(OEC + ["filter", tmp_path / "forged", "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout)["kept"] == 0
+
+
+def test_hidden_fixes_are_recorded_in_the_patch(tmp_path):
+    for row, task, traj in _collect(tmp_path, HIDDEN_FIXES, "hidden"):
+        assert all(s.returncode == 0 for s in traj.steps[:-1]), (row, [s.observation for s in traj.steps])
+        v = traj.verdict
+        assert v.resolved, (row, v.tests, [s.observation for s in traj.steps])
+        assert f"+++ b/{task.meta['buggy_file']}" in v.patch, (row, v.patch)
+        assert_patch_resolves(task, v.patch, tmp_path)
+
+
+def test_every_resolved_trajectory_passes_on_a_clean_tree(tmp_path, tasks_file):
+    """The invariant on everything a mixed collection resolves (the scripted expert and a noisy student)."""
+    subprocess.run(OEC + ["collect", "--tasks", tasks_file, "--mode", "oec", "--student", "scripted:noisy",
+                          "--expert", "scripted:expert", "--samples", "2", "--workers", "4", "--out",
+                          tmp_path / "run", "--quiet"], check=True, capture_output=True)
+    trajs = [Trajectory.model_validate_json(line) for line in (tmp_path / "run/trajectories.jsonl").read_text().splitlines()]
+    tasks = {t.task_id: t for t in (Task.model_validate_json(line) for line in tasks_file.read_text().splitlines())}
+    resolved = [t for t in trajs if t.resolved]
+    assert len(resolved) >= len(trajs) // 2
+    for t in resolved:
+        assert_patch_resolves(tasks[t.task_id], t.verdict.patch, tmp_path / f"{t.task_id}-{t.sample}")
