@@ -10,8 +10,8 @@ task's pristine template, and keeps only changes a fix can be made of:
   metadata. Each dropped path is recorded with its reason (`Verdict.dropped`).
 - kept: everything else, as bytes, with the executable bit, and symlinks as links.
 
-The workspace is then rebuilt from the template plus the kept changes, the patch is computed by our own git on that
-tree (with our config and attributes), and the task's tests (with `test_patch`) are written back before they run.
+The patch is computed by our own git from the kept changes alone, the workspace is rebuilt as the template plus those
+changes, and the task's tests (with `test_patch`) are written back before they run.
 So `Verdict.patch` is exactly the change that was verified: applied to a clean checkout of the base, it passes the
 same tests. tests/test_verify.py checks that on every resolved trajectory it produces.
 """
@@ -41,11 +41,9 @@ TEST_FILE = re.compile(r"^(test_.*|.*_test)\.py$")  # pytest's default python_fi
 # The change is written into every trajectory record and verified file by file: past these it is not a fix.
 MAX_FILES = 2000
 MAX_BYTES = 16 << 20
-# Everything git may run or read from configuration is off; `info/attributes` (highest precedence) unsets every
-# attribute the tree's own .gitattributes could set (filters, diff drivers, eol conversion, "binary").
+# Our git, in our repository: nothing may run, and nothing of a user's global or system configuration may apply.
 GIT = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.autocrlf=false",
        "-c", "core.safecrlf=false", "-c", "core.excludesFile=/dev/null", "-c", "diff.noprefix=false"]
-NEUTRAL_ATTRIBUTES = "* !filter !diff !merge !text !eol !ident !working-tree-encoding !export-subst !binary\n"
 
 
 class ChangeTooLarge(ValueError):
@@ -178,47 +176,51 @@ def diff(workspace: Path, base: Template) -> Change:
     return change
 
 
-def _git(cwd: Path, *args: str, input: bytes | None = None) -> str:
-    env = {**os.environ, **GIT_ENV, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_DIR": str(cwd / ".git"),
-           "GIT_WORK_TREE": str(cwd)}
-    return subprocess.run(GIT + ["-C", str(cwd), *args], input=input, capture_output=True, check=True, env=env,
-                          timeout=300).stdout.decode(errors="replace")
+def _git(env: dict[str, str], *args: str, input: bytes | None = None) -> str:
+    env = {**os.environ, **GIT_ENV, "GIT_CONFIG_GLOBAL": "/dev/null", **env}
+    return subprocess.run(GIT + list(args), input=input, capture_output=True, check=True, env=env, timeout=300,
+                          cwd=env["GIT_WORK_TREE"]).stdout.decode(errors="replace")
 
 
 def _clear(path: Path) -> None:
     """Empty PATH, whatever modes the agent left on what is inside (we own it all, so chmod is allowed)."""
-    for _ in range(2):
+    for attempt in range(2):
         children = [str(c) for c in path.iterdir()]
         if not children:
             return
+        if attempt:  # a directory the agent made read-only kept its contents
+            subprocess.run(["chmod", "-R", "u+rwx", "--", *children], capture_output=True, check=False)
         subprocess.run(["rm", "-rf", "--one-file-system", "--", *children], capture_output=True, check=False)
-        subprocess.run(["chmod", "-R", "u+rwx", "--", *[c for c in children if os.path.lexists(c)]],
-                       capture_output=True, check=False)
+
+
+def patch_of(base: Template, change: Change) -> str:
+    """CHANGE as a git patch against BASE's commit. Our git, on a scratch work tree holding only the kept files,
+    with a scratch index (a copy of the base's) and object store (the base's objects as alternates): nothing of the
+    agent's repository, and no .gitattributes of the agent's (those are always dropped), is read."""
+    if not change.kept:
+        return ""
+    with tempfile.TemporaryDirectory(prefix="oec-verify-") as scratch:
+        tree, git_dir = Path(scratch) / "tree", base.path / ".git"
+        tree.mkdir()
+        _apply(tree, {rel: e for rel, e in change.kept.items() if e is not None})
+        shutil.copyfile(git_dir / "index", Path(scratch) / "index")
+        (Path(scratch) / "objects").mkdir()
+        env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(tree), "GIT_INDEX_FILE": f"{scratch}/index",
+               "GIT_OBJECT_DIRECTORY": f"{scratch}/objects", "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_dir / "objects")}
+        # deleted paths are absent from the scratch tree, so `add -A` stages their deletion
+        spec = b"".join(p.encode(errors="surrogateescape") + b"\0" for p in change.kept)
+        _git(env, "add", "-A", "-f", "--pathspec-from-file=-", "--pathspec-file-nul", input=spec)
+        return _git(env, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
+                    "--no-renames", "--full-index")
 
 
 def rebuild(workspace: Path, base: Template, change: Change) -> str:
-    """Make WORKSPACE the base tree plus the kept change and return that change as a patch (a/ b/ prefixes, binary
-    files included); then write the task's test files back for the test run.
-
-    The tree is made and diffed in a scratch directory of the host, then copied in: git must not run in a workspace
-    that is reached through another mount namespace (/proc/PID/root: git resolves paths in its own)."""
-    with tempfile.TemporaryDirectory(prefix="oec-verify-") as scratch:
-        tree = Path(scratch) / "tree"
-        shutil.copytree(base.path, tree, symlinks=True)
-        _apply(tree, change)
-        patch = ""
-        if change.kept:
-            (tree / ".git" / "info").mkdir(exist_ok=True)
-            (tree / ".git" / "info" / "attributes").write_text(NEUTRAL_ATTRIBUTES)
-            # only the kept paths are staged: an unchanged file must not show up because attributes are neutral here
-            spec = b"".join(p.encode(errors="surrogateescape") + b"\0" for p in change.kept)
-            _git(tree, "add", "-A", "-f", "--pathspec-from-file=-", "--pathspec-file-nul", input=spec)
-            patch = _git(tree, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
-                         "--no-renames", "--full-index")
-            _git(tree, "reset", "-q")  # the index as the base had it: a test may call git
-            (tree / ".git" / "info" / "attributes").unlink()
-        _clear(workspace)
-        shutil.copytree(tree, workspace, symlinks=True, dirs_exist_ok=True)
+    """Make WORKSPACE the base tree plus the kept change, with the task's test files written back for the test
+    run, and return the change as a patch (a/ b/ prefixes, binary files included)."""
+    patch = patch_of(base, change)
+    _clear(workspace)
+    shutil.copytree(base.path, workspace, symlinks=True, dirs_exist_ok=True)
+    _apply(workspace, change.kept)
     for rel, text in base.restore.items():
         path = workspace / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,10 +228,10 @@ def rebuild(workspace: Path, base: Template, change: Change) -> str:
     return patch
 
 
-def _apply(tree: Path, change: Change) -> None:
-    """Write the kept change into TREE (a copy of the base); deletions first, so that a file the agent replaced
-    with a directory is deleted before the directory's files are written."""
-    for rel, entry in sorted(change.kept.items(), key=lambda kv: kv[1] is not None):
+def _apply(tree: Path, kept: dict[str, Entry | None]) -> None:
+    """Write KEPT into TREE; deletions first, so that a file the agent replaced with a directory is deleted before
+    the directory's files are written."""
+    for rel, entry in sorted(kept.items(), key=lambda kv: kv[1] is not None):
         path = tree / rel
         for parent in list(reversed(PurePosixPath(rel).parents))[1:]:  # a file where the change needs a directory
             p = tree / parent
