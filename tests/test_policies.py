@@ -109,3 +109,28 @@ def test_a_local_policy_closes_and_releases_its_model(tiny_model, train_tasks):
     policy.close()
     policy.thread.join(timeout=10)
     assert policy.model is None and not policy.thread.is_alive()
+
+
+def test_expert_goes_back_to_the_root_only_after_a_cd(train_tasks):
+    """A student's failed `cat` of a wrong path is not a `cd`: the expert takes over without a wasted turn."""
+    from oec.types import Action, Step
+
+    task = train_tasks[4]
+
+    def step(command, observation, rc=0):
+        return Step(turn=0, actor="student", output=command, action=Action(kind="bash", command=command),
+                    observation=observation, returncode=rc)
+
+    expert = make_policy("scripted:expert")
+    with SandboxEnv(task) as env:
+        def decide(steps):
+            return expert.decide(Episode(task, env.workspace, steps, random.Random(0), "expert"))[1]
+
+        lost = [step("cat pkg/nope.py", "cat: pkg/nope.py: No such file or directory", 1)]
+        assert decide(lost) == "runtests"
+        assert decide([step("cd /tmp", "")]) == "cd /workspace"
+        assert decide([step("cd /tmp", ""), step("sleep 99", "[... a fresh shell was started: cwd ...]")]) == "runtests"
+        assert decide([step("cd tests && ls", "test_a.py")]) == "cd /workspace"
+        # a path that is there, yet was not found: the shell is elsewhere (a `cd` before the episode was handed over)
+        bug = task.meta["buggy_file"]
+        assert decide([step(f"cat {bug}", f"cat: {bug}: No such file or directory", 1)]) == "cd /workspace"

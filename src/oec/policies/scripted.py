@@ -245,6 +245,31 @@ def rewrite_command(path: str, content: str) -> str:
 
 
 CD = re.compile(r"(^|[;&|(]\s*)cd\b")
+RESTARTED = "a fresh shell was started"
+
+
+NOT_FOUND = re.compile(r"^[\w./-]+: (?:cannot access ')?([^:'\n]+)'?: No such file", re.M)
+
+
+def missed(episode: Episode) -> bool:
+    """Whether the last command failed to find a path that does exist in the workspace."""
+    last = episode.steps[-1] if episode.steps else None
+    if last is None or last.returncode in (0, None):
+        return False
+    paths = NOT_FOUND.findall(last.observation)
+    return any(not os.path.isabs(p) and ".." not in p and os.path.lexists(episode.workspace / p) for p in paths)
+
+
+def elsewhere(steps) -> bool:
+    """Whether the shell's working directory may not be the workspace: a `cd` other than `cd /workspace` came after
+    the last shell restart (a restarted shell starts in /workspace)."""
+    for step in reversed(steps):
+        command = step.action.command if step.action and step.action.kind == "bash" else ""
+        if CD.search(command):
+            return command.strip() != "cd /workspace"
+        if RESTARTED in step.observation:
+            return False
+    return False
 
 
 def workspace_state(ws: Path, task: Task, plan: Plan) -> tuple[str, list[str]]:
@@ -307,12 +332,10 @@ class ScriptedExpert:
         # commands since the workspace last changed: a view older than that may show stale code
         last_change = max((i for i, c in enumerate(done) if not is_read_only(c)), default=-1)
         fresh = done[last_change + 1 :]
-        # every command below is relative to the workspace: go back there after a `cd`, or when a path was not
-        # found (a `cd` we did not see, e.g. before the episode was handed to us)
-        moved = [c for c in done if CD.search(c)]
-        last = episode.steps[-1] if episode.steps else None
-        lost = last is not None and last.returncode not in (0, None) and "No such file" in last.observation
-        if (moved and moved[-1] != "cd /workspace") or (lost and done[-1:] != ["cd /workspace"]):
+        # every command below is relative to the workspace: go back there after a `cd` elsewhere, or when a path
+        # that exists in the workspace was not found (a `cd` we did not see). A wrong path is no reason to `cd`:
+        # that wasted turn once made up most of OEC's "corrections".
+        if elsewhere(episode.steps) or (done[-1:] != ["cd /workspace"] and missed(episode)):
             return "Let me go back to the repository root.", "cd /workspace"
         if state == "wrong":
             if done and done[-1].startswith("git checkout -- "):  # git did not bring them back: write them out
