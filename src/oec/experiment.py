@@ -27,11 +27,11 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from oec.atomic import atomic_output, check_output, write_text
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.config import load_config, merge
-from oec.atomic import atomic_output, check_output, write_text
-from oec.filter import FilterConfig, filter_run, verdicts as filter_verdicts
+from oec.filter import FilterConfig, filter_run, read_verdicts
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.student import StudentConfig, init_student
@@ -387,7 +387,7 @@ def _kept(run: Path) -> int:
     verdicts = run / "filter.jsonl"
     if not verdicts.exists():
         return summarize(run)["resolved"]
-    return sum(r["kept"] for r in filter_verdicts(verdicts))
+    return sum(r["kept"] for r in read_verdicts(verdicts))
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

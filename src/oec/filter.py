@@ -120,10 +120,10 @@ def kept_keys(run: str | Path) -> set[tuple[str, int]] | None:
     path = Path(run) / FILTER_LINES
     if not path.exists():
         return None
-    return {(r["task_id"], r["sample"]) for r in verdicts(path) if r["kept"]}
+    return {(r["task_id"], r["sample"]) for r in read_verdicts(path) if r["kept"]}
 
 
-def verdicts(path: Path) -> list[dict]:
+def read_verdicts(path: Path) -> list[dict]:
     """The lines of a filter.jsonl (`oec filter` rewrites it whole, so a bad line is a hand edit: skipped)."""
     out = []
     for lineno, r in read_jsonl(path, "filter verdict"):
