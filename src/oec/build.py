@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
+from oec.atomic import atomic_output, check_output, write_text
 from oec.filter import kept_keys
 from oec.formats import make_format, text_reply
 from oec.policies.local import fit_to_context
@@ -42,7 +43,8 @@ class BuildConfig(BaseModel):
     student_format: str = Field("text", description="the student's Format")
     mask: Literal["expert", "all", "custom"] = "expert"
     format: Literal["hf", "openai", "sharegpt"] = "hf"
-    weights: list[float] | None = Field(None, description="one per run: how many times each run's trajectories count")
+    weights: list[NonNegativeFloat] | None = Field(None, description="one per run: how many times each run's "
+                                                   "trajectories count (0 leaves a run out)")
     max_trajectories: int | None = Field(None, ge=1, description="sample this many trajectories (scaling curves)")
     max_tokens: int | None = Field(None, ge=64, description="token budget per example (default: the model's context)")
     seed: int = 0
@@ -156,13 +158,19 @@ def _select(cfg: BuildConfig) -> list[tuple[Trajectory, Task, str]]:
     weights = cfg.weights or [1.0] * len(cfg.runs)
     if len(weights) != len(cfg.runs):
         raise InputError(f"--weights has {len(weights)} values for {len(cfg.runs)} runs; give one per run")
+    if not any(weights):
+        raise InputError(f"--weights {','.join(map(str, weights))}: every run is left out; give at least one a "
+                         "weight above 0")
     rng = random.Random(cfg.seed)
     chosen = []
     for run, w in zip(cfg.runs, weights):
         run = Path(run)
         keep = kept_keys(run)
         tasks = tasks_of_run(run, cfg.tasks)
-        trajs = [t for t in read_trajectories(run) if (keep is None and t.resolved) or (keep and t.key in keep)]
+        # In (task, sample) order, not file order (the order episodes happened to finish): the sample is then a
+        # function of the pool's content and the seed only, the same after a crash-resumed collection.
+        trajs = sorted((t for t in read_trajectories(run) if (keep is None and t.resolved) or (keep and t.key in keep)),
+                       key=lambda t: t.key)
         whole, frac = int(w), w - int(w)
         picked = trajs * whole + rng.sample(trajs, round(frac * len(trajs)))
         missing = sorted({t.task_id for t in picked} - set(tasks))
@@ -176,22 +184,41 @@ def _select(cfg: BuildConfig) -> list[tuple[Trajectory, Task, str]]:
     return chosen
 
 
+BUILD_INFO = "oec_build.json"
+
+
+def check_inputs(cfg: BuildConfig) -> None:
+    """What can be checked before reading any trajectory."""
+    check_output(cfg.out, "dir" if cfg.format == "hf" else "file", marker=BUILD_INFO if cfg.format == "hf" else None)
+    for run in cfg.runs:
+        if not Path(run).is_dir():
+            raise InputError(f"run {run}: no such directory (give run directories written by `oec collect`)")
+    if cfg.format == "hf":
+        if not cfg.student:
+            raise InputError("--format hf needs --student MODEL_DIR (its tokenizer and chat template)")
+        if not (Path(cfg.student) / "tokenizer_config.json").is_file():
+            raise InputError(f"--student {cfg.student}: no tokenizer_config.json there; give a model directory "
+                             "(e.g. one written by `oec student init` or `oec train`)")
+
+
 def build(cfg: BuildConfig) -> dict:
+    check_inputs(cfg)
     fmt = make_format(cfg.student_format)
     chosen = _select(cfg)
+    if not chosen:
+        raise InputError(f"no kept trajectories in {cfg.runs}: nothing to build (see `oec filter` and `oec show`)")
     convs = [(c, run) for t, task, run in chosen for c in conversations(t, task, fmt, cfg.mask)]
     out = Path(cfg.out)
     stats = {"trajectories": len(chosen), "conversations": len(convs), "examples": 0, "total_tokens": 0,
              "trainable_tokens": 0, "dropped_tokens": 0}
+    info = {"config": cfg.model_dump(), "stats": stats}
     if cfg.format in ("openai", "sharegpt"):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w") as f:
+        with atomic_output(out) as tmp, tmp.open("w") as f:
             for conv, run in convs:
                 f.write(json.dumps(_text_record(conv, run, cfg.format)) + "\n")
         stats["examples"] = len(convs)
+        write_text(out.parent / f"{out.name}.build.json", json.dumps(info, indent=2) + "\n")
     else:
-        if not cfg.student:
-            raise InputError("--format hf needs --student MODEL_DIR (its tokenizer and chat template)")
         from datasets import Dataset
         from transformers import AutoTokenizer
 
@@ -203,11 +230,10 @@ def build(cfg: BuildConfig) -> dict:
         rows = [dict(ex, run=run) for conv, run in convs for ex in _examples(conv, tokenizer, budget, stats)]
         if not rows:
             raise InputError(f"no trainable examples from {cfg.runs} with --mask {cfg.mask}")
-        Dataset.from_list(rows).save_to_disk(str(out))
-        tokenizer.save_pretrained(out / "tokenizer")
-    info = {"config": cfg.model_dump(), "stats": stats}
-    (out.parent / f"{out.name}.build.json" if cfg.format != "hf" else out / "oec_build.json").write_text(
-        json.dumps(info, indent=2) + "\n")
+        with atomic_output(out) as tmp:  # oec_build.json inside: the directory is complete when it has its name
+            Dataset.from_list(rows).save_to_disk(str(tmp))
+            tokenizer.save_pretrained(tmp / "tokenizer")
+            (tmp / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from oec.atomic import atomic_output
 from oec.show import wilson
 
 COLUMNS = ["claim", "effect", "lo", "hi", "verdict", "description", "detail"]
@@ -125,7 +126,7 @@ def write_claims(root: Path, cfg, rows: list[dict], log: Callable[[str], None] =
     if cfg.shift:
         per_turn, student = run_shift(root, cfg, rows, log)
     table = claims(rows, {a.name: a.model_dump() for a in cfg.arms}, per_turn, student)
-    with (root / "claims.csv").open("w", newline="") as f:
+    with atomic_output(root / "claims.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(table)

@@ -4,7 +4,6 @@ tasks, students and imported demonstrations, are in cli_inputs.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -273,18 +272,16 @@ def experiment_cmd(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="run directory (a rerun resumes)"),
-    fresh: bool = typer.Option(False, help="delete OUT first instead of resuming"),
+    fresh: bool = typer.Option(False, help="delete OUT first instead of resuming (only a directory oec made)"),
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE on the demo config, e.g. seeds=[0,1]"),
 ):
     """The main job on the embedded default, small: `oec experiment` on the packaged demo config (~15 min on 2 CPU
     cores), then the results and claims tables and where the report is."""
     from oec.demo import demo_config, run_demo, text_tables
 
-    if fresh and out.exists():
-        shutil.rmtree(out)
     typer.echo(f"oec demo: the experiment in {demo_config()} -> {out} (a rerun resumes)")
     try:
-        report = run_demo(out, overrides, log=lambda m: typer.echo(m))
+        report = run_demo(out, overrides, log=lambda m: typer.echo(m), fresh=fresh)
     except USER_ERRORS as e:
         _fail(e)
     typer.echo("\n" + text_tables(out) + "\n")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
 from oec.policies import PolicySpecError
 from oec.sandbox.bwrap import SandboxUnavailable
-from oec.tasks import InputError
+from oec.tasks import InputError, describe
 
 USER_ERRORS = (InputError, PolicySpecError, SandboxUnavailable, ValueError)
 
 
 def fail(e: Exception) -> None:
-    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    # a pydantic error's str() is a multi-line dump; the user gets one line naming each field
+    message = f"invalid value: {describe(e)}" if isinstance(e, ValidationError) else str(e)
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)

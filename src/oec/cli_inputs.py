@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from oec.cli_common import USER_ERRORS, fail as _fail
+from oec.atomic import check_output, write_text
 from oec.config import load_config
 from oec.tasks import generate_tasks, load_tasks, write_tasks
 
@@ -31,6 +32,7 @@ def tasks_generate(
 ):
     """Generate tasks, e.g. `oec tasks generate --suite toy --split train --n 200 --seed 0 --out tasks/train.jsonl`."""
     try:
+        check_output(out, "file")
         tasks = generate_tasks(
             suite, split, n, seed, modules=modules, functions_per_module=functions_per_module, hops=hops,
             shapes=shapes.split(",") if shapes else None, mutation_kinds=mutations.split(",") if mutations else None,
@@ -61,7 +63,7 @@ def tasks_import(
     write_tasks(tasks, out)
     errors_path = out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
     if errors:
-        errors_path.write_text("".join(json.dumps(e) + "\n" for e in errors))
+        write_text(errors_path, "".join(json.dumps(e) + "\n" for e in errors))
         for e in errors[:5]:
             typer.secho(f"  {e['instance_id']}: {e['reason']}", fg=typer.colors.YELLOW, err=True)
     elif errors_path.exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import random
 import sys
@@ -23,15 +24,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from oec.atomic import check_output, write_text
 from oec.env import EnvConfig, SandboxEnv
 from oec.policies import make_policy
 from oec.rollout import LoopConfig, rollout
 from oec.schedules import make_schedule
-from oec.store import TRAJECTORIES, TrajectoryWriter, read_trajectories
+from oec.sandbox.shell import sweep_stale_dirs
+from oec.store import MANIFEST, TRAJECTORIES, TrajectoryWriter, read_manifest, read_trajectories
 from oec.tasks import InputError, load_tasks
 from oec.types import Task, Trajectory, Verdict
-
-MANIFEST = "manifest.json"
 
 
 class CollectConfig(BaseModel):
@@ -161,21 +162,51 @@ class LocalBackend:
             self.collector.close()
 
 
+# Spec prefixes followed by a path: `local:MODEL_DIR?options`, `trigger:DIR`.
+PATH_SPECS = ("local:", "trigger:")
+
+
+def relative_config(config: dict, run: Path, stored_relative: bool = True) -> dict:
+    """CONFIG with its paths (tasks, local: models, trigger: dirs) relative to RUN, as the manifest stores them, so
+    that a run directory moved or copied together with what it refers to (an experiment directory) still resumes.
+    STORED_RELATIVE=False: CONFIG comes from a manifest that stored paths as given (relative to the working
+    directory); they are converted the same way."""
+    if stored_relative:
+        return config
+
+    def rel(path: str) -> str:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(run))
+
+    out = dict(config)
+    if isinstance(out.get("tasks"), str):
+        out["tasks"] = rel(out["tasks"])
+    for key in ("expert", "student", "switch"):
+        value = out.get(key)
+        for prefix in PATH_SPECS:
+            if isinstance(value, str) and value.startswith(prefix):
+                target, q, options = value[len(prefix):].partition("?")
+                out[key] = prefix + rel(target) + q + options
+    return out
+
+
 def _check_manifest(run: Path, cfg: CollectConfig) -> dict:
-    manifest = {"config": cfg.model_dump(exclude=EXECUTION), "versions": _versions(), "argv": sys.argv,
+    config = relative_config(cfg.model_dump(exclude=EXECUTION | {"out"}), run, stored_relative=False)
+    # the tasks file also by its absolute path: a run copied without its tasks still finds them
+    manifest = {"config": config, "relative_paths": True, "tasks_path": os.path.abspath(cfg.tasks),
+                "versions": _versions(), "argv": sys.argv,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = run / MANIFEST
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old["config"]) | set(manifest["config"])
-                      if old["config"].get(k) != manifest["config"].get(k) and k != "out")
+    old = read_manifest(run)
+    if old is not None:
+        theirs = relative_config(old["config"], run, stored_relative=bool(old.get("relative_paths")))
+        diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k) != config.get(k) and k != "out")
         if diff:
             raise InputError(
                 f"{path}: this run directory was collected with another config (differs in: {', '.join(diff)}). "
                 "Use a new --out, or the same options to resume."
             )
         manifest["resumed_from"] = old.get("started")
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text(path, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -189,9 +220,10 @@ def make_backend(cfg: CollectConfig):
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict:
     """Run every missing (task, sample) episode; return counts for this call."""
+    run = check_output(cfg.out, "dir")
     tasks = load_tasks(cfg.tasks)
-    run = Path(cfg.out)
     policy_specs(cfg)  # a missing --expert/--student is reported before anything starts
+    sweep_stale_dirs()  # sandboxes left by collections that were killed
     done = {t.key for t in read_trajectories(run / TRAJECTORIES)}
     todo = [(t, s) for t in tasks for s in range(cfg.samples) if (t.task_id, s) not in done]
     backend = make_backend(cfg)

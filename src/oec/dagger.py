@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
 import time
@@ -23,6 +24,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from oec.atomic import atomic_output, check_output, write_text
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.filter import FilterConfig, filter_run
@@ -30,7 +32,7 @@ from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.store import read_trajectories
 from oec.tasks import InputError, load_tasks, write_tasks
-from oec.train import TrainConfig, train
+from oec.train import TrainConfig, check_trl, train
 
 ROUNDS_CSV = "rounds.csv"
 COLUMNS = ["round", "beta", "episodes", "labels", "kept", "examples", "trainable_tokens", "train_seconds",
@@ -126,20 +128,29 @@ def _took(t0: float, ran: bool) -> str:
 def _check_config(out: Path, cfg: DaggerConfig) -> None:
     """A rerun must be the same experiment; `workers` only changes speed."""
     path = out / "dagger.json"
-    mine = cfg.model_dump(exclude={"workers"})
+    mine = _relative(cfg.model_dump(exclude={"workers", "out"}), out)
     if path.exists():
         old = json.loads(path.read_text())
+        old.pop("out", None)  # the rounds may have moved with their directory
+        if not old.pop("relative_paths", False):  # written before paths were stored relative to OUT
+            old = _relative(old, out)
         diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
         if diff:
             raise InputError(f"{path}: these rounds were run with another config (differs in: {', '.join(diff)}); "
                              "use a new out, or the same config to resume")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mine, indent=2) + "\n")
+    write_text(path, json.dumps({**mine, "relative_paths": True}, indent=2) + "\n")
+
+
+def _relative(config: dict, out: Path) -> dict:
+    """CONFIG with its paths relative to OUT, as dagger.json stores them: a moved experiment directory resumes."""
+    return {k: os.path.relpath(os.path.abspath(v), os.path.abspath(out)) if k in ("tasks", "heldout", "student") and v
+            else v for k, v in config.items()}
 
 
 def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Run (or resume) every round; return the rows of rounds.csv."""
-    out = Path(cfg.out)
+    out = check_output(cfg.out, "dir", "out")
+    check_trl(cfg.train, "train")
     train_tasks = load_tasks(cfg.tasks)
     heldout_n = len(load_tasks(cfg.heldout)) if cfg.heldout else 0
     _check_config(out, cfg)
@@ -215,7 +226,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
                      "resolve_rate": ev["resolve_rate"] if ev else "", "ci_lo": ev["resolve_rate_ci95"][0] if ev else "",
                      "ci_hi": ev["resolve_rate_ci95"][1] if ev else "", "expert_tokens": expert_tokens,
                      "expert_calls": expert_calls})
-        with (out / ROUNDS_CSV).open("w", newline="") as f:  # rewritten whole: a rerun recomputes every row
+        with atomic_output(out / ROUNDS_CSV) as tmp, tmp.open("w", newline="") as f:  # a rerun recomputes every row
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows(rows)

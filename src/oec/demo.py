@@ -27,11 +27,18 @@ def warm_student() -> Path:
     return Path(str(ASSETS / "warm-student"))
 
 
-def run_demo(out: Path, overrides: list[str] | None = None, log: Callable[[str], None] = print) -> Path:
-    from oec.experiment import run_experiment
+def run_demo(out: Path, overrides: list[str] | None = None, log: Callable[[str], None] = print,
+             fresh: bool = False) -> Path:
+    """The demo experiment in OUT; FRESH: start over, deleting OUT only once the config is valid and only if OUT is
+    an experiment directory oec made."""
+    from oec.config import load_config
+    from oec.experiment import Experiment, ExperimentConfig, remove_experiment
 
     fixed = [f"out={out}", f"student_model={warm_student()}"]
-    return run_experiment(demo_config(), fixed + list(overrides or []), log=log)
+    experiment = Experiment(load_config(ExperimentConfig, demo_config(), {}, fixed + list(overrides or [])), log)
+    if fresh:
+        remove_experiment(experiment.root)
+    return experiment.run()
 
 
 def _pct(x: float) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from oec.store import TRAJECTORIES, TrajectoryWriter, read_trajectories
+from oec.atomic import write_text
 from oec.tasks import InputError
 from oec.types import Action, Problem, Step, Trajectory, Verdict
 
@@ -263,7 +264,7 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
         writer.close()
     manifest = {"config": {"tasks": None, "mode": "imported"}, "imported": {"format": source,
                 "paths": [str(p) for p in paths], "resolved_ids": str(resolved_ids) if resolved_ids else None}}
-    (run / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text(run / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return {"run": str(run), **counts}
 
 

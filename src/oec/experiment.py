@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
+from oec.atomic import atomic_output, check_output, write_text
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.config import load_config, merge
-from oec.filter import FilterConfig, filter_run
+from oec.filter import FilterConfig, filter_run, read_verdicts
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.student import StudentConfig, init_student
 from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
-from oec.train import TrainConfig, train
+from oec.train import TrainConfig, check_trl, train
 
 Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
@@ -87,7 +89,7 @@ class ExperimentConfig(BaseModel):
     expert: str = "scripted:expert"
     warm_start: WarmConfig = Field(default_factory=WarmConfig)
     arms: list[ArmConfig] = Field(default_factory=lambda: list(DEFAULT_ARMS))
-    sizes: list[int] = Field([50], min_length=1, description="trajectories per dataset (the scaling axis)")
+    sizes: list[PositiveInt] = Field([50], min_length=1, description="trajectories per dataset (the scaling axis)")
     seeds: list[int] = Field([0], min_length=1)
     pool_samples: int = Field(2, ge=1, description="episodes per train task in the student and OEC pools "
                                                    "(the expert pool has one)")
@@ -116,11 +118,16 @@ def _done(path: Path) -> bool:
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print):
         self.cfg, self.log = cfg, log
-        self.root = Path(cfg.out or f"runs/{cfg.name}")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = check_output(cfg.out or f"runs/{cfg.name}", "dir", "out")
         names = [a.name for a in cfg.arms]
         if len(set(names)) != len(names):
             raise InputError(f"arms: names repeat ({names}); give each arm its own name")
+        check_trl(cfg.train, "train")  # before hours of collection, not at the first training
+        check_trl({**cfg.train, **cfg.warm_start.train}, "warm_start.train")
+        for key, path in (("student_model", cfg.student_model), ("suite.train_file", cfg.suite.train_file),
+                          ("suite.heldout_file", cfg.suite.heldout_file)):
+            if path and not Path(path).exists():
+                raise InputError(f"{key}: {path} does not exist (paths are relative to the working directory)")
 
     def spec(self, model: Path, temperature: float) -> str:
         return local_spec(model, temperature, self.cfg.student_options)
@@ -133,8 +140,9 @@ class Experiment:
         mine = self.cfg.model_dump()
         if path.exists():
             old = json.loads(path.read_text())["config"]
-            # a key missing from an older experiment.json is a field added since, at its default
-            diff = sorted(k for k in old if k not in MAY_CHANGE and old[k] != mine.get(k))
+            # a key missing from an older experiment.json is a field added since, at its default; `out` is where the
+            # experiment is now, which may be another place than where it ran (moved or copied: it resumes)
+            diff = sorted(k for k in old if k not in MAY_CHANGE | {"out"} and old[k] != mine.get(k))
             arms = {a["name"]: a for a in old.get("arms", [])}
             diff += [f"arms[{a['name']}]" for a in mine["arms"] if arms.get(a["name"], a) != a]
             if diff:
@@ -142,7 +150,7 @@ class Experiment:
                                  f"{', '.join(diff)}); use another name or out (`oec demo --fresh` starts the demo "
                                  f"over), or the same values to resume ({', '.join(sorted(MAY_CHANGE))} may change; "
                                  "arms may be added)")
-        path.write_text(json.dumps({"config": mine}, indent=2) + "\n")
+        write_text(path, json.dumps({"config": mine}, indent=2) + "\n")
 
     # ---- shared stages ------------------------------------------------------------------------------------------
     def tasks(self) -> tuple[Path, Path]:
@@ -307,7 +315,7 @@ class Experiment:
         contents = {str(pool.relative_to(self.root)): oec_contents(pool)
                     for pool in sorted(self.root.glob("seed-*/pools/oec-*"))}
         calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents}
-        (self.root / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+        write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
         for pool, c in contents.items():
             self.log(f"{pool}: {c['kept']} kept; the expert corrected a student mistake in {c['corrected']:.0%} "
                      f"(student erred {c['student_erred']:.0%}, expert restored files {c['expert_restored']:.0%})")
@@ -318,6 +326,19 @@ class Experiment:
 
         plots(self.root)
         return write_report(self.root)
+
+
+def remove_experiment(root: Path) -> None:
+    """`--fresh`: delete ROOT, but only if it is an experiment directory that oec made (it has experiment.json):
+    never a directory of the user's own that happens to be named as the output."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise InputError(f"--out {root}: is a file, not a directory; give a directory path")
+    if any(root.iterdir()) and not (root / "experiment.json").is_file():
+        raise InputError(f"--out {root}: --fresh deletes only an experiment directory that oec made (one with "
+                         "experiment.json), and this one holds other files; give another --out, or remove it yourself")
+    shutil.rmtree(root)
 
 
 def _eval_row(run: Path) -> dict:
@@ -366,11 +387,11 @@ def _kept(run: Path) -> int:
     verdicts = run / "filter.jsonl"
     if not verdicts.exists():
         return summarize(run)["resolved"]
-    return sum(json.loads(line)["kept"] for line in verdicts.read_text().splitlines() if line.strip())
+    return sum(r["kept"] for r in read_verdicts(verdicts))
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with path.open("w", newline="") as f:
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

@@ -10,14 +10,16 @@ itself is never rewritten.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oec.atomic import atomic_output, write_text
 from oec.commands import is_read_only
-from oec.store import read_trajectories
+from oec.store import read_jsonl, read_trajectories
 from oec.tasks import InputError
 from oec.types import Trajectory
 
@@ -99,7 +101,7 @@ def filter_run(run: str | Path, cfg: FilterConfig | None = None) -> dict:
         raise InputError(f"{run}: no trajectories to filter (is this a run directory written by `oec collect`?)")
     tests = checks(cfg)
     rejected_by, alone, kept = Counter(), Counter(), 0
-    with (run / FILTER_LINES).open("w") as f:
+    with atomic_output(run / FILTER_LINES) as tmp, tmp.open("w") as f:
         for t in trajs:
             reasons = {name: why for name, check in tests.items() if (why := check(t)) is not None}
             kept += not reasons
@@ -109,7 +111,7 @@ def filter_run(run: str | Path, cfg: FilterConfig | None = None) -> dict:
             f.write(json.dumps({"task_id": t.task_id, "sample": t.sample, "kept": not reasons, "reasons": reasons}) + "\n")
     summary = {"run": str(run), "config": cfg.model_dump(), "n": len(trajs), "kept": kept, "rejected": len(trajs) - kept,
                "filters": {name: {"rejected": rejected_by[name], "alone": alone[name]} for name in tests}}
-    (run / FILTER_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(run / FILTER_SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -118,7 +120,19 @@ def kept_keys(run: str | Path) -> set[tuple[str, int]] | None:
     path = Path(run) / FILTER_LINES
     if not path.exists():
         return None
-    return {(r["task_id"], r["sample"]) for r in map(json.loads, path.read_text().splitlines()) if r["kept"]}
+    return {(r["task_id"], r["sample"]) for r in read_verdicts(path) if r["kept"]}
+
+
+def read_verdicts(path: Path) -> list[dict]:
+    """The lines of a filter.jsonl (`oec filter` rewrites it whole, so a bad line is a hand edit: skipped)."""
+    out = []
+    for lineno, r in read_jsonl(path, "filter verdict"):
+        if isinstance(r, dict) and isinstance(r.get("task_id"), str) and isinstance(r.get("sample"), int) \
+                and isinstance(r.get("kept"), bool):
+            out.append(r)
+        else:
+            warnings.warn(f"{path} line {lineno}: ignored, not a filter verdict (task_id, sample, kept)", stacklevel=2)
+    return out
 
 
 def render(summary: dict) -> str:

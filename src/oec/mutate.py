@@ -35,7 +35,7 @@ from oec.mutations import KINDS, Mutant, mutants
 from oec.repos import git
 from oec.sandbox.bwrap import WORKSPACE
 from oec.sandbox.shell import POOL, SandboxError, Slot
-from oec.tasks import InputError
+from oec.tasks import InputError, write_tasks
 from oec.types import GitRepo, Task
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "__pycache__", ".eggs", "build", "dist",
@@ -237,10 +237,7 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
         bar.close()
     finally:
         runner.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        for t in tasks:
-            f.write(t.model_dump_json() + "\n")
+    write_tasks(tasks, out)
     stats["seconds"] = round(time.monotonic() - t0, 1)
     stats["repo"] = str(out_repo)
     return stats

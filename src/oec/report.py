@@ -17,6 +17,7 @@ from collections import defaultdict
 from html import escape
 from pathlib import Path
 
+from oec.atomic import atomic_output, write_text
 from oec.store import TRAJECTORIES, read_trajectories
 from oec.tasks import InputError, tasks_of_run
 from oec.types import Action, Step, Trajectory
@@ -110,7 +111,8 @@ def plots(run_dir: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(run / name, dpi=110)
+        with atomic_output(run / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         written.append(run / name)
     return written
@@ -290,5 +292,5 @@ def write_report(run_dir: str | Path) -> Path:
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style>'
             f"</head><body>{''.join(sections)}</body></html>\n")
     out = run / "report.html"
-    out.write_text(page)
+    write_text(out, page)
     return out

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oec.sandbox.shell import owned_tempdir
 from oec.types import GitRepo, Task
 
 # Fixed identity and dates: a template repo's commit hash is the same on every machine.
@@ -142,7 +143,7 @@ def template(task: Task) -> Template:
         if key in _templates:
             return _templates[key]
         if _root is None:
-            _root = Path(tempfile.mkdtemp(prefix="oec-templates-"))
+            _root = owned_tempdir("templates")  # named by our pid: a collection sweeps it if we are killed
             atexit.register(shutil.rmtree, _root, True)
         path = _root / f"t{len(_templates)}"
         try:

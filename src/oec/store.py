@@ -1,7 +1,9 @@
-"""The run directory's append-only trajectory file.
+"""The run directory's append-only trajectory file, and the readers of a run's JSON files.
 
 Lines are only ever appended. A line cut short by a crash (kill -9 mid-write) is left where it is, isolated by a
-newline, reported once, and ignored by readers; nothing already written is rewritten or deleted.
+newline, reported once, and ignored by readers; nothing already written is rewritten or deleted. Every JSONL reader
+goes through `read_jsonl`: a line that is not UTF-8 or not JSON (a bad byte, a hand edit) is reported as
+`FILE line N: ...` and skipped, with a count, instead of refusing the whole run.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from pydantic import ValidationError
 
@@ -19,6 +21,41 @@ from oec.tasks import InputError
 from oec.types import Trajectory
 
 TRAJECTORIES = "trajectories.jsonl"
+MANIFEST = "manifest.json"
+
+
+def _bad_line(path: Path, lineno: int, line: bytes) -> tuple[Any, str | None]:
+    """(the line's JSON value, None), or (None, why it is not one)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1})"
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON ({e.msg} at column {e.colno})"
+
+
+def read_jsonl(path: str | Path, what: str, warn: bool = True) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each JSON line of PATH. A line that is not UTF-8 or not JSON is skipped with a warning
+    naming the file and line, and the skipped lines are counted in one more warning at the end. WHAT says what a
+    line should be, for the warning."""
+    path = Path(path)
+    skipped = 0
+    with path.open("rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            value, why = _bad_line(path, lineno, line)
+            if why is not None:
+                skipped += 1
+                if warn:
+                    warnings.warn(f"{path} line {lineno}: ignored, {why}: not a valid {what} (cut short by an "
+                                  "interrupted run, or edited by hand)", stacklevel=3)
+                continue
+            yield lineno, value
+    if skipped and warn:
+        warnings.warn(f"{path}: {skipped} bad line(s) skipped, the rest read", stacklevel=3)
 
 
 def iter_trajectories(path: str | Path, warn: bool = True) -> Iterator[Trajectory]:
@@ -27,17 +64,34 @@ def iter_trajectories(path: str | Path, warn: bool = True) -> Iterator[Trajector
         path = path / TRAJECTORIES
     if not path.exists():
         return
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield Trajectory.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as e:
-                if warn:
-                    why = f"{e}".splitlines()[0][:160]
-                    warnings.warn(f"{path} line {lineno}: ignored, not a valid trajectory (cut short by an interrupted "
-                                  f"run, or edited by hand): {why}", stacklevel=2)
+    for lineno, value in read_jsonl(path, "trajectory", warn):
+        try:
+            yield Trajectory.model_validate(value)
+        except ValidationError as e:
+            if warn:
+                why = f"{e}".splitlines()[0][:160]
+                warnings.warn(f"{path} line {lineno}: ignored, not a valid trajectory (cut short by an interrupted "
+                              f"run, or edited by hand): {why}", stacklevel=2)
+
+
+def read_manifest(run: str | Path) -> dict | None:
+    """RUN/manifest.json (written by `oec collect` and `oec demos import`), or None if there is none. A manifest that
+    is empty, not JSON or not the expected object is a one-line error saying how to go on."""
+    path = Path(run) / MANIFEST
+    if not path.exists():
+        return None
+    fix = ("move it aside (the trajectories are kept) and rerun the collection to rewrite it, or pass --tasks where "
+           "the command takes it")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{path}: empty (cut short by an interrupted run?); {fix}")
+    value, why = _bad_line(path, 1, raw)
+    if why is not None:
+        raise InputError(f"{path}: {why}; {fix}")
+    if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
+        raise InputError(f"{path}: not a manifest written by oec (expected a JSON object with a 'config' object, "
+                         f"found {json.dumps(value)[:60]}); {fix}")
+    return value
 
 
 def read_trajectories(path: str | Path, warn: bool = True) -> list[Trajectory]:

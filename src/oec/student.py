@@ -14,10 +14,12 @@ from typing import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oec.atomic import atomic_output, check_output
 from oec.formats import TextFormat, ToolCallFormat, text_reply
 from oec.policies.scripted import base_texts, make_plan
 from oec.types import Action, Task
 
+STUDENT_INFO = "oec_student.json"
 SPECIAL = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
 # `{% generation %}` marks the tokens the model is trained on, so `return_assistant_tokens_mask` finds them.
@@ -69,16 +71,21 @@ def corpus(tasks: list[Task]) -> Iterator[str]:
 
 
 def init_student(tasks: list[Task], out: str | Path, config: StudentConfig | None = None) -> Path:
+    config = config or StudentConfig()
+    out = check_output(out, "dir", marker=STUDENT_INFO)
+    with atomic_output(out) as tmp:  # complete (tokenizer, weights, oec_student.json) or absent
+        tmp.mkdir()
+        _write_student(tasks, tmp, config)
+    return out
+
+
+def _write_student(tasks: list[Task], out: Path, config: StudentConfig) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-    config = config or StudentConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -104,6 +111,5 @@ def init_student(tasks: list[Task], out: str | Path, config: StudentConfig | Non
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())
-    (out / "oec_student.json").write_text(json.dumps(
+    (out / STUDENT_INFO).write_text(json.dumps(
         {"config": config.model_dump(), "parameters": params, "tasks": len(tasks)}, indent=2) + "\n")
-    return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from oec.atomic import atomic_output
 from oec.suites import toy
 from oec.types import Problem, Task
 
@@ -24,7 +25,14 @@ def load_tasks(path: str | Path) -> list[Task]:
     if not path.is_file():
         raise InputError(f"{path}: no such tasks file (make one with `oec tasks generate ... --out {path}`)")
     tasks, seen = [], {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    # Tasks are an input: a bad line stops the command before any work (rather than quietly dropping a task), and
+    # the error names the line. Read as bytes, so that a bad byte is such an error too, not a bare UnicodeDecodeError.
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path} line {lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                             f"{e.start + 1}); fix or delete that line") from None
         if not line.strip():
             continue
         try:
@@ -45,10 +53,17 @@ def load_tasks(path: str | Path) -> list[Task]:
 def tasks_of_run(run: str | Path, tasks: str | Path | None = None) -> dict[str, Task | Problem]:
     """The tasks a run was collected on (TASKS, or the file its manifest names), by id; for a run of imported
     demonstrations, their problems."""
+    from oec.store import read_manifest
+
     run = Path(run)
     path = tasks
-    if path is None and (run / "manifest.json").exists():
-        path = json.loads((run / "manifest.json").read_text())["config"]["tasks"]
+    manifest = read_manifest(run) if path is None else None
+    if manifest is not None:
+        path = manifest["config"].get("tasks")
+        if manifest.get("relative_paths") and isinstance(path, str):  # relative to the run: it may have moved
+            path = str(run / path)
+            if not Path(path).exists() and isinstance(manifest.get("tasks_path"), str):  # copied without its tasks
+                path = manifest["tasks_path"]
     if path is None and (run / "problems.jsonl").exists():  # imported demonstrations: problems, no repos
         from oec.demos import read_problems
 
@@ -61,8 +76,7 @@ def tasks_of_run(run: str | Path, tasks: str | Path | None = None) -> dict[str, 
 
 def write_tasks(tasks: list[Task], path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
+    with atomic_output(path) as tmp, tmp.open("w") as f:
         for t in tasks:
             f.write(t.model_dump_json() + "\n")
     return path

@@ -18,8 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from oec.atomic import atomic_output, check_output
 from oec.tasks import InputError
 
 DEFAULTS = {  # sized for a tiny student on a CPU; every key can be overridden with trl.KEY=VALUE
@@ -40,6 +41,42 @@ class TrainConfig(BaseModel):
     seed: int = 0
     context_loss: float = Field(0.0, ge=0, description="weight of the auxiliary loss on context (non-assistant) tokens")
     trl: dict[str, Any] = Field(default_factory=dict, description="SFTConfig fields, e.g. learning_rate, max_steps")
+
+
+TRAIN_INFO = "oec_train.json"
+
+
+def check_trl(overrides: dict[str, Any], where: str = "trl") -> None:
+    """Each `trl.KEY=VALUE` names a field of SFTConfig and has its type, checked before any model is loaded (a bad
+    value would otherwise fail deep inside the Trainer, minutes later)."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    fields = {f.name: f for f in dataclasses.fields(SFTConfig)}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise InputError(f"{where}.{key}: not a field of trl.SFTConfig (check its spelling)")
+        try:
+            adapter = TypeAdapter(fields[key].type)
+        except Exception:  # noqa: BLE001 (a type pydantic cannot check: left to SFTConfig)
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as e:
+            raise InputError(f"{where}.{key}={value!r}: {e.errors()[0]['msg']} (trl.SFTConfig.{key} is "
+                             f"{fields[key].type})") from None
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """What can be checked before torch, the model or the data are loaded."""
+    if not (Path(cfg.model) / "config.json").is_file():
+        raise InputError(f"--model {cfg.model}: no model directory there (no config.json); give one written by "
+                         "`oec student init` or `oec train`, or a Hugging Face model directory")
+    if not Path(cfg.data).is_dir():
+        raise InputError(f"--data {cfg.data}: no such dataset directory (make one with `oec build --format hf`)")
+    check_output(cfg.out, "dir", marker=TRAIN_INFO)
+    check_trl(cfg.trl)
 
 
 def check_tokenizer(data: Path, tokenizer) -> None:
@@ -68,6 +105,8 @@ def check_launch(env: dict) -> None:
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     import os
+
+    check_inputs(cfg)
 
     import torch
     from datasets import load_from_disk
@@ -100,7 +139,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     # pure loss for the small models that are trained on a CPU.
     fields = {**DEFAULTS, "use_cpu": not gpu, "activation_checkpointing": gpu, "padding_free": flash,
               "disable_tqdm": not progress, **cfg.trl}
-    try:
+    try:  # the Trainer writes nothing under output_dir with save_strategy "no"; the model is saved below, whole
         args = SFTConfig(output_dir=str(out), seed=cfg.seed, **fields)
     except TypeError as e:
         raise InputError(f"trl overrides: {e} (see trl.SFTConfig for the fields)") from None
@@ -117,10 +156,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "seconds": result.metrics.get("train_runtime"), "losses": [r["loss"] for r in log if "loss" in r]}
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
         trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
-        trained.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-        (out / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-        (out / "oec_train.json").write_text(json.dumps(info, indent=2) + "\n")
+        with atomic_output(out) as tmp:
+            trained.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+            (tmp / TRAIN_INFO).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 

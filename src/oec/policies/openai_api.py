@@ -1,9 +1,13 @@
 """`openai:MODEL@BASE_URL`: any OpenAI-compatible chat-completions server (vLLM, SGLang, `transformers serve`,
 hosted APIs), through the official `openai` client.
 
-Transient failures (429, 5xx, timeouts, dropped connections, unparseable bodies) are retried with exponential backoff
-and full jitter; anything else (a bad request, a wrong key, an unknown model) raises PolicyError at once, which ends
-that episode with status `error` and never the collection.
+Transient failures (429, 5xx, timeouts, dropped connections, unparseable or malformed bodies) are retried with
+exponential backoff and full jitter; anything else (a bad request, a wrong key, an unknown model, a reply over
+`max_reply_bytes`) raises PolicyError at once, which ends that episode with status `error` and never the collection.
+
+Each HTTP call has a total `deadline` (connect and every read together): `timeout` alone bounds each read, so a server
+that sends a byte a second would keep a call, and the collection, running forever. The body is read in chunks, so the
+deadline and the size cap are checked as it arrives, and a 50 MB reply is never held, let alone stored.
 """
 
 from __future__ import annotations
@@ -16,18 +20,65 @@ import time
 from contextlib import AbstractContextManager
 
 import openai
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oec.formats import TextFormat
 from oec.protocols import Episode, Format, Message, PolicyError
+from oec.tasks import describe
 from oec.types import Completion, ToolCall
 
-class EmptyResponse(Exception):
-    """A 200 answer without choices (seen from overloaded servers): treated like a 5xx."""
+
+class MalformedReply(Exception):
+    """A 200 answer that is not a chat completion (HTML, no choices, a null message, ...; seen from overloaded
+    servers and proxies): treated like a 5xx, and the message says what was wrong."""
+
+
+class DeadlineExceeded(Exception):
+    """The call ran past its total deadline (a server that drips bytes): treated like a timeout."""
 
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
-             openai.APIResponseValidationError, json.JSONDecodeError, EmptyResponse)
+             openai.APIResponseValidationError, MalformedReply, DeadlineExceeded)
+
+
+STRICT = ConfigDict(strict=True)  # a number where text belongs is a malformed reply, not text
+
+
+class _Function(BaseModel):
+    model_config = STRICT
+    name: str
+    arguments: str | None = None
+
+
+class _Call(BaseModel):
+    model_config = STRICT
+    id: str
+    function: _Function
+
+
+class _Message(BaseModel):
+    model_config = STRICT
+    content: str | None = None
+    tool_calls: list[_Call] | None = None
+
+
+class _Choice(BaseModel):
+    model_config = STRICT
+    message: _Message
+
+
+class _Usage(BaseModel):
+    model_config = STRICT
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Reply(BaseModel):
+    """The part of a chat-completions body that is used (anything else in it is ignored)."""
+
+    model_config = STRICT
+    choices: list[_Choice] = Field(min_length=1)
+    usage: _Usage | None = None
 
 
 class OpenAIConfig(BaseModel):
@@ -39,7 +90,11 @@ class OpenAIConfig(BaseModel):
     temperature: float | None = Field(None, ge=0, description="None: the server's default")
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int = Field(1024, ge=1, description="max completion tokens per call")
-    timeout: float = Field(120.0, gt=0, description="seconds per call")
+    timeout: float = Field(120.0, gt=0, description="seconds to connect, and to wait for each piece of the reply")
+    deadline: float = Field(300.0, gt=0, description="seconds per call in all (connect and every read); past it the "
+                            "call is retried like a timeout")
+    max_reply_bytes: int = Field(8 << 20, ge=1024, description="a reply larger than this ends the episode with "
+                                 "status error (never stored)")
     max_retries: int = Field(6, ge=0, description="retries of transient failures")
     backoff: float = Field(1.0, ge=0, description="first backoff in seconds; doubles each retry (full jitter)")
     backoff_max: float = Field(60.0, ge=0)
@@ -86,11 +141,9 @@ class OpenAIPolicy:
             try:
                 if self._slots:
                     with self._slots:
-                        resp = self.client.chat.completions.create(**req)
+                        resp = self._call(req)
                 else:
-                    resp = self.client.chat.completions.create(**req)
-                if not resp.choices:
-                    raise EmptyResponse("the response has no choices")
+                    resp = self._call(req)
             except RETRYABLE as e:
                 failures.append(f"{e.__class__.__name__}: {str(e)[:120]}")
                 continue
@@ -99,7 +152,31 @@ class OpenAIPolicy:
             return self._completion(resp, time.monotonic() - t0, attempt)
         raise PolicyError(f"{self.spec}: gave up after {len(failures)} attempts; last: {failures[-1]}")
 
-    def _completion(self, resp, latency: float, retries: int) -> Completion:
+    def _call(self, req: dict) -> _Reply:
+        """One HTTP call, read within the deadline and the size cap, parsed into a _Reply."""
+        t0 = time.monotonic()
+        body = bytearray()
+        with self.client.chat.completions.with_streaming_response.create(**req) as raw:
+            for chunk in raw.iter_bytes():
+                body += chunk
+                if len(body) > self.config.max_reply_bytes:
+                    raise PolicyError(f"{self.spec}: the reply is over max_reply_bytes={self.config.max_reply_bytes} "
+                                      "bytes; not stored (raise max_reply_bytes, or lower max_tokens)")
+                if time.monotonic() - t0 > self.config.deadline:
+                    raise DeadlineExceeded(f"no complete reply within deadline={self.config.deadline} s "
+                                           f"({len(body)} bytes so far)")
+        if time.monotonic() - t0 > self.config.deadline:
+            raise DeadlineExceeded(f"no complete reply within deadline={self.config.deadline} s")
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise MalformedReply(f"the 200 reply is not JSON: {bytes(body[:80])!r}") from None
+        try:
+            return _Reply.model_validate(data)
+        except ValidationError as e:
+            raise MalformedReply(f"the 200 reply is not a chat completion: {describe(e)[:200]}") from None
+
+    def _completion(self, resp: _Reply, latency: float, retries: int) -> Completion:
         msg = resp.choices[0].message
         calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
                  for c in (msg.tool_calls or [])]

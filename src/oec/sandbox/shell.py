@@ -80,6 +80,39 @@ def _remove_tree(path: Path) -> None:
     subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False, capture_output=True)
 
 
+# Temp directories named by the id of the process that made them; see sweep_stale_dirs.
+OWNED = re.compile(r"oec-(?:slot|templates)-(\d+)-")
+
+
+def owned_tempdir(kind: str) -> Path:
+    """A new temp directory `oec-KIND-PID-*`: its name says which process may still use it."""
+    return Path(tempfile.mkdtemp(prefix=f"oec-{kind}-{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_stale_dirs(root: Path | None = None) -> list[Path]:
+    """Remove the slot and template directories whose process is gone: a kill -9 runs no atexit, so they would stay
+    in the temp dir forever. (A directory whose pid was since reused by a live process is left: a leak, not a risk.)"""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            m = OWNED.match(entry.name)
+            if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
+                _remove_tree(Path(entry.path))
+                removed.append(Path(entry.path))
+    return removed
+
+
 class SandboxError(RuntimeError):
     """The sandbox itself failed (not the agent's command)."""
 
@@ -152,7 +185,7 @@ class Slot:
     def __init__(self, workspace: Path | None = None, limits: Limits = Limits()):
         bwrap_path()  # fails with instructions before anything is created
         self.limits = limits
-        self._dir = Path(tempfile.mkdtemp(prefix="oec-slot-"))
+        self._dir = owned_tempdir("slot")
         self.workspace = workspace or self._dir / "ws"
         self.workspace.mkdir(exist_ok=True)
         self._io = self._dir / "io"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from oec.atomic import atomic_output, write_text
 from oec.shift.embed import history_text, make_embedder
 from oec.shift.report import write_plots, write_summary
 from oec.shift.stats import compare, ledoit_wolf, loo_mahalanobis
@@ -92,14 +93,14 @@ def analyze(populations: dict[str, str], out: str | Path, cfg: ShiftConfig | Non
                 continue
             stats = compare(x, y, cfg.pca, cfg.bootstrap, rng)
             rows.append({"turn": turn, "pair": f"{a}-{b}", **asdict(stats), "valid": True})
-    with (out / "per_turn.csv").open("w", newline="") as f:
+    with atomic_output(out / "per_turn.csv") as tmp, tmp.open("w", newline="") as f:
         extra = ["kl_rev", "kl_rev_lo", "kl_rev_hi", "dims", "valid"]
         w = csv.DictWriter(f, fieldnames=COLUMNS + extra, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     result = {"config": cfg.model_dump(), "populations": populations, "rows": rows,
               "embedder_window": embedder.window, "cache": str(cache)}
-    (out / "per_turn.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_text(out / "per_turn.json", json.dumps(result, indent=1) + "\n")
     write_plots(rows, out, cfg.reference)
     result["summary"] = write_summary(rows, out, cfg, embedder.window)
     save_trigger(ref, out, cfg)
@@ -121,7 +122,9 @@ def save_trigger(ref: dict[int, tuple[np.ndarray, np.ndarray]], out: Path, cfg: 
                        f"t{turn}_precision": np.linalg.inv(cov).astype(np.float32),
                        f"t{turn}_dists": np.sort(loo_mahalanobis(x, shrink)).astype(np.float32)})
         turns.append(turn)
-    np.savez_compressed(out / "trigger.npz", **arrays)
-    (out / "trigger.json").write_text(json.dumps({"turns": turns, "embedder": cfg.embedder, "role_only": cfg.role_only,
+    with atomic_output(out / "trigger.npz") as tmp, tmp.open("wb") as f:  # a file object: no ".npz" appended
+        np.savez_compressed(f, **arrays)
+    # trigger.json last: the experiment takes the trigger as done when it exists
+    write_text(out / "trigger.json", json.dumps({"turns": turns, "embedder": cfg.embedder, "role_only": cfg.role_only,
                                                   "actions_only": cfg.actions_only, "reference": cfg.reference,
                                                   "cache": cfg.cache}, indent=1) + "\n")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
+from oec.atomic import atomic_output, write_text
+
 
 def _series(rows: list[dict], pair: str, key: str) -> tuple[list[int], list[float], list[float], list[float]]:
     valid = sorted((r for r in rows if r["pair"] == pair and r["valid"]), key=lambda r: r["turn"])
@@ -36,7 +38,8 @@ def write_plots(rows: list[dict], out: Path, reference: str) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / f"{key}.png", dpi=110)
+        with atomic_output(out / f"{key}.png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
 
 
@@ -70,5 +73,5 @@ def write_summary(rows: list[dict], out: Path, cfg, window: int) -> str:
             f"95% half-sample intervals from {cfg.bootstrap} replicates, seed {cfg.seed}. Each side "
             f"of every pair holds a disjoint half of the tasks; turns need {cfg.min_samples} trajectories per side.")
     text = "# Covariate shift\n\n" + " ".join(parts) + "\n\n" + note + "\n\nPlots: `fd.png`, `kl.png`; numbers: `per_turn.csv`.\n"
-    (out / "summary.md").write_text(text)
+    write_text(out / "summary.md", text)
     return text
