@@ -199,7 +199,7 @@ def patch_of(base: Template, change: Change) -> str:
     agent's repository, and no .gitattributes of the agent's (those are always dropped), is read."""
     if not change.kept:
         return ""
-    with tempfile.TemporaryDirectory(prefix="oec-verify-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"oec-verify-{os.getpid()}-") as scratch:  # swept if we are killed
         tree, git_dir = Path(scratch) / "tree", base.path / ".git"
         tree.mkdir()
         _apply(tree, {rel: e for rel, e in change.kept.items() if e is not None})
