@@ -7,8 +7,6 @@ so `runtests` and the final verification each cost one fork instead of a cold in
 
 from __future__ import annotations
 
-import subprocess
-import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,8 +15,8 @@ from oec.repos import GIT_ENV, PYTEST_CONFIG, MaterialiseError, template  # noqa
 from oec.runtimes.docker import DockerConfig
 from oec.sandbox.bwrap import WORKSPACE
 from oec.sandbox.shell import CommandResult, Limits, SandboxError, Slot, SlotPool, pool_for
-from oec.types import Task, TestResult, Verdict
-from oec.verify import ChangeTooLarge, diff, rebuild
+from oec.types import Task, Verdict
+from oec.verify import verify_workspace
 
 
 class EnvConfig(BaseModel):
@@ -37,19 +35,6 @@ class EnvConfig(BaseModel):
     docker: DockerConfig = Field(default_factory=DockerConfig, description="options of the docker runtime")
 
 
-def verdict_from(task: Task, report: dict, patch: str, dropped: dict[str, str], t0: float) -> Verdict:
-    """The Verdict for a test report ({node id: (outcome, message)} under "results") of the task's tests."""
-    results = report.get("results", {})
-    tests = {}
-    for tid in task.FAIL_TO_PASS + task.PASS_TO_PASS:
-        outcome, message = results.get(tid, ("missing", "test was not run (timeout or collection error)"))
-        tests[tid] = TestResult(outcome=outcome if outcome != "skipped" else "failed", message=message)
-    resolved = all(t.outcome == "passed" for t in tests.values())
-    error = "tests timed out" if report.get("timed_out") else None
-    return Verdict(resolved=resolved, tests=tests, patch=patch, dropped=dropped, duration_s=time.monotonic() - t0,
-                   error=error)
-
-
 class PytestVerifier:
     """Verifies the agent's change on a clean tree (see verify.py): every process the agent started is killed and
     its /tmp and IPC objects go; the host rebuilds the workspace as the base plus the change, with the original
@@ -60,21 +45,12 @@ class PytestVerifier:
         self.slot, self.timeout = slot, timeout
 
     def verify(self, task: Task) -> Verdict:
-        t0 = time.monotonic()
-        base = template(task)
-        try:
-            self.slot.control("reset")
-            try:
-                change = diff(self.slot.workspace, base)
-            except ChangeTooLarge as e:
-                return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0,
-                               error=f"not verified: the change is too large ({e})")
-            patch = rebuild(self.slot.workspace, base, change)
-            report = self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE,
-                                       tests=task.FAIL_TO_PASS + task.PASS_TO_PASS, test_timeout=self.timeout)
-        except (SandboxError, OSError, subprocess.SubprocessError) as e:
-            return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0, error=f"verifier failed: {e}")
-        return verdict_from(task, report, patch, change.dropped, t0)
+        tests = task.FAIL_TO_PASS + task.PASS_TO_PASS
+        return verify_workspace(
+            task, self.slot.workspace, lambda: self.slot.control("reset"),
+            lambda: self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, tests=tests,
+                                      test_timeout=self.timeout),
+            errors=(SandboxError,))
 
     def close(self) -> None:
         pass

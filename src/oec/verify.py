@@ -24,10 +24,13 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
-from oec.repos import GIT_ENV, PYTEST_CONFIG, Template
+from oec.repos import GIT_ENV, PYTEST_CONFIG, Template, template
+from oec.types import Task, TestResult, Verdict
 
 # Every name pytest reads configuration or plugins from (pytest 9 adds pytest.toml and .pytest.toml), and the
 # interpreter's own start-up hooks. A fix never needs to change them; a forged verdict often does.
@@ -249,3 +252,37 @@ def _apply(tree: Path, kept: dict[str, Entry | None]) -> None:
         else:
             path.write_bytes(entry.data)
             path.chmod(0o755 if entry.executable else 0o644)
+
+
+def verdict_from(task: Task, report: dict, patch: str, dropped: dict[str, str], t0: float) -> Verdict:
+    """The Verdict for a test report ({node id: (outcome, message)} under "results") of the task's tests."""
+    results = report.get("results", {})
+    tests = {}
+    for tid in task.FAIL_TO_PASS + task.PASS_TO_PASS:
+        outcome, message = results.get(tid, ("missing", "test was not run (timeout or collection error)"))
+        tests[tid] = TestResult(outcome=outcome if outcome != "skipped" else "failed", message=message)
+    resolved = all(t.outcome == "passed" for t in tests.values())
+    error = "tests timed out" if report.get("timed_out") else None
+    return Verdict(resolved=resolved, tests=tests, patch=patch, dropped=dropped, duration_s=time.monotonic() - t0,
+                   error=error)
+
+
+def verify_workspace(task: Task, workspace: Path, stop: Callable[[], object], run_tests: Callable[[], dict],
+                     errors: tuple[type[BaseException], ...] = ()) -> Verdict:
+    """The whole verification, for any runtime: STOP every process of the agent, read and rebuild WORKSPACE (the
+    host path of the workspace), then RUN_TESTS there (a report with "results" and "timed_out"). A failure of the
+    runtime itself (ERRORS, or git on our side) is a verdict with an error, never resolved."""
+    t0 = time.monotonic()
+    base = template(task)
+    try:
+        stop()
+        try:
+            change = diff(workspace, base)
+        except ChangeTooLarge as e:
+            return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0,
+                           error=f"not verified: the change is too large ({e})")
+        patch = rebuild(workspace, base, change)
+        report = run_tests()
+    except (OSError, subprocess.SubprocessError, *errors) as e:
+        return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0, error=f"verifier failed: {e}")
+    return verdict_from(task, report, patch, change.dropped, t0)
