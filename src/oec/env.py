@@ -28,7 +28,7 @@ class EnvConfig(BaseModel):
     verify_timeout: float = Field(60.0, gt=0, description="seconds for the final test run")
     runtime: Literal["bwrap", "docker"] = Field(
         "bwrap", description="bwrap: pooled bubblewrap sandboxes (default); docker: a container per episode from "
-                             "the instance's image (needs a Docker engine; untested on our machines)")
+                             "the instance's image (docker or podman: docs/containers.md)")
     docker: DockerConfig = Field(default_factory=DockerConfig, description="options of the docker runtime")
 
 
