@@ -17,6 +17,7 @@ from test_swe_tasks import swebench, write_jsonl  # noqa: F401 (swebench: a fixt
 from oec.collect import CollectConfig, collect
 from oec.env import EnvConfig, SandboxEnv
 from oec.importers import import_instances
+from oec.mutate import MutateConfig, mutate
 from oec.runtimes.docker import DockerConfig, DockerEnv
 from oec.store import read_trajectories
 from oec.suites.toy import generate
@@ -180,7 +181,9 @@ def _host_processes_with(marker: str) -> list[str]:
 REAL = ("inflection", "0.5.1")  # as in tests/test_mutate.py: small, pure Python, its sdist ships its pytest suite
 
 
+@pytest.mark.slow
 def test_a_mutated_real_package_resolves_in_podman(engine, tmp_path):
+    """`oec tasks mutate` on a real PyPI package (validated in bubblewrap), then the scripted expert in podman."""
     name, ver = REAL
     dl = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
                          f"{name}=={ver}", "-d", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
@@ -188,12 +191,10 @@ def test_a_mutated_real_package_resolves_in_podman(engine, tmp_path):
     with tarfile.open(next(tmp_path.glob(f"{name}-{ver}.tar.gz"))) as tar:
         tar.extractall(tmp_path, filter="data")
     out = tmp_path / "m.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "oec", "tasks", "mutate", "--repo", str(tmp_path / f"{name}-{ver}"),
-                           "--n", "1", "--seed", "0", "--workers", "2", "--out", str(out), "--quiet"],
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr
+    mutate(MutateConfig(repo=str(tmp_path / f"{name}-{ver}"), out=str(out), n=1, workers=2), progress=False)
     tasks = load_tasks(out)
     assert len(tasks) == 1
+    # the task's FAIL_TO_PASS and PASS_TO_PASS are what its mutant did in bubblewrap: all pass here after the fix
     collect(CollectConfig(tasks=str(out), out=str(tmp_path / "run"), workers=1, env=docker_cfg()), progress=False)
     (traj,) = read_trajectories(tmp_path / "run" / "trajectories.jsonl")
     assert traj.resolved and len(traj.verdict.tests) > 400, (traj.exit_message, traj.verdict)

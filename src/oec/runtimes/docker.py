@@ -56,7 +56,8 @@ class DockerConfig(BaseModel):
     setup: str = Field("source /opt/miniconda3/bin/activate testbed 2>/dev/null || true",
                        description="shell lines run before every command (activate the image's environment)")
     run_args: list[str] = Field(["--network", "none", "--memory", "8g", "--pids-limit", "1024"],
-                                description="extra `docker run` arguments")
+                                description="extra `docker run` arguments; a command that leaves half the "
+                                            "--pids-limit in use gets every process killed (a fork bomb)")
 
 
 def image_for(task: Task, cfg: DockerConfig) -> str:
@@ -176,8 +177,9 @@ class DockerEnv:
             return subprocess.run([self.cfg.docker, *args], input=input, capture_output=True, timeout=timeout,
                                   check=True)
         except subprocess.CalledProcessError as e:
+            hint = "; docs/containers.md says how to set up Docker or podman" if args[0] == "run" else ""
             raise RuntimeError(f"{self.cfg.docker} {args[0]} failed: "
-                               f"{e.stderr.decode(errors='replace').strip()[-500:]}") from None
+                               f"{e.stderr.decode(errors='replace').strip()[-500:]}{hint}") from None
 
     def _run(self, script: str, timeout: float) -> tuple[int | None, bytes, bool]:
         # `timeout` runs inside the container: killing the client would leave the command running there
