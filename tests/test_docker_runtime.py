@@ -116,7 +116,6 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
     rows = [  # (command, what the CommandResult must say[, command timeout: 3 s])
         (f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\"", "denied"),
         ("getent hosts deb.debian.org", "denied"),
-        ("echo hi > /dev/tcp/1.1.1.1/80", "denied"),
         (f"echo pwned > {host_file}; cat {host_file}", "runs"),  # the container's /tmp, not the host's
         ("echo '6.6.6.6 pypi.org' >> /etc/hosts", "runs"),
         (f"cat {REPO}/pyproject.toml", "denied"),  # host files are not there
@@ -128,7 +127,7 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
         ("sleep infinity", "timeout", 1.5),
         ("trap '' INT TERM HUP; sleep 1000", "timeout", 1.5),
         ("yes > /proc/$$/fd/1", "flood"),  # straight to the client's stdout, past anything in the script
-        ("read line; cat; echo read-nothing", "runs"),
+        ("read line; cat; echo read-nothing", "read"),  # stdin is /dev/null: the script is not eaten
         ("kill -9 -1; echo survived", "any"),
         ("kill -9 $$", "oom"),  # the shell killed itself: not a timeout
         ("exec true", "runs"),
@@ -136,6 +135,7 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
     expect = {
         "denied": lambda r: not r.timed_out and r.returncode not in (0, None),
         "runs": lambda r: r.returncode == 0,
+        "read": lambda r: r.returncode == 0 and r.output == "read-nothing\n",
         "oom": lambda r: r.returncode == 137 and not r.timed_out,
         "timeout": lambda r: r.timed_out and r.restarted and "timed out" in r.output,
         "flood": lambda r: r.truncated and r.restarted and "printed more than" in r.output and len(r.output) < 2000,
@@ -154,7 +154,6 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
                     assert ps.returncode == 0 and int(ps.output) <= 8, (command, ps)
                 if "started" in command:  # the processes run until the episode ends
                     assert len(_host_processes_with(marker)) == 2
-            assert "read-nothing" in env.execute("read line; cat; echo read-nothing").output
         assert not _host_processes_with(marker), "a process of the episode outlived it"
         with SandboxEnv(train_tasks[0], docker_cfg()) as env:  # the next episode starts clean
             after = env.execute("cat /proc/*/cmdline | tr '\\0' ' '; cat /etc/hosts; ls /tmp")
