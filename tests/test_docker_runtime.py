@@ -6,6 +6,7 @@ Nothing here is a test double: real containers (runc), the real scripted expert,
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import tarfile
@@ -43,13 +44,13 @@ def engine():
                                check=False)
         assert build.returncode == 0, f"scripts/podman-image.sh failed: {build.stdout[-1000:]}{build.stderr[-2000:]}"
         yield
-    # every container of these tests is gone (`--rm`, then kill and rm -f at close)
-    left = podman("ps", "-a", "--filter", f"ancestor={IMAGE}", "--format", "{{.ID}}").stdout.split()
-    assert not left, f"containers left behind: {left}"
+        # every container of these tests is gone (`--rm`, and `rm -f` at close)
+        left = podman("ps", "-a", "--filter", f"ancestor={IMAGE}", "--format", "{{.ID}}").stdout.split()
+        assert not left, f"containers left behind: {left}"
 
 
-def docker_cfg(**kw) -> EnvConfig:
-    return EnvConfig(runtime="docker", docker=DockerConfig(docker="podman", image=IMAGE, run_args=RUN_ARGS), **kw)
+def docker_cfg(image: str = IMAGE) -> EnvConfig:
+    return EnvConfig(runtime="docker", docker=DockerConfig(docker="podman", image=image, run_args=RUN_ARGS))
 
 
 def _outcomes(run: Path) -> dict:
@@ -96,10 +97,8 @@ def test_an_image_without_python_is_a_one_line_error_at_start(engine, train_task
         podman("run", "--name", name, IMAGE, "rm", "/usr/bin/python")
         podman("commit", "-q", name, NO_PYTHON)
         podman("rm", name)
-    cfg = docker_cfg()
-    cfg.docker.image = NO_PYTHON
     with pytest.raises(RuntimeError) as err:
-        SandboxEnv(train_tasks[0], cfg)
+        SandboxEnv(train_tasks[0], docker_cfg(NO_PYTHON))
     msg = str(err.value)
     assert "\n" not in msg and NO_PYTHON in msg and "no `python` on PATH" in msg, msg
     assert not podman("ps", "-a", "--filter", f"ancestor={NO_PYTHON}", "-q").stdout.split()  # no container left
@@ -110,7 +109,8 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
     marker = f"oec-daemon-{token}"
     host_file = Path("/tmp") / f"oec-host-{token}"  # exists on the host; the same path in the container is not it
     host_file.write_text("host\n")
-    server = __import__("socket").create_server(("127.0.0.1", 0))
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
     port = server.getsockname()[1]
     hosts = Path("/etc/hosts").read_bytes()
     rows = [  # (command, what the CommandResult must say[, command timeout: 3 s])
@@ -118,10 +118,11 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
         ("getent hosts deb.debian.org", "denied"),
         (f"echo pwned > {host_file}; cat {host_file}", "runs"),  # the container's /tmp, not the host's
         ("echo '6.6.6.6 pypi.org' >> /etc/hosts", "runs"),
+        ("ln -s /etc/hosts hosts-link && echo '6.6.6.7 x' >> hosts-link", "runs"),  # the container's, not the host's
         (f"cat {REPO}/pyproject.toml", "denied"),  # host files are not there
         (f"kill -9 {os.getpid()}", "denied"),  # host pids are not there
         (f"(exec -a {marker} sleep 600) & setsid bash -c 'exec -a {marker} sleep 600' & echo started", "runs"),
-        ("python3 -c 'x = []\nwhile True: x.append(bytearray(16 << 20))'", "oom", 20),  # OOM kills take seconds here
+        ("python3 -c 'x = []\nwhile True: x.append(bytearray(16 << 20))'", "killed", 20),  # OOM kills take seconds here
         ("python3 -c 'import os\nwhile True: os.fork()'", "fails"),  # its survivors are killed, or die out
         (":(){ :|:& };:; sleep 1", "stopped", 1.5),  # killed at the pids limit, or at the timeout
         ("sleep infinity", "timeout", 1.5),
@@ -129,14 +130,14 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
         ("yes > /proc/$$/fd/1", "flood"),  # straight to the client's stdout, past anything in the script
         ("read line; cat; echo read-nothing", "read"),  # stdin is /dev/null: the script is not eaten
         ("kill -9 -1; echo survived", "any"),
-        ("kill -9 $$", "oom"),  # the shell killed itself: not a timeout
+        ("kill -9 $$", "killed"),  # the shell killed itself: not a timeout
         ("exec true", "runs"),
     ]
     expect = {
         "denied": lambda r: not r.timed_out and r.returncode not in (0, None),
         "runs": lambda r: r.returncode == 0,
         "read": lambda r: r.returncode == 0 and r.output == "read-nothing\n",
-        "oom": lambda r: r.returncode == 137 and not r.timed_out,
+        "killed": lambda r: r.returncode == 137 and not r.timed_out,
         "timeout": lambda r: r.timed_out and r.restarted and "timed out" in r.output,
         "flood": lambda r: r.truncated and r.restarted and "printed more than" in r.output and len(r.output) < 2000,
         "fails": lambda r: r.returncode != 0,
@@ -155,6 +156,8 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
                 if "started" in command:  # the processes run until the episode ends
                     assert len(_host_processes_with(marker)) == 2
         assert not _host_processes_with(marker), "a process of the episode outlived it"
+        with pytest.raises(BlockingIOError):  # no connection ever reached the host
+            server.accept()
         with SandboxEnv(train_tasks[0], docker_cfg()) as env:  # the next episode starts clean
             after = env.execute("cat /proc/*/cmdline | tr '\\0' ' '; cat /etc/hosts; ls /tmp")
             assert after.returncode == 0 and marker not in after.output and "6.6.6.6" not in after.output, after
