@@ -93,9 +93,9 @@ def pids_limit(run_args: list[str]) -> int | None:
 def run_capped(argv: list[str], data: bytes, timeout: float, limit: int) -> tuple[int | None, bytes, bool]:
     """Run ARGV with DATA on stdin; return (returncode, stdout and stderr as one stream, flooded).
 
-    The output is read here with a cap: a command in the container can reach the client's pipes through /proc (the
-    exec's own stdout, bypassing any `head` in the script), so only the reader can bound what the host holds. Past
-    LIMIT bytes or TIMEOUT seconds the client is killed and the returncode is None.
+    The output is capped here, by the reader: a command in the container can write to the exec's stdout directly
+    (through /proc/PID/fd/1 of its shell), past anything the script could put in between. Past LIMIT bytes or
+    TIMEOUT seconds the client is killed and the returncode is None.
     """
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -108,22 +108,25 @@ def run_capped(argv: list[str], data: bytes, timeout: float, limit: int) -> tupl
 
     threading.Thread(target=feed, daemon=True).start()
     chunks, size, fd = [], 0, proc.stdout.fileno()
+    poller = select.poll()  # not select(): a process running many episodes may hold fds past FD_SETSIZE
+    poller.register(fd, select.POLLIN)
     deadline = time.monotonic() + timeout
-    while size <= limit:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            try:
-                return proc.wait(timeout=30), b"".join(chunks), False
-            except subprocess.TimeoutExpired:
+    try:
+        while size <= limit:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
                 break
-        chunks.append(chunk)
-        size += len(chunk)
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return proc.wait(timeout=30), b"".join(chunks), False
+            chunks.append(chunk)
+            size += len(chunk)
+    except subprocess.TimeoutExpired:  # output closed but the client hangs on
+        pass
+    finally:
+        proc.stdout.close()
     proc.kill()
     proc.wait()
-    proc.stdout.close()
     return None, b"".join(chunks), size > limit
 
 
