@@ -27,8 +27,9 @@ from oec.tasks import load_tasks, write_tasks
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("OEC_PODMAN_IMAGE", "localhost/oec-base:bookworm")
 NO_PYTHON = "localhost/oec-test-no-python:bookworm"
+LABEL = f"oec-test={secrets.token_hex(4)}"  # this run's containers, whatever else runs on the machine
 # small limits: the attacks below run on a shared machine
-RUN_ARGS = ["--network", "none", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "128"]
+RUN_ARGS = ["--network", "none", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "128", "--label", LABEL]
 
 
 def podman(*args, check=True):
@@ -45,7 +46,7 @@ def engine():
         assert build.returncode == 0, f"scripts/podman-image.sh failed: {build.stdout[-1000:]}{build.stderr[-2000:]}"
         yield
         # every container of these tests is gone (`--rm`, and `rm -f` at close)
-        left = podman("ps", "-a", "--filter", f"ancestor={IMAGE}", "--format", "{{.ID}}").stdout.split()
+        left = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.ID}}").stdout.split()
         assert not left, f"containers left behind: {left}"
 
 
@@ -101,7 +102,7 @@ def test_an_image_without_python_is_a_one_line_error_at_start(engine, train_task
         SandboxEnv(train_tasks[0], docker_cfg(NO_PYTHON))
     msg = str(err.value)
     assert "\n" not in msg and NO_PYTHON in msg and "no `python` on PATH" in msg, msg
-    assert not podman("ps", "-a", "--filter", f"ancestor={NO_PYTHON}", "-q").stdout.split()  # no container left
+    assert not podman("ps", "-a", "--filter", f"label={LABEL}", "-q").stdout.split()  # no container left
 
 
 def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tmp_path):
