@@ -150,8 +150,10 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
                 env.config.command_timeout = timeout[0] if timeout else 3
                 result = env.execute(command)
                 assert expect[what](result), (command, result)
-                if what not in ("denied", "runs"):  # the next command works, and nothing of this one runs on
-                    ps = env.execute("cd /tmp && ls /proc | grep -c '^[0-9]'")  # (but the sleeps started to outlive it)
+                if what not in ("denied", "runs"):  # the next command works, and nothing of this one runs on:
+                    # 8 = the init and its sleep, the two sleeps started to outlive a command (until a kill), and
+                    # this command's timeout, bash, ls and grep; a fork bomb's survivors would be dozens
+                    ps = env.execute("cd /tmp && ls /proc | grep -c '^[0-9]'")
                     assert ps.returncode == 0 and int(ps.output) <= 8, (command, ps)
                 if "started" in command:  # the processes run until the episode ends
                     assert len(_host_processes_with(marker)) == 2
