@@ -12,7 +12,7 @@ so the scripted expert reads it the same way. Each command runs in a fresh `bash
 mini-swe-agent's docker environment); the working directory is carried from one command to the next, variables
 are not. A command that times out or floods its output is killed with everything else the agent started in the
 container (only the container's init is left), as the bubblewrap sandbox restarts its shell. The sandbox's `edit`
-and `runtests` tools are copied into the container.
+and `runtests` tools are unpacked into the container.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from oec.sandbox.shell import MAX_STREAM, CommandResult, cap_output
 from oec.types import Task, TestResult, Verdict
 
 TOOLS = "/oec/bin"
+KILLS = "/oec/kills"
 # The container's init: kills every other process on SIGUSR1 (kill(-1) spares only the caller when it is init, and the
-# kernel holds new forks off while it runs), and reaps orphans, so dead background processes do not pile up as
-# zombies against the pids limit as under `sleep infinity`.
-INIT = "trap 'kill -9 -1' USR1; while :; do sleep 100000 & wait $!; done"
+# kernel holds new forks off while it runs) and then counts the kills in KILLS, with builtins only; it also reaps
+# orphans, so dead background processes do not pile up as zombies against the pids limit as under `sleep infinity`.
+INIT = f"trap 'kill -9 -1; k=$((k + 1)); echo $k > {KILLS}' USR1; while :; do sleep 100000 & wait $!; done"
 CWD_MARK = "\036OEC_CWD "
 
 
@@ -145,6 +146,7 @@ class DockerEnv:
         self.cwd = self.cfg.workdir
         self.container: str | None = None
         self._pids_limit = pids_limit(self.cfg.run_args)
+        self._kills = 0  # kills asked of the init (see INIT)
         image = image_for(task, self.cfg)
         try:
             # --stop-timeout 0: `podman rm -f` would first wait 10 s for the init to take SIGTERM, which it ignores
@@ -203,13 +205,16 @@ class DockerEnv:
         """Kill every process in the container but its init (what the bubblewrap sandbox's shell restart does).
 
         The init does it (see INIT): a signal reaches it from outside, where an `exec` cannot even start once a fork
-        bomb's survivors hold the pids limit. Returns when a process can be started in the container again.
+        bomb's survivors hold the pids limit. Returns when the init has counted the kill and a process can be started
+        in the container again (the next command must not start before the kill, or it would be killed too).
         """
+        self._kills += 1
         subprocess.run([self.cfg.docker, "kill", "--signal", "USR1", self.container], capture_output=True, timeout=60,
                        check=False)
-        for _ in range(50):
-            if subprocess.run([self.cfg.docker, "exec", self.container, "true"], capture_output=True, timeout=60,
-                              check=False).returncode == 0:
+        for _ in range(100):
+            probe = subprocess.run([self.cfg.docker, "exec", self.container, "cat", KILLS], capture_output=True,
+                                   text=True, timeout=60, check=False)
+            if probe.returncode == 0 and probe.stdout.strip().isdigit() and int(probe.stdout) >= self._kills:
                 return
             time.sleep(0.1)
 
