@@ -1,4 +1,5 @@
-"""Imported tasks (SWE-bench / SWE-smith instances over local clones), git workspaces, and the docker runtime.
+"""Imported tasks (SWE-bench / SWE-smith instances over local clones) and git workspaces (the docker runtime on
+these tasks: tests/test_docker_runtime.py).
 
 The repositories are small git repos each test builds; the expert, the sandbox and the verifier are the real ones.
 """
@@ -12,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from oec.collect import CollectConfig, collect
-from oec.env import EnvConfig, SandboxEnv
+from oec.env import SandboxEnv
 from oec.importers import import_instances
 from oec.repos import GIT_ENV, reverse_patch
-from oec.runtimes.docker import DockerConfig, DockerEnv
 from oec.store import read_trajectories
 from oec.tasks import load_tasks, write_tasks
 from oec.types import Task
@@ -216,78 +216,6 @@ def test_old_task_files_without_repo_kind_still_load(train_tasks):
     data["repo"] = {"kind": "svn", "files": {}}
     with pytest.raises(ValueError, match="repo.kind must be 'inline' or 'git'"):
         Task.model_validate(data)
-
-
-FAKE_DOCKER = r'''#!/usr/bin/env python3
-"""Test double of the docker CLI: containers are directories on the host; `exec` runs bash on the host with the
-container paths (/testbed, /oec/bin) mapped to them. Only the subcommands DockerEnv uses."""
-import io, json, os, shutil, subprocess, sys, tarfile, uuid
-STATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "state")
-os.makedirs(STATE, exist_ok=True)
-args = sys.argv[1:]
-with open(os.path.join(STATE, "log"), "a") as f:
-    f.write(" ".join(args[:2]) + "\n")
-def load(cid):
-    return json.load(open(os.path.join(STATE, cid + ".json")))
-def host(c, path):
-    return path.replace("/oec/bin", c["bin"]).replace(c["workdir"], c["ws"]).replace("/workspace", c["ws"])
-cmd = args[0]
-if cmd == "run":
-    ws, workdir = args[args.index("-v") + 1].split(":")
-    cid = uuid.uuid4().hex[:12]
-    c = {"ws": ws, "workdir": workdir, "bin": os.path.join(STATE, cid + "-bin"), "image": args[-3]}
-    json.dump(c, open(os.path.join(STATE, cid + ".json"), "w"))
-    print(cid)
-elif cmd == "exec" and args[2:4] == ["mkdir", "-p"]:
-    os.makedirs(load(args[1])["bin"], exist_ok=True)
-elif cmd == "exec" and args[2] == "ln":
-    pass  # /workspace -> /testbed: host() maps both
-elif cmd == "cp":
-    src, dst = args[1], args[2]
-    c = load(dst.split(":")[0])
-    if src == "-":
-        tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read())).extractall(host(c, dst.split(":")[1]))
-    else:
-        shutil.copytree(src, c["bin"], dirs_exist_ok=True)
-elif cmd == "exec":
-    cwd, cid = args[args.index("-w") + 1], args[args.index("-w") + 2]
-    c = load(cid)
-    script = host(c, sys.stdin.read())
-    env = {**os.environ, "PATH": os.path.dirname(sys.argv[0]) + ":" + os.environ["PATH"]}
-    p = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, cwd=host(c, cwd), env=env)
-    sys.stdout.write(p.stdout.replace(c["ws"], c["workdir"]))
-    sys.stderr.write(p.stderr.replace(c["ws"], c["workdir"]))
-    sys.exit(p.returncode)
-elif cmd == "rm":
-    os.unlink(os.path.join(STATE, args[-1] + ".json"))
-'''
-
-
-def test_docker_runtime_through_a_test_double_of_the_docker_cli(swebench, tmp_path):
-    """Uses a TEST DOUBLE of the `docker` CLI (FAKE_DOCKER above: commands run on the host, unsandboxed), because
-    these machines have no Docker engine. It checks DockerEnv's command lines, cwd tracking, hidden test_patch and
-    verification; it says nothing about a real engine or image."""
-    repos, inst = swebench
-    tasks, _ = import_instances(write_jsonl(tmp_path / "i.jsonl", [inst]), "swebench", repos)
-    fake = tmp_path / "bin" / "docker"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_DOCKER.replace("#!/usr/bin/env python3", f"#!{sys.executable}"))
-    fake.chmod(0o755)
-    (fake.parent / "python").symlink_to(sys.executable)  # the image's python, with pytest
-    cfg = EnvConfig(runtime="docker", docker=DockerConfig(docker=str(fake), setup=":"))
-    with SandboxEnv(tasks[0], cfg) as env:
-        assert isinstance(env, DockerEnv)
-        assert env.execute("cd calc && pwd").output.strip() == "/testbed/calc"
-        assert env.execute("pwd").output.strip() == "/testbed/calc"  # cwd carried to the next command
-        assert "test_clamp_high" not in env.execute("cat ../tests/test_ops.py").output
-        assert not env.verify().resolved
-    path = write_tasks(tasks, tmp_path / "tasks.jsonl")
-    collect(CollectConfig(tasks=str(path), out=str(tmp_path / "run"), workers=1, env=cfg), progress=False)
-    (traj,) = read_trajectories(tmp_path / "run" / "trajectories.jsonl")
-    assert traj.resolved, (traj.exit_message, traj.verdict)
-    log = (fake.parent / "state" / "log").read_text()
-    assert "run -d" in log and "rm -f" in log
-    assert not list((fake.parent / "state").glob("*.json"))  # every container removed
 
 
 def test_noisy_student_and_student_init_work_on_git_tasks(swebench, tmp_path):

@@ -31,7 +31,7 @@ class EnvConfig(BaseModel):
     max_files: int = Field(100_000, ge=1000, description="files the workspace, /tmp, /run and /dev/shm may each hold")
     runtime: Literal["bwrap", "docker"] = Field(
         "bwrap", description="bwrap: pooled bubblewrap sandboxes (default); docker: a container per episode from "
-                             "the instance's image (needs a Docker engine; untested on our machines)")
+                             "the instance's image (docker or podman: docs/containers.md)")
     docker: DockerConfig = Field(default_factory=DockerConfig, description="options of the docker runtime")
 
 
