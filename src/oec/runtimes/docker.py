@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from oec.repos import template
 from oec.sandbox.bwrap import TOOLS_DIR
 from oec.sandbox.shell import MAX_STREAM, CommandResult, cap_output
-from oec.types import Task, TestResult, Verdict
+from oec.types import Task, Verdict
+from oec.verify import verify_workspace
 
 TOOLS = "/oec/bin"
 KILLS = "/oec/kills"
@@ -254,31 +255,17 @@ class DockerEnv:
         return CommandResult(shown, rc, truncated=truncated)
 
     def verify(self) -> Verdict:
-        t0 = time.monotonic()
-        task = self.task
-        self._kill_all()  # as in the bubblewrap sandbox: nothing the agent started runs during verification
-        self.cwd = self.cfg.workdir
-        patch = self._bash("git add -A >/dev/null 2>&1; git diff --cached --no-color --no-ext-diff", 120).stdout
-        # test files (with the test_patch) go in through `docker cp`, so a symlink the agent planted in the
-        # workspace is followed inside the container, never on the host
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for rel, content in self._base.restore.items():
-                data = content.encode()
-                info = tarfile.TarInfo(rel)
-                info.size, info.mode = len(data), 0o644
-                tar.addfile(info, io.BytesIO(data))
-        subprocess.run([self.cfg.docker, "cp", "-", f"{self.container}:{self.cfg.workdir}"], input=buf.getvalue(),
-                       capture_output=True, check=False, timeout=120)
-        ids = task.FAIL_TO_PASS + task.PASS_TO_PASS
-        cmd = "python -m pytest -rA -p no:cacheprovider " + " ".join(shlex.quote(t) for t in ids)
-        proc = self._bash(cmd, self.config.verify_timeout)
-        results = parse_pytest_rA(proc.stdout)
-        tests = {t: TestResult(**dict(zip(("outcome", "message"), results.get(t, ("missing", "test was not run")))))
-                 for t in ids}
-        error = "tests timed out" if proc.returncode == 137 else None
-        return Verdict(resolved=all(t.outcome == "passed" for t in tests.values()), tests=tests, patch=patch,
-                       duration_s=time.monotonic() - t0, error=error)
+        """As in the bubblewrap sandbox (oec/verify.py): everything the agent started is killed, the host rebuilds
+        the bind-mounted workspace as the base plus the agent's change, and the task's tests run in the container."""
+        ids = self.task.FAIL_TO_PASS + self.task.PASS_TO_PASS
+
+        def run_tests() -> dict:
+            self.cwd = self.cfg.workdir
+            cmd = "python -m pytest -rA -p no:cacheprovider " + " ".join(shlex.quote(t) for t in ids)
+            proc = self._bash(cmd, self.config.verify_timeout)
+            return {"results": parse_pytest_rA(proc.stdout), "timed_out": proc.returncode == 137}
+
+        return verify_workspace(self.task, self.workspace, self._kill_all, run_tests, errors=(RuntimeError,))
 
     def close(self) -> None:
         if self.container:
