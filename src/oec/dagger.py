@@ -30,7 +30,7 @@ from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.store import read_trajectories
 from oec.tasks import InputError, load_tasks, write_tasks
-from oec.train import TrainConfig, train
+from oec.train import TrainConfig, matched_steps, train
 
 ROUNDS_CSV = "rounds.csv"
 COLUMNS = ["round", "beta", "episodes", "labels", "kept", "examples", "trainable_tokens", "train_seconds",
@@ -73,6 +73,8 @@ class DaggerConfig(BaseModel):
         "warm", description="warm: every round trains the warm-start weights on the aggregate (DAgger; comparable "
         "with the other arms); previous: continue from the previous round's checkpoint")
     train: dict[str, Any] = Field(default_factory=dict, description="trl.SFTConfig overrides, e.g. max_steps")
+    trained_tokens: int | None = Field(None, ge=1, description="token-matched: each round trains the steps that reach "
+                                       "this many trained tokens on its aggregate, instead of train.max_steps")
     context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss (auxiliary loss on the context)")
     filter: dict[str, Any] = Field(default_factory=dict, description="FilterConfig fields over the DAgger defaults")
     collect: dict[str, Any] = Field(default_factory=dict, description="other CollectConfig fields, e.g. loop.step_limit")
@@ -186,7 +188,9 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
         t0, ran = time.monotonic(), not (ckpt / "oec_train.json").exists()
         if ran:
-            train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=cfg.train,
+            trl = {**cfg.train, "max_steps": matched_steps(data, cfg.train, cfg.trained_tokens)} \
+                if cfg.trained_tokens else cfg.train
+            train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=trl,
                               context_loss=cfg.context_loss),
                   progress=progress)
         tinfo = json.loads((ckpt / "oec_train.json").read_text())
