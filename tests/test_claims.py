@@ -120,3 +120,12 @@ def test_pairing_narrows_and_seed_variance_widens_the_interval():
     assert agree.effect == pytest.approx(disagree.effect) == pytest.approx(20 / n)
     assert disagree.half_width > 1.5 * agree.half_width
     assert paired(per_seed(a[None]), {}) is None  # no seed in common
+
+
+def test_no_disagreement_is_not_certainty():
+    """0/3 vs 0/3: every bootstrap replicate is 0, yet three tasks prove nothing: Newcombe's paired score interval is
+    the floor (for 0 of 3 on both sides: +-0.56, the Wilson upper end of 0/3)."""
+    none = np.zeros(3, dtype=bool)
+    p = paired(per_seed(none[None]), per_seed(none[None]))
+    assert p.effect == 0 and p.lo == pytest.approx(-wilson(0, 3)[1]) and p.hi == pytest.approx(wilson(0, 3)[1])
+    assert p.half_width > 0.5 and verdict(p.lo, p.hi) == "inconclusive"

@@ -6,13 +6,22 @@ which every arm shares. The effect of A over B is the mean over seeds and tasks 
 bootstrap: both are random draws the result should generalise over). Pairing removes the variance of task difficulty
 that both arms share; resampling seeds adds the training variance that a single seed hides. With one seed it is the
 plain paired bootstrap over tasks, and the exact McNemar test (statsmodels) is reported beside it.
+
+A bootstrap cannot see variation that its sample lacks: where the arms disagree on no task (0/40 vs 0/40) every
+replicate is 0 and the interval collapses to [0, 0], which would read as certainty. So the interval is never narrower
+than Newcombe's score interval for a difference of paired proportions (his method 10, from two Wilson intervals and
+the correlation of the pairs) over all pairs: that one stays honest at small counts and agrees with the bootstrap when
+there is plenty of data.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from oec.show import wilson
 
 OUTCOME_COLUMNS = ["arm", "size", "seed", "task_id", "resolved"]
 REPLICATES = 2000  # percentile ends of a 95% interval move by under a point between bootstrap seeds at this size
@@ -65,6 +74,21 @@ def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(mcnemar([[both, only_a], [only_b, int((~a & ~b).sum())]], exact=True).pvalue)
 
 
+def newcombe_paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95% interval of mean(a) - mean(b) for paired binary outcomes: Newcombe (1998), "Improved confidence intervals
+    for the difference between binomial proportions based on paired data", method 10."""
+    n = len(a)
+    both, only_a, only_b = int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum())
+    neither = n - both - only_a - only_b
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    (l1, u1), (l2, u2) = wilson(both + only_a, n), wilson(both + only_b, n)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    phi = (both * neither - only_a * only_b) / math.sqrt(margins) if margins else 0.0
+    down = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return p1 - p2 - down, p1 - p2 + up
+
+
 def paired(a: dict[int, dict[str, int]], b: dict[int, dict[str, int]], replicates: int = REPLICATES) -> Paired | None:
     """A and B: {seed: {task_id: resolved}}. Seeds both arms have, tasks both have in every such seed; None if none."""
     seeds = sorted(set(a) & set(b))
@@ -82,6 +106,8 @@ def paired(a: dict[int, dict[str, int]], b: dict[int, dict[str, int]], replicate
     wt = rng.multinomial(n_t, np.full(n_t, 1 / n_t), size=replicates)
     means = ((ws @ diff) * wt).sum(axis=1) / (n_s * n_t)
     lo, hi = np.percentile(means, [2.5, 97.5])
+    floor_lo, floor_hi = newcombe_paired(ya.ravel(), yb.ravel())  # the bootstrap's floor at small counts
+    lo, hi = min(lo, floor_lo), max(hi, floor_hi)
     return Paired(effect=float(diff.mean()), lo=float(lo), hi=float(hi), seeds=seeds, tasks=n_t,
                   rate_a=float(ya.mean()), rate_b=float(yb.mean()),
                   mcnemar_p=[mcnemar_p(ya[i], yb[i]) for i in range(n_s)])
