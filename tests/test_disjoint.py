@@ -52,3 +52,14 @@ def test_an_experiment_on_the_students_training_tasks_stops_before_any_work(tmp_
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2 and "the student was trained on 5 of the train (pool) tasks" in r.stderr, r.stderr
     assert not out.exists() or not any(out.iterdir())  # nothing written: a fixed config starts cleanly
+
+
+def test_dagger_refuses_the_students_training_tasks(tmp_path):
+    from oec.dagger import DaggerConfig, run_dagger
+    from oec.tasks import write_tasks
+
+    tasks = write_tasks(generate_tasks("toy", "train", 3, 1, **KNOBS), tmp_path / "train.jsonl")  # stage 2's first
+    cfg = DaggerConfig(tasks=str(tasks), student=str(warm_student()), out=str(tmp_path / "dagger"))
+    with pytest.raises(InputError, match=r"trained on 3 of the train tasks"):
+        run_dagger(cfg, progress=False)
+    assert not (tmp_path / "dagger").exists()  # refused before anything was written

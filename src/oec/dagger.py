@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
+from oec.disjoint import check_disjoint
 from oec.filter import FilterConfig, filter_run
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
@@ -143,7 +144,10 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
     """Run (or resume) every round; return the rows of rounds.csv."""
     out = Path(cfg.out)
     train_tasks = load_tasks(cfg.tasks)
-    heldout_n = len(load_tasks(cfg.heldout)) if cfg.heldout else 0
+    heldout = load_tasks(cfg.heldout) if cfg.heldout else []
+    heldout_n = len(heldout)
+    # no leakage: the rounds' tasks and the held-out ones share none, and none is one the student trained on
+    check_disjoint({"train": train_tasks, **({"held-out": heldout} if heldout else {})}, cfg.student)
     _check_config(out, cfg)
     rows: list[dict] = []
     collected: list[str] = []
