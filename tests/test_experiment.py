@@ -11,6 +11,7 @@ import yaml
 
 from oec.claims import shift_claim
 from oec.store import read_trajectories
+from oec.train import steps_for_tokens
 
 TINY = {
     "name": "tiny",
@@ -141,6 +142,9 @@ def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_mod
         built = json.loads((out / f"seed-0/{row['arm']}/size-2/data/oec_build.json").read_text())["stats"]
         per_step = built["trainable_tokens"] / built["examples"] * 2
         assert 400 <= int(row["trained_tokens"]) < 400 + per_step + 1, (row, built)
+        info = json.loads((out / f"seed-0/{row['arm']}/size-2/ckpt/oec_train.json").read_text())
+        assert info["steps"] == steps_for_tokens(400, built["examples"], built["trainable_tokens"], 2) and \
+            info["trained_tokens"] == int(row["trained_tokens"])  # the steps came from the target, not max_steps
     assert f"report: {out / 'report.html'}" in r.stdout and (out / "report.html").exists()
     pools = json.loads((out / "calibration.json").read_text())["oec_pools"]
     assert set(pools) == {"seed-0/pools/oec-uniform"} and "the expert corrected a student mistake in" in r.stdout
@@ -224,7 +228,7 @@ def test_shipped_configs_validate(path):
 
 def test_trained_tokens_count_epochs_and_token_matching_reaches_its_target():
     """The arithmetic behind results.csv's trained_tokens and the token-matched option (the demo test runs it)."""
-    from oec.train import examples_seen, steps_for_tokens, trained_tokens
+    from oec.train import examples_seen, trained_tokens
 
     # 10 examples, batch 4: an epoch is 3 steps (the last batch short); 7 steps = 2 epochs and one batch of 4
     assert examples_seen(7, 10, 4) == 24 and examples_seen(3, 10, 4) == 10 and examples_seen(1, 10, 2, 2) == 4

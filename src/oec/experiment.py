@@ -5,7 +5,7 @@ function (tasks generate, student init, collect, filter, build, train, eval, dag
 `runs/<name>/`; a stage whose output is complete is skipped, so a rerun resumes.
 
     tasks/{train,heldout,warm}.jsonl           the suite (the toy generator, or files): disjoint seeds, checked
-                                               disjoint by content before any work (oec.disjoint)
+                                               disjoint by content before any work (oec.task_sets)
     student0/                                  the untrained student (`oec student init`)
     warm/{bc,data,ckpt,eval}                   the warm-start: BC on a small seed set; every arm starts from it
     seed-S/pools/{bc,student,oec-uniform,...}  data pools, one collection per kind, filtered
@@ -32,15 +32,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.config import load_config, merge
-from oec.disjoint import TRAINED_TASKS, check_disjoint, write_trained_on
+from oec.disjoint import TRAINED_TASKS, write_trained_on
 from oec.filter import FilterConfig, filter_run
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.stats import OUTCOME_COLUMNS, outcome_rows
 from oec.student import StudentConfig, init_student
-from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
+from oec.task_sets import TaskSets, warm_seed
+from oec.tasks import InputError, load_tasks, write_tasks
 from oec.train import TrainConfig, matched_steps, train
-from oec.types import Task
 
 Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
@@ -167,43 +167,6 @@ class Experiment:
         path.write_text(json.dumps({"config": mine}, indent=2) + "\n")
 
     # ---- shared stages ------------------------------------------------------------------------------------------
-    def warm_seed(self) -> int:
-        s = self.cfg.suite
-        return s.seed + 2 if s.warm_seed is None else s.warm_seed
-
-    def task_sets(self) -> dict[str, tuple[Path, list[Task] | None]]:
-        """The pool's (train), the held-out and the warm start's tasks, each from its own seed (or a given file):
-        name -> (file, the tasks to generate into it, None when given). Only the sets in use; nothing is written."""
-        s, n_warm = self.cfg.suite, self.cfg.warm_start.trajectories
-        if n_warm and s.train_file and not s.warm_file:
-            raise InputError("suite.train_file is given but not suite.warm_file: the warm start needs tasks of its "
-                             "own, disjoint from the pool's; set suite.warm_file (or warm_start.trajectories: 0)")
-        sets = {}
-        for name, split, n, seed, given in (("train", "train", s.train, s.seed, s.train_file),
-                                            ("heldout", "heldout", s.heldout, s.seed + 1, s.heldout_file),
-                                            ("warm", "train", n_warm, self.warm_seed(), s.warm_file)):
-            if n:
-                sets[name] = (Path(given), None) if given else (self.root / f"tasks/{name}.jsonl",
-                                                                 generate_tasks("toy", split, n, seed, **s.knobs))
-        return sets
-
-    def check_tasks(self, sets: dict[str, tuple[Path, list[Task] | None]]) -> None:
-        """Before any work: the sets in use share no task, and the given student trained on none of them."""
-        named, tasks = {"train": "train (pool)", "heldout": "held-out", "warm": "warm-start"}, {}
-        for k, (path, made) in sets.items():
-            if k != "train" or self.cfg.arms:  # no arms: no pools
-                got = load_tasks(path) if made is None else made
-                tasks[named[k]] = got[: self.cfg.warm_start.trajectories] if k == "warm" else got
-        check_disjoint(tasks, self.cfg.student_model)
-
-    def tasks(self, sets: dict[str, tuple[Path, list[Task] | None]]) -> tuple[Path, Path, Path | None]:
-        """Write the generated sets (unless there from an earlier run); return the train, held-out and warm files."""
-        for name, (path, made) in sets.items():
-            if made is not None and not _done(path):
-                write_tasks(made, path)
-                self.log(f"tasks: {len(made)} {name} tasks -> {path}")
-        return sets["train"][0], sets["heldout"][0], sets["warm"][0] if "warm" in sets else None
-
     def student0(self, train_tasks: Path) -> Path:
         if self.cfg.student_model:
             return Path(self.cfg.student_model)
@@ -270,7 +233,7 @@ class Experiment:
         if not _done(w / "ckpt" / TRAINED_TASKS):  # so that a later experiment from this student can check its tasks
             s, trained = self.cfg.suite, load_tasks(seed_tasks)
             source = {"file": str(warm_tasks), "split": "train", "n": len(trained)} if s.warm_file else \
-                {"suite": "toy", "split": "train", "seed": self.warm_seed(), "n": len(trained), "knobs": s.knobs}
+                {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained), "knobs": s.knobs}
             write_trained_on(w / "ckpt", trained, source, self.cfg.student_model)
         self.log(f"warm-start: {row['resolve_rate']:.1%} held-out")
         return w / "ckpt"
@@ -347,10 +310,10 @@ class Experiment:
         from datasets.utils.logging import disable_progress_bar
 
         disable_progress_bar()  # the log has a line per stage; datasets' bars (per save, per map) would bury it
-        sets = self.task_sets()
-        self.check_tasks(sets)  # before anything is written: a refused config leaves no experiment.json behind
+        sets = TaskSets(self.cfg, self.root)
+        sets.check()  # before anything is written: a refused config leaves no experiment.json behind
         self.check_config()
-        train_tasks, heldout, warm_tasks = self.tasks(sets)
+        train_tasks, heldout, warm_tasks = sets.write(self.log)
         warm = self.warm(warm_tasks, heldout, self.student0(train_tasks))
         given = self.cfg.warm_start.trajectories == 0
         trained = {} if given else json.loads((self.root / "warm/ckpt/oec_train.json").read_text())
