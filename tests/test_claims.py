@@ -75,7 +75,7 @@ def test_every_verdict_follows_the_known_truth(run):
 def test_not_measured_where_the_run_cannot_speak(run):
     no_dagger = {k: v for k, v in ARMS.items() if k != "dagger"}
     t = table(run, results(kept={"oec": 30, "oec_no_filter": 34}), arms=no_dagger)
-    assert t["C8"]["verdict"] == "not_measured" and "no dagger" in t["C8"]["detail"]
+    assert t["C8"]["verdict"] == "not_measured" and "the config has no dagger arm" in t["C8"]["detail"]
     assert t["C8"]["effect"] == "" and t["C8"]["half_width"] == ""
     # an empty on-policy pool: the arm never trained, its results row copies the warm start and it has no outcomes
     empty = [r for r in run if r["arm"] != "on_policy"]
@@ -129,3 +129,9 @@ def test_no_disagreement_is_not_certainty():
     p = paired(per_seed(none[None]), per_seed(none[None]))
     assert p.effect == 0 and p.lo == pytest.approx(-wilson(0, 3)[1]) and p.hi == pytest.approx(wilson(0, 3)[1])
     assert p.half_width > 0.5 and verdict(p.lo, p.hi) == "inconclusive"
+
+
+def test_an_arm_is_never_compared_with_itself(run):
+    only = {"bc": ARMS["bc"], "oec_all_turns": ARMS["oec_all_turns"]}  # the only oec arm is the ablation
+    c5 = table(run, results(), arms=only)["C5"]
+    assert c5["verdict"] == "not_measured" and "compared with itself" in c5["detail"]

@@ -55,7 +55,7 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     assert all(c["verdict"] in {"reproduced", "not_reproduced", "inconclusive", "not_measured"}
                for c in claims_rows.values())
     assert claims_rows["C5"]["verdict"] == "not_measured"
-    assert "no oec and a mask=all oec arm" in claims_rows["C5"]["detail"]
+    assert "the config has no mask=all oec arm" in claims_rows["C5"]["detail"]
     assert claims_rows["C2"]["size"] == "2" and (claims_rows["C2"]["half_width"] != "") == (
         claims_rows["C2"]["verdict"] != "not_measured")
     # the warm start trained on its own seed's tasks, disjoint from the pool's, and its checkpoint says which

@@ -85,12 +85,15 @@ def row(claim: str, size: int, a: str, b: str, p: Paired, null_claim: bool = Fal
             "description": CLAIMS[claim], "detail": detail}
 
 
-def compare(ev: Evidence, claim: str, size: int, a: str | None, b: str | list[str] | None, kind: str = "",
-            null_claim: bool = False) -> dict:
-    """Claim: arm A beats arm B (or the best of several arms B, by resolve rate at SIZE). None: the config has none
-    of that kind (KIND names A's / B's kinds for the message)."""
-    if a is None or b is None or b == []:
-        return unmeasured(claim, f"the config has no {kind} arm", size)
+def compare(ev: Evidence, claim: str, size: int, a: str | None, b: str | list[str] | None,
+            kinds: tuple[str, str] = ("", ""), null_claim: bool = False) -> dict:
+    """Claim: arm A beats arm B (or the best of several arms B, by resolve rate at SIZE). None: the config has no arm
+    of that kind (KINDS names A's and B's for the message)."""
+    if a is None or not b:
+        return unmeasured(claim, f"the config has no {kinds[0] if a is None else kinds[1]} arm", size)
+    if a == b:  # e.g. the only oec arm is the mask ablation itself: nothing to compare it with
+        return unmeasured(claim, f"{a} would be compared with itself (the config has no {kinds[0]} arm besides the "
+                                 f"{kinds[1]} one)", size)
     if isinstance(b, list):
         rates = {x: r for x in b if (r := ev.rate(x, size)) is not None}
         if not rates:
@@ -145,20 +148,20 @@ def claims(outcomes: list[dict], results: list[dict], arms: dict[str, dict], per
     all_turns, nofilter = find(kind="oec", mask="all"), find(kind="oec", filters=False)
     out = [shift_claim(per_turn or [], shift_student) if shift_student else
            unmeasured("C1", "no shift analysis (shift: false, or no bc arm to analyse)")]
-    out.append(compare(ev, "C2", size, oec, bc, "oec and a bc"))
-    out.append(compare(ev, "C3", size, on_policy, WARM, "on_policy", null_claim=True))
-    out.append(compare(ev, "C4", size, oec_bc, [n for n in arms if n != oec_bc], "oec_bc"))
-    out.append(compare(ev, "C5", size, oec, all_turns, "oec and a mask=all oec"))
-    c6 = compare(ev, "C6", size, oec, nofilter, "oec and a filters=false oec")
+    out.append(compare(ev, "C2", size, oec, bc, ("oec", "bc")))
+    out.append(compare(ev, "C3", size, on_policy, WARM, ("on_policy", ""), null_claim=True))
+    out.append(compare(ev, "C4", size, oec_bc, [n for n in arms if n != oec_bc], ("oec_bc", "other")))
+    out.append(compare(ev, "C5", size, oec, all_turns, ("oec", "mask=all oec")))
+    c6 = compare(ev, "C6", size, oec, nofilter, ("oec", "filters=false oec"))
     if oec and nofilter and c6["verdict"] != "not_measured":
         on, off = ev.kept(oec, size), ev.kept(nofilter, size)
         if on and on == off:  # the same pool, the same kept trajectories: the ablation changed nothing
             c6 = unmeasured("C6", f"the repetition filters rejected nothing ({oec} and {nofilter} kept "
                                   f"{sorted(on.values())} trajectories per seed)", size)
     out.append(c6)
-    out.append(compare(ev, "C7", size, late, oec, "late-switch oec and a uniform oec"))
+    out.append(compare(ev, "C7", size, late, oec, ("late-switch oec", "uniform oec")))
     out.append(compare(ev, "C8", size, dagger, [n for n, a in arms.items() if a["kind"] != "dagger"],
-                       "dagger and a non-interactive"))
+                       ("dagger", "non-interactive")))
     return out
 
 
