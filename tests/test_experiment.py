@@ -236,3 +236,13 @@ def test_trained_tokens_count_epochs_and_token_matching_reaches_its_target():
     for target in (1, 499, 500, 501, 1234, 10_000):
         steps = steps_for_tokens(target, 10, 500, 4)
         assert trained_tokens(steps, 10, 500, 4) >= target > trained_tokens(steps - 1, 10, 500, 4) or steps == 1
+
+
+def test_claims_are_made_at_a_trained_size():
+    from pydantic import ValidationError
+
+    from oec.experiment import ExperimentConfig
+
+    assert ExperimentConfig(**{**TINY, "sizes": [2, 4], "claims_size": 2}).claims_size == 2
+    with pytest.raises(ValidationError, match=r"claims_size\n.*7 is not one of sizes \[2\]"):
+        ExperimentConfig(**{**TINY, "claims_size": 7})

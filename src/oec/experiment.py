@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
@@ -121,11 +121,13 @@ class ExperimentConfig(BaseModel):
     def _check_options(cls, v: str) -> str:
         return check_local_options(v)
 
-    @model_validator(mode="after")
-    def _check_claims_size(self) -> ExperimentConfig:
-        if self.claims_size is not None and self.claims_size not in self.sizes:
-            raise ValueError(f"claims_size {self.claims_size} is not one of sizes {self.sizes}")
-        return self
+    @field_validator("claims_size")
+    @classmethod
+    def _check_claims_size(cls, v: int | None, info: ValidationInfo) -> int | None:
+        sizes = info.data.get("sizes", [])  # declared above, so validated first
+        if v is not None and v not in sizes:
+            raise ValueError(f"{v} is not one of sizes {sizes}; claims are made at a size the arms were trained at")
+        return v
 
 
 MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size"}  # arms: new ones only (checked by name)
