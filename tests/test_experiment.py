@@ -1,5 +1,5 @@
 """`oec experiment`: the whole comparison on a tiny config, end to end, with real collection, TRL training and
-evaluation of real (tiny) students; and the claims arithmetic on hand-made results."""
+evaluation of real (tiny) students (the claims' statistics: tests/test_claims.py)."""
 
 import csv
 import json
@@ -9,8 +9,9 @@ import sys
 import pytest
 import yaml
 
-from oec.claims import claims, compare, difference, shift_claim
+from oec.claims import shift_claim
 from oec.store import read_trajectories
+from oec.train import steps_for_tokens
 
 TINY = {
     "name": "tiny",
@@ -44,9 +45,25 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     for arm in ("bc", "oec", "oec_bc"):
         info = json.loads((run / f"seed-0/{arm}/size-2/ckpt/oec_train.json").read_text())
         assert info["config"]["model"] == str(run / "warm/ckpt") and info["steps"] == 2
-    claims_rows = list(csv.DictReader((run / "claims.csv").open()))
-    assert [c["claim"] for c in claims_rows] == [f"C{i}" for i in range(1, 9)]
-    assert all(c["verdict"] in {"reproduced", "not_reproduced", "inconclusive"} for c in claims_rows)
+    # per-task outcomes of every evaluation (an arm that kept nothing never trained: it has none of its own)
+    outcomes = list(csv.DictReader((run / "outcomes.csv").open()))
+    evaluated = [r for r in rows if r["trajectories"] != "0"]
+    assert len(outcomes) == 3 * len(evaluated) and {o["arm"] for o in outcomes} == {r["arm"] for r in evaluated}
+    assert all(int(r["trained_tokens"]) > 0 for r in evaluated)  # the warm start's and every trained arm's
+    claims_rows = {c["claim"]: c for c in csv.DictReader((run / "claims.csv").open())}
+    assert list(claims_rows) == [f"C{i}" for i in range(1, 9)]
+    assert all(c["verdict"] in {"reproduced", "not_reproduced", "inconclusive", "not_measured"}
+               for c in claims_rows.values())
+    assert claims_rows["C5"]["verdict"] == "not_measured"
+    assert "the config has no mask=all oec arm" in claims_rows["C5"]["detail"]
+    assert claims_rows["C2"]["size"] == "2" and (claims_rows["C2"]["half_width"] != "") == (
+        claims_rows["C2"]["verdict"] != "not_measured")
+    # the warm start trained on its own seed's tasks, disjoint from the pool's, and its checkpoint says which
+    from oec.disjoint import content_hash, trained_on
+    from oec.tasks import load_tasks
+
+    warm = set(trained_on(run / "warm/ckpt")["hashes"])
+    assert len(warm) == 3 and not warm & {content_hash(t) for t in load_tasks(run / "tasks/train.jsonl")}
     assert (run / "report.html").exists() and (run / "scaling.png").exists()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)  # everything is done: nothing re-runs
     assert r.returncode == 0 and "collect " not in r.stdout and "student: initialised" not in r.stdout, r.stdout
@@ -77,41 +94,6 @@ def test_a_rerun_must_be_the_same_experiment_but_may_grow(tmp_path):
             Experiment(ExperimentConfig(**{**grown, **change})).check_config()
 
 
-def rows_of(**arms):
-    return [{"arm": a, "resolved": k, "n": n} for a, (k, n) in arms.items()]
-
-
-def test_claims_verdicts_follow_the_intervals():
-    d, lo, hi = difference((60, 100), (40, 100))
-    assert d == pytest.approx(0.2) and lo > 0 and hi < 0.4
-    rows = rows_of(warm_start=(30, 100), bc=(40, 100), on_policy=(31, 100), oec=(60, 100), oec_bc=(62, 100),
-                   oec_all_turns=(20, 100), oec_no_filter=(58, 100), oec_late=(61, 100), dagger=(45, 100))
-    arms = {"bc": {"kind": "bc"}, "on_policy": {"kind": "on_policy"},
-            "oec": {"kind": "oec", "switch": "uniform", "mask": "expert", "filters": True},
-            "oec_bc": {"kind": "oec_bc"}, "oec_all_turns": {"kind": "oec", "switch": "uniform", "mask": "all",
-                                                             "filters": True},
-            "oec_no_filter": {"kind": "oec", "switch": "uniform", "mask": "expert", "filters": False},
-            "oec_late": {"kind": "oec", "switch": "late", "mask": "expert", "filters": True},
-            "dagger": {"kind": "dagger"}}
-    table = {c["claim"]: c for c in claims(rows, arms, None, None)}
-    assert table["C2"]["verdict"] == "reproduced"  # 60% vs 40%
-    assert table["C3"]["verdict"] == "inconclusive"  # 31% vs 30% of 100: a gain of 5 points is not ruled out
-    assert claims(rows_of(warm_start=(300, 1000), on_policy=(301, 1000)), arms, None, None)[2]["verdict"] == \
-        "reproduced"  # of 1000 it is
-    assert claims(rows_of(warm_start=(300, 1000), on_policy=(360, 1000)), arms, None, None)[2]["verdict"] == \
-        "not_reproduced"  # a significant gain
-    # 0/50 vs 0/50 proves nothing (a normal interval would collapse to [0, 0] and call it certain)
-    assert difference((0, 50), (0, 50))[1] < -0.05 and compare(rows_of(oec=(0, 50), bc=(0, 50)), "C2", "oec",
-                                                                 "bc")["verdict"] == "inconclusive"
-    assert table["C4"]["verdict"] == "inconclusive"  # 62% vs the best other, 61%
-    assert table["C5"]["verdict"] == "reproduced" and table["C5"]["effect"] == pytest.approx(0.4)
-    assert table["C6"]["verdict"] == "inconclusive"
-    assert table["C8"]["verdict"] == "not_reproduced"  # 45% vs 62%
-    assert table["C1"]["verdict"] == "inconclusive" and "not measured" in table["C1"]["detail"]
-    missing = compare(rows_of(bc=(1, 2)), "C2", "oec", "bc")
-    assert missing["verdict"] == "inconclusive" and "no arm 'oec'" in missing["detail"]
-
-
 def test_shift_claim_needs_growth_beyond_the_baseline():
     def turn(pair, t, fd, w=0.01):
         return {"pair": pair, "turn": t, "fd": fd, "fd_lo": fd - w, "fd_hi": fd + w, "valid": True}
@@ -132,10 +114,12 @@ TINY_OVERRIDES = ["suite.train=4", "suite.heldout=3", "train.max_steps=2", "trai
 @pytest.mark.slow
 def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_model):
     """`oec demo` = the packaged demo config from a given warm-start student (here a tiny one instead of the shipped
-    one, and every size shrunk, to stay fast): both tables printed, the report written."""
+    one, and every size shrunk, to stay fast): both tables printed, the paired claims (not_measured for the arms the
+    demo lacks), the report written; here token-matched, so every arm trains on the same number of trained tokens."""
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "oec", "demo", "--out", str(out), f"student_model={tiny_model}",
-                        "sizes=[2]", "shift=false", *TINY_OVERRIDES], capture_output=True, text=True, timeout=900)
+                        "sizes=[2]", "shift=false", "trained_tokens=400", *TINY_OVERRIDES],
+                       capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["arm"] for r in rows] == ["warm_start", "bc", "on_policy", "oec", "oec_bc"]
@@ -145,7 +129,22 @@ def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_mod
     assert int(rows[1]["expert_tokens"]) > 0  # the scripted expert is billed like an API expert
     table = r.stdout[r.stdout.index("arm "):]
     assert all(f"\n{arm} " in table for arm in ("warm_start", "bc", "on_policy", "oec", "oec_bc"))
-    assert all(f"\nC{i} " in table for i in range(1, 9)) and "inconclusive" in table
+    assert all(f"\nC{i} " in table for i in range(1, 9))
+    claims_rows = {c["claim"]: c for c in csv.DictReader((out / "claims.csv").open())}
+    assert {k for k, c in claims_rows.items() if c["verdict"] == "not_measured"} >= {"C1", "C5", "C6", "C7", "C8"}
+    assert all(f"\n{k} " in table and c["verdict"] in table.split(f"\n{k} ")[1].split("\n")[0]
+               for k, c in claims_rows.items())
+    if claims_rows["C2"]["verdict"] != "not_measured":  # BC and OEC kept data: a paired comparison at size 2
+        assert claims_rows["C2"]["size"] == "2" and "paired on 3 tasks x 1 seed(s)" in claims_rows["C2"]["detail"]
+    for row in rows[1:]:  # token-matched: each arm ran the steps that reach 400 trained tokens on its own data
+        if row["trajectories"] == "0":
+            continue
+        built = json.loads((out / f"seed-0/{row['arm']}/size-2/data/oec_build.json").read_text())["stats"]
+        per_step = built["trainable_tokens"] / built["examples"] * 2
+        assert 400 <= int(row["trained_tokens"]) < 400 + per_step + 1, (row, built)
+        info = json.loads((out / f"seed-0/{row['arm']}/size-2/ckpt/oec_train.json").read_text())
+        assert info["steps"] == steps_for_tokens(400, built["examples"], built["trainable_tokens"], 2) and \
+            info["trained_tokens"] == int(row["trained_tokens"])  # the steps came from the target, not max_steps
     assert f"report: {out / 'report.html'}" in r.stdout and (out / "report.html").exists()
     pools = json.loads((out / "calibration.json").read_text())["oec_pools"]
     assert set(pools) == {"seed-0/pools/oec-uniform"} and "the expert corrected a student mistake in" in r.stdout
@@ -201,7 +200,8 @@ def test_the_command_that_reproduces_the_shipped_student_runs(tmp_path):
     assert [row["arm"] for row in csv.DictReader((out / "results.csv").open())] == ["warm_start"]
     # stage 2 continues from stage 1 on fresh tasks
     r = subprocess.run([sys.executable, "-m", "oec", "experiment", "configs/warm-student.yaml", f"out={out}-2",
-                        "suite.seed=1", "suite.train=3", "suite.heldout=2", "warm_start.trajectories=3",
+                        "suite.seed=1", "suite.warm_seed=1", "suite.train=3", "suite.heldout=2",
+                        "warm_start.trajectories=3",
                         f"student_model={out}/warm/ckpt", "warm_start.train.max_steps=2", "collect.loop.step_limit=6",
                         "student_options=max_new_tokens=24"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -224,3 +224,25 @@ def test_shipped_configs_validate(path):
     cfg = load_config(model, root / path, {})
     if model is ExperimentConfig and cfg.student_model:  # the shipped student is where the config says
         assert (root / cfg.student_model / "config.json").is_file()
+
+
+def test_trained_tokens_count_epochs_and_token_matching_reaches_its_target():
+    """The arithmetic behind results.csv's trained_tokens and the token-matched option (the demo test runs it)."""
+    from oec.train import examples_seen, trained_tokens
+
+    # 10 examples, batch 4: an epoch is 3 steps (the last batch short); 7 steps = 2 epochs and one batch of 4
+    assert examples_seen(7, 10, 4) == 24 and examples_seen(3, 10, 4) == 10 and examples_seen(1, 10, 2, 2) == 4
+    assert trained_tokens(3, 10, 500, 4) == 500 and trained_tokens(7, 10, 500, 4) == 1200
+    for target in (1, 499, 500, 501, 1234, 10_000):
+        steps = steps_for_tokens(target, 10, 500, 4)
+        assert trained_tokens(steps, 10, 500, 4) >= target > trained_tokens(steps - 1, 10, 500, 4) or steps == 1
+
+
+def test_claims_are_made_at_a_trained_size():
+    from pydantic import ValidationError
+
+    from oec.experiment import ExperimentConfig
+
+    assert ExperimentConfig(**{**TINY, "sizes": [2, 4], "claims_size": 2}).claims_size == 2
+    with pytest.raises(ValidationError, match=r"claims_size\n.*7 is not one of sizes \[2\]"):
+        ExperimentConfig(**{**TINY, "claims_size": 7})

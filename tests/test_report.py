@@ -21,10 +21,11 @@ bc,20,0,0.45,0.35,0.55,2000,100,7.0
 oec,10,0,0.40,0.30,0.50,600,100,8.0
 oec,20,0,0.50,0.40,0.60,1200,100,8.2
 """
-CLAIMS = """claim,effect,lo,hi,verdict,description
-C1,0.3,0.1,0.5,reproduced,student-expert divergence grows per turn
-C2,0.05,-0.02,0.1,inconclusive,OEC > BC at equal data
-C3,-0.1,-0.2,0.01,not_reproduced,on-policy-only gives no gain
+CLAIMS = """claim,size,effect,lo,hi,half_width,verdict,description
+C1,,0.3,0.1,0.5,0.2,reproduced,student-expert divergence grows per turn
+C2,20,0.05,-0.02,0.1,0.06,inconclusive,OEC > BC at equal data
+C3,20,-0.1,-0.2,0.01,0.105,not_reproduced,on-policy-only gives no gain
+C5,20,,,,,not_measured,the mask ablation
 """
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>&amp; </pre></div>"
 
@@ -115,8 +116,8 @@ def test_report_renders_in_chromium(experiment, tmp_path):
     assert "32.0%" in page.read_text()  # mean of the two bc/10 seeds
 
     claims = dom.by_id("claims")
-    assert len(claims.find("tbody")[0].find("tr")) == 3
-    for verdict in ("reproduced", "not_reproduced", "inconclusive"):
+    assert len(claims.find("tbody")[0].find("tr")) == 4
+    for verdict in ("reproduced", "not_reproduced", "inconclusive", "not_measured"):
         assert len(claims.find(cls=("verdict", verdict))) == 1
 
     imgs = dom.by_id("plots").find("img")

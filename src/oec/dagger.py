@@ -27,12 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from oec.atomic import atomic_output, check_output, write_text
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
+from oec.disjoint import check_disjoint
 from oec.filter import FilterConfig, filter_run
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.store import read_trajectories
 from oec.tasks import InputError, load_tasks, write_tasks
-from oec.train import TrainConfig, check_trl, train
+from oec.train import TrainConfig, check_trl, matched_steps, train
 
 ROUNDS_CSV = "rounds.csv"
 COLUMNS = ["round", "beta", "episodes", "labels", "kept", "examples", "trainable_tokens", "train_seconds",
@@ -75,6 +76,8 @@ class DaggerConfig(BaseModel):
         "warm", description="warm: every round trains the warm-start weights on the aggregate (DAgger; comparable "
         "with the other arms); previous: continue from the previous round's checkpoint")
     train: dict[str, Any] = Field(default_factory=dict, description="trl.SFTConfig overrides, e.g. max_steps")
+    trained_tokens: int | None = Field(None, ge=1, description="token-matched: each round trains the steps that reach "
+                                       "this many trained tokens on its aggregate, instead of train.max_steps")
     context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss (auxiliary loss on the context)")
     filter: dict[str, Any] = Field(default_factory=dict, description="FilterConfig fields over the DAgger defaults")
     collect: dict[str, Any] = Field(default_factory=dict, description="other CollectConfig fields, e.g. loop.step_limit")
@@ -152,7 +155,10 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
     out = check_output(cfg.out, "dir", "out")
     check_trl(cfg.train, "train")
     train_tasks = load_tasks(cfg.tasks)
-    heldout_n = len(load_tasks(cfg.heldout)) if cfg.heldout else 0
+    heldout = load_tasks(cfg.heldout) if cfg.heldout else []
+    heldout_n = len(heldout)
+    # no leakage: the rounds' tasks and the held-out ones share none, and none is one the student trained on
+    check_disjoint({"train": train_tasks, **({"held-out": heldout} if heldout else {})}, cfg.student)
     _check_config(out, cfg)
     rows: list[dict] = []
     collected: list[str] = []
@@ -197,7 +203,9 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
         t0, ran = time.monotonic(), not (ckpt / "oec_train.json").exists()
         if ran:
-            train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=cfg.train,
+            trl = {**cfg.train, "max_steps": matched_steps(data, cfg.train, cfg.trained_tokens)} \
+                if cfg.trained_tokens else cfg.train
+            train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=trl,
                               context_loss=cfg.context_loss),
                   progress=progress)
         tinfo = json.loads((ckpt / "oec_train.json").read_text())

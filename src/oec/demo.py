@@ -51,15 +51,20 @@ def text_tables(run: Path) -> str:
         results = summarize_results(list(csv.DictReader(f)))
     with (run / "claims.csv").open(newline="") as f:
         claims = list(csv.DictReader(f))
-    lines = [f"{'arm':16s} {'size':>5s} {'resolved':>9s}  {'95% CI':15s} {'turns':>6s} {'expert tokens':>14s}"]
+    lines = [f"{'arm':16s} {'size':>5s} {'resolved':>9s}  {'95% CI':15s} {'turns':>6s} {'expert tokens':>14s} "
+             f"{'trained tokens':>15s}"]
     for r in results:
         ci = f"[{_pct(r['ci_lo']).strip()}, {_pct(r['ci_hi']).strip()}]"
+        trained = "" if math.isnan(r.get("trained_tokens", math.nan)) else f"{r['trained_tokens']:,.0f}"
         lines.append(f"{r['arm']:16s} {r['size']:>5s} {_pct(r['resolve_rate']):>9s}  {ci:15s} "
-                     f"{r['mean_turns']:6.1f} {r['expert_tokens']:14,.0f}")
-    lines += ["", f"{'claim':5s} {'':72s} {'effect':>7s}  {'95% CI':17s} verdict"]
+                     f"{r['mean_turns']:6.1f} {r['expert_tokens']:14,.0f} {trained:>15s}")
+    # paired on the same tasks at one size; +- is the half-width: effects much smaller cannot show (docs/statistics.md)
+    lines += ["", f"{'claim':5s} {'':56s} {'size':>4s} {'effect':>7s}  {'95% CI':17s} {'+-':>5s} verdict"]
     for c in claims:
         num = lambda k: float(c[k]) if c.get(k) not in (None, "") else math.nan  # noqa: E731
         ci = "" if math.isnan(num("lo")) else f"[{num('lo'):+.3f}, {num('hi'):+.3f}]"
         effect = "" if math.isnan(num("effect")) else f"{num('effect'):+.3f}"
-        lines.append(f"{c['claim']:5s} {(c.get('description') or '')[:72]:72s} {effect:>7s}  {ci:17s} {c['verdict']}")
+        half = "" if math.isnan(num("half_width")) else f"{num('half_width'):.3f}"
+        lines.append(f"{c['claim']:5s} {(c.get('description') or '')[:56]:56s} {c.get('size') or '':>4s} {effect:>7s}  "
+                     f"{ci:17s} {half:>5s} {c['verdict']}")
     return "\n".join(lines)

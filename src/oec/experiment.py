@@ -4,16 +4,19 @@ One YAML file names the tasks, the student, the expert, the budget and the arms.
 function (tasks generate, student init, collect, filter, build, train, eval, dagger, shift), writing under
 `runs/<name>/`; a stage whose output is complete is skipped, so a rerun resumes.
 
-    tasks/train.jsonl, tasks/heldout.jsonl     the suite (the toy generator, or files)
+    tasks/{train,heldout,warm}.jsonl           the suite (the toy generator, or files): disjoint seeds, checked
+                                               disjoint by content before any work (oec.task_sets)
     student0/                                  the untrained student (`oec student init`)
     warm/{bc,data,ckpt,eval}                   the warm-start: BC on a small seed set; every arm starts from it
     seed-S/pools/{bc,student,oec-uniform,...}  data pools, one collection per kind, filtered
     seed-S/ARM/size-N/{data,ckpt,eval}         per arm and size: the dataset, the trained student, its held-out run
     seed-S/dagger/size-N/round-R/...           DAgger rounds (see `oec dagger`)
-    results.csv, claims.csv, report.html       the tables (results.csv's columns are a contract) and the report
+    results.csv, outcomes.csv                  one row per evaluation (its columns are a contract); per held-out task
+    claims.csv, report.html                    the paired claims (oec.claims, docs/statistics.md) and the report
 
-Rigour: every arm trains from the same warm-start weights with the same `train` settings (the same number of steps),
-on datasets of the same number of trajectories, and is evaluated greedily on the same held-out tasks.
+Rigour: every arm trains from the same warm-start weights with the same `train` settings (the same number of steps,
+or with `trained_tokens` the steps that reach the same number of trained tokens), on datasets of the same number of
+trajectories, and is evaluated greedily on the same held-out tasks.
 """
 
 from __future__ import annotations
@@ -25,23 +28,27 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
 
 from oec.atomic import atomic_output, check_output, write_text
 from oec.build import BuildConfig, build
 from oec.collect import CollectConfig, collect
 from oec.config import load_config, merge
+from oec.disjoint import TRAINED_TASKS, write_trained_on
 from oec.filter import FilterConfig, filter_run, read_verdicts
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
+from oec.stats import OUTCOME_COLUMNS, outcome_rows
 from oec.student import StudentConfig, init_student
-from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
-from oec.train import TrainConfig, check_trl, train
+from oec.task_sets import TaskSets, warm_seed
+from oec.tasks import InputError, load_tasks, write_tasks
+from oec.train import TrainConfig, check_trl, matched_steps, train
 
 Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
 RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens", "n", "resolved",
-                  "submitted", "mean_turns", "trajectories", "examples", "train_seconds", "note"]
+                  "submitted", "mean_turns", "trajectories", "kept", "examples", "trained_tokens", "train_seconds",
+                  "note"]
 
 
 class SuiteConfig(BaseModel):
@@ -54,6 +61,10 @@ class SuiteConfig(BaseModel):
     knobs: dict[str, Any] = Field(default_factory=dict, description="toy generator knobs: hops, modules, ...")
     train_file: str | None = Field(None, description="use this tasks file instead of generating")
     heldout_file: str | None = None
+    warm_seed: int | None = Field(None, description="generator seed of the warm-start tasks [seed + 2]; the pool's "
+                                                    "are seed, the held-out ones seed + 1")
+    warm_file: str | None = Field(None, description="the warm-start tasks file (needed with train_file when the "
+                                                    "warm start trains)")
 
 
 class ArmConfig(BaseModel):
@@ -101,14 +112,27 @@ class ExperimentConfig(BaseModel):
     collect: dict[str, Any] = Field(default_factory=dict, description="CollectConfig fields, e.g. loop.step_limit")
     workers: int = Field(8, ge=1)
     shift: bool = Field(True, description="covariate shift of the final students vs the expert (claim C1)")
+    claims_size: int | None = Field(None, description="the dataset size the claims are made at [the largest of "
+                                                      "sizes]; sizes are never pooled")
+    trained_tokens: int | None = Field(None, ge=1, description="token-matched arms: each arm trains the steps that "
+                                       "reach this many trained tokens on its own dataset instead of train.max_steps "
+                                       "(unset: every arm trains the same steps)")
 
     @field_validator("student_options")
     @classmethod
     def _check_options(cls, v: str) -> str:
         return check_local_options(v)
 
+    @field_validator("claims_size")
+    @classmethod
+    def _check_claims_size(cls, v: int | None, info: ValidationInfo) -> int | None:
+        sizes = info.data.get("sizes", [])  # declared above, so validated first
+        if v is not None and v not in sizes:
+            raise ValueError(f"{v} is not one of sizes {sizes}; claims are made at a size the arms were trained at")
+        return v
 
-MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift"}  # arms: new ones only (checked by name)
+
+MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size"}  # arms: new ones only (checked by name)
 
 
 def _done(path: Path) -> bool:
@@ -153,18 +177,6 @@ class Experiment:
         write_text(path, json.dumps({"config": mine}, indent=2) + "\n")
 
     # ---- shared stages ------------------------------------------------------------------------------------------
-    def tasks(self) -> tuple[Path, Path]:
-        s = self.cfg.suite
-        paths = []
-        for split, n, seed, given in (("train", s.train, s.seed, s.train_file),
-                                      ("heldout", s.heldout, s.seed + 1, s.heldout_file)):
-            path = Path(given) if given else self.root / f"tasks/{split}.jsonl"
-            if not given and not _done(path):
-                write_tasks(generate_tasks("toy", split, n, seed, **s.knobs), path)
-                self.log(f"tasks: {n} {split} tasks -> {path}")
-            paths.append(path)
-        return paths[0], paths[1]
-
     def student0(self, train_tasks: Path) -> Path:
         if self.cfg.student_model:
             return Path(self.cfg.student_model)
@@ -186,7 +198,8 @@ class Experiment:
 
     def train_eval(self, where: Path, runs: list[Path], model: Path, heldout: Path, size: int | None, seed: int,
                    mask: str = "expert", filters: dict | None = None, trl: dict | None = None) -> dict:
-        """Build SIZE trajectories from RUNS, train from MODEL, evaluate on HELDOUT; each step skipped when done."""
+        """Build SIZE trajectories from RUNS, train from MODEL, evaluate on HELDOUT; each step skipped when done.
+        The row's `eval` is the evaluation's run directory (absent when nothing was trained: no outcomes of its own)."""
         for run in runs:  # the pool's verdicts under this arm's filter settings, written beside it
             filter_run(run, FilterConfig(**(filters or {})))
         kept = sum(_kept(r) for r in runs)
@@ -194,35 +207,44 @@ class Experiment:
             raise InputError(f"{runs[0]}: the expert resolved none of the warm-start tasks, so there is no student "
                              "to start from; check the expert and collect.loop.step_limit")
         if kept == 0:  # e.g. an on-policy pool with no resolved episode: there is nothing to train on
-            return {"trajectories": 0, "examples": 0, "train_seconds": 0, **_eval_row(self.root / "warm/eval"),
-                    "note": "no kept trajectories: this arm's student is the warm-start student"}
+            return {"trajectories": 0, "kept": 0, "examples": 0, "trained_tokens": 0, "train_seconds": 0,
+                    **_eval_row(self.root / "warm/eval"),
+                    "note": "no kept trajectories: this arm's student is the warm-start student (claims: not measured)"}
         note = f"only {kept} kept trajectories (asked for {size})" if size and kept < size else ""
         size = min(size, kept) if size else None
         data, ckpt, ev = where / "data", where / "ckpt", where / "eval"
         if not _done(data / "oec_build.json"):
             build(BuildConfig(runs=[str(r) for r in runs], out=str(data), student=str(model), mask=mask,
                               max_trajectories=size, seed=seed))
+        trl = self.cfg.train if trl is None else trl
+        if self.cfg.trained_tokens and where != self.root / "warm":
+            trl = {**trl, "max_steps": matched_steps(data, trl, self.cfg.trained_tokens)}
         if not _done(ckpt / "oec_train.json"):
             train(TrainConfig(data=str(data), model=str(model), out=str(ckpt), seed=seed,
-                              context_loss=self.cfg.context_loss, trl=self.cfg.train if trl is None else trl),
-                  progress=False)
+                              context_loss=self.cfg.context_loss, trl=trl), progress=False)
         self.collect(ev, heldout, mode="student", student=self.spec(ckpt, 0), seed=seed)
         built = json.loads((data / "oec_build.json").read_text())["stats"]
         trained = json.loads((ckpt / "oec_train.json").read_text())
-        return {"trajectories": built["trajectories"], "examples": built["examples"],
-                "train_seconds": trained["seconds"], **_eval_row(ev), "note": note}
+        return {"trajectories": built["trajectories"], "kept": kept, "examples": built["examples"],
+                "trained_tokens": trained.get("trained_tokens", ""), "train_seconds": trained["seconds"],
+                **_eval_row(ev), "eval": ev, "note": note}
 
-    def warm(self, train_tasks: Path, heldout: Path, student0: Path) -> Path:
+    def warm(self, warm_tasks: Path | None, heldout: Path, student0: Path) -> Path:
         w = self.root / "warm"
         if self.cfg.warm_start.trajectories == 0:  # given: only its held-out row is needed
             if not self.cfg.student_model:
                 raise InputError("warm_start.trajectories=0 means `student_model` is the warm start; set student_model")
             self.collect(w / "eval", heldout, mode="student", student=self.spec(student0, 0), seed=0)
             return student0
-        tasks = load_tasks(train_tasks)[: self.cfg.warm_start.trajectories]
+        tasks = load_tasks(warm_tasks)[: self.cfg.warm_start.trajectories]
         seed_tasks = write_tasks(tasks, w / "tasks.jsonl") if not _done(w / "tasks.jsonl") else w / "tasks.jsonl"
         bc = self.collect(w / "bc", seed_tasks, mode="expert", expert=self.cfg.expert)
         row = self.train_eval(w, [bc], student0, heldout, None, 0, trl={**self.cfg.train, **self.cfg.warm_start.train})
+        if not _done(w / "ckpt" / TRAINED_TASKS):  # so that a later experiment from this student can check its tasks
+            s, trained = self.cfg.suite, load_tasks(seed_tasks)
+            source = {"file": str(warm_tasks), "split": "train", "n": len(trained)} if s.warm_file else \
+                {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained), "knobs": s.knobs}
+            write_trained_on(w / "ckpt", trained, source, self.cfg.student_model)
         self.log(f"warm-start: {row['resolve_rate']:.1%} held-out")
         return w / "ckpt"
 
@@ -278,7 +300,7 @@ class Experiment:
         where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
         fields = {"rounds": 3, **self.cfg.dagger}
         cfg = DaggerConfig(tasks=str(train_tasks), heldout=str(heldout), student=str(warm), expert=self.cfg.expert,
-                           out=str(where), seed=seed, workers=self.cfg.workers,
+                           out=str(where), seed=seed, workers=self.cfg.workers, trained_tokens=self.cfg.trained_tokens,
                            episodes_per_round=max(1, size // fields["rounds"]),
                            student_temperature=self.cfg.student_temperature, train=self.cfg.train,
                            student_options=self.cfg.student_options or None,
@@ -287,31 +309,37 @@ class Experiment:
         rows = run_dagger(cfg, progress=False, log=lambda m: self.log(f"dagger {arm.name} seed {seed}: {m}"))
         last = rows[-1]
         evals = sorted(where.glob("round-*/eval"))  # the last round's student is this arm's student
-        return {"trajectories": sum(r["episodes"] for r in rows), "examples": last["examples"],
+        trained = json.loads((evals[-1].parent / "ckpt/oec_train.json").read_text())
+        return {"trajectories": sum(r["episodes"] for r in rows), "kept": sum(r["kept"] for r in rows),
+                "examples": last["examples"], "trained_tokens": trained.get("trained_tokens", ""),
                 "train_seconds": sum(r["train_seconds"] or 0 for r in rows), **_eval_row(evals[-1]),
-                "expert_tokens": last["expert_tokens"], "note": f"{len(rows)} rounds"}
+                "eval": evals[-1], "expert_tokens": last["expert_tokens"], "note": f"{len(rows)} rounds"}
 
     # ---- the whole experiment -----------------------------------------------------------------------------------
     def run(self) -> Path:
         from datasets.utils.logging import disable_progress_bar
 
         disable_progress_bar()  # the log has a line per stage; datasets' bars (per save, per map) would bury it
+        sets = TaskSets(self.cfg, self.root)
+        sets.check()  # before anything is written: a refused config leaves no experiment.json behind
         self.check_config()
-        train_tasks, heldout = self.tasks()
-        warm = self.warm(train_tasks, heldout, self.student0(train_tasks))
+        train_tasks, heldout, warm_tasks = sets.write(self.log)
+        warm = self.warm(warm_tasks, heldout, self.student0(train_tasks))
         given = self.cfg.warm_start.trajectories == 0
+        trained = {} if given else json.loads((self.root / "warm/ckpt/oec_train.json").read_text())
         rows = [{"arm": "warm_start", "size": self.cfg.warm_start.trajectories, "seed": 0, "expert_tokens":
                  0 if given else _expert_tokens(self.root / "warm/bc"), **_eval_row(self.root / "warm/eval"),
+                 "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",
                  "note": f"given: {self.cfg.student_model}" if given else ""}]
-        _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
+        self.write_tables(rows)
         for seed in self.cfg.seeds:
             for size in self.cfg.sizes:
                 for arm in self.cfg.arms:
                     row = self.arm(arm, seed, size, warm, train_tasks, heldout)
                     rows.append({"arm": arm.name, "size": size, "seed": seed, **row})
                     self.log(f"seed {seed} size {size} {arm.name}: {row['resolve_rate']:.1%} "
-                             f"(95% CI {row['ci_lo']:.1%}-{row['ci_hi']:.1%})")
-                    _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
+                             f"(95% CI {row['ci_lo']:.1%}-{row['ci_hi']:.1%}; {row['trained_tokens']} trained tokens)")
+                    self.write_tables(rows)
         contents = {str(pool.relative_to(self.root)): oec_contents(pool)
                     for pool in sorted(self.root.glob("seed-*/pools/oec-*"))}
         calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents}
@@ -321,11 +349,16 @@ class Experiment:
                      f"(student erred {c['student_erred']:.0%}, expert restored files {c['expert_restored']:.0%})")
         from oec.claims import write_claims
 
-        write_claims(self.root, self.cfg, rows, log=self.log)
+        write_claims(self.root, self.cfg, log=self.log)
         from oec.report import plots, write_report
 
         plots(self.root)
         return write_report(self.root)
+
+    def write_tables(self, rows: list[dict]) -> None:
+        """results.csv, and outcomes.csv: per held-out task, every evaluation a row of results.csv points at."""
+        _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
+        _write_csv(self.root / "outcomes.csv", outcome_rows(rows), OUTCOME_COLUMNS)
 
 
 def remove_experiment(root: Path) -> None:

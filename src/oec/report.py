@@ -22,7 +22,7 @@ from oec.store import TRAJECTORIES, read_trajectories
 from oec.tasks import InputError, tasks_of_run
 from oec.types import Action, Step, Trajectory
 
-VERDICTS = ("reproduced", "not_reproduced", "inconclusive")
+VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_measured")
 FACT_FILES = ("experiment.json", "calibration.json")
 OBS_CHARS = 600  # observations can be whole test logs; the page shows their start, the run keeps them whole
 
@@ -31,7 +31,7 @@ body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;paddin
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td.text,th.text{text-align:left}.missing{color:#a40;font-style:italic}
 .verdict.reproduced{background:#d6f5d6}.verdict.not_reproduced{background:#f8d4d4}
-.verdict.inconclusive{background:#f5ecc8}
+.verdict.inconclusive{background:#f5ecc8}.verdict.not_measured{background:#e4e4e4}
 img{max-width:min(100%,760px);border:1px solid #ddd;margin:.3em 0}figure{margin:0 0 1em}
 .trajectory{border:1px solid #bbb;border-radius:6px;padding:.6em;margin:1em 0}
 .turn{border-radius:6px;padding:.4em .6em;margin:.4em 0;display:grid;grid-template-columns:1fr;gap:.6em}
@@ -140,7 +140,8 @@ def _pct(x: float) -> str:
 
 def _results(rows: list[dict]) -> str:
     summary = summarize_results(rows)
-    extra = [c for c in ("n", "resolved", "mean_turns", "expert_tokens", "train_seconds") if c in rows[0]]
+    extra = [c for c in ("n", "resolved", "mean_turns", "expert_tokens", "trained_tokens", "train_seconds")
+             if c in rows[0]]
     header = ["arm", "size", "seeds", "resolve rate", "95% CI"] + [c.replace("_", " ") for c in extra]
     body = [[escape(r["arm"]), escape(r["size"]), str(r["seeds"]), _pct(r["resolve_rate"]),
              f"[{_pct(r['ci_lo'])}, {_pct(r['ci_hi'])}]"] + [_fmt(r[c]) for c in extra] for r in summary]
@@ -155,9 +156,14 @@ def _claims(rows: list[dict]) -> str:
         v = r.get("verdict") or ""
         cell = f'<span class="verdict {v}">{escape(v)}</span>' if v in VERDICTS else escape(v)
         effect = f"{_fmt(_num(r.get('effect')))} [{_fmt(_num(r.get('lo')))}, {_fmt(_num(r.get('hi')))}]"
-        body.append([escape(r.get("claim") or ""), *(escape(r[c] or "") for c in desc), effect, cell,
-                     *(escape(r[c] or "") for c in detail)])
-    return _table(["claim", *desc, "effect [95% CI]", "verdict", *detail], body, text_cols=1 + len(desc))
+        if math.isnan(_num(r.get("effect"))):
+            effect = ""
+        body.append([escape(r.get("claim") or ""), *(escape(r[c] or "") for c in desc), escape(r.get("size") or ""),
+                     effect, _fmt(_num(r.get("half_width"))), cell, *(escape(r[c] or "") for c in detail)])
+    return _table(["claim", *desc, "size", "effect [95% CI]", "± (half-width)", "verdict", *detail], body,
+                  text_cols=1 + len(desc)) + ("<p>Each claim pairs two arms on the same held-out tasks at one dataset "
+                                              "size, seeds as replicates; an effect much smaller than its half-width "
+                                              "could not have shown in this run.</p>")
 
 
 def _facts(path: Path) -> str:

@@ -15,6 +15,7 @@ sooner when it also predicts them where the environment prints them (DESIGN.md Â
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,37 @@ def check_launch(env: dict) -> None:
                          "--num_processes N -m oec train ...`; on a machine without GPUs it runs on the CPU.")
 
 
+def examples_seen(steps: int, examples: int, batch: int, accumulation: int = 1) -> int:
+    """Examples an optimizer run of STEPS sees on a dataset of EXAMPLES, at BATCH examples per micro-batch (over all
+    processes) and ACCUMULATION micro-batches per step: whole epochs, then the start of the next (the Trainer's
+    dataloader keeps the short last batch, and an epoch has at least one step)."""
+    per_epoch = max(math.ceil(examples / batch) // accumulation, 1)
+    epochs, rest = divmod(steps, per_epoch)
+    return epochs * examples + min(rest * accumulation * batch, examples)
+
+
+def trained_tokens(steps: int, examples: int, trainable: int, batch: int, accumulation: int = 1) -> int:
+    """Trained (loss-bearing) tokens of such a run: the dataset's TRAINABLE tokens once per epoch seen. Exact for whole
+    epochs; within an epoch it is the expectation over the shuffle (examples differ in length)."""
+    return round(trainable * examples_seen(steps, examples, batch, accumulation) / max(examples, 1))
+
+
+def steps_for_tokens(target: int, examples: int, trainable: int, batch: int, accumulation: int = 1) -> int:
+    """The fewest optimizer steps whose trained_tokens reach TARGET (the token-matched arms of `oec experiment`)."""
+    per_epoch = max(math.ceil(examples / batch) // accumulation, 1)
+    epochs, rest = divmod(target, max(trainable, 1))
+    per_step = trainable / max(examples, 1) * accumulation * batch
+    return max(1, epochs * per_epoch + min(math.ceil(rest / per_step), per_epoch))
+
+
+def matched_steps(data: Path, trl: dict, target: int) -> int:
+    """Steps that train about TARGET trained tokens on DATA (a dataset of `oec build`) with TRL's batch settings."""
+    stats = json.loads((Path(data) / "oec_build.json").read_text())["stats"]
+    batch = {**DEFAULTS, **trl}
+    return steps_for_tokens(target, stats["examples"], stats["trainable_tokens"], batch["per_device_train_batch_size"],
+                            batch.get("gradient_accumulation_steps", 1))
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     import os
 
@@ -149,7 +181,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         trainer.remove_callback(PrinterCallback)
     result = trainer.train()
     log = trainer.state.log_history
+    built = data / "oec_build.json"  # the dataset's own count of trained tokens, else counted from its masks
+    trainable = (json.loads(built.read_text())["stats"]["trainable_tokens"] if built.exists()
+                 else sum(map(sum, load_from_disk(str(data))["assistant_masks"])))
+    tokens = trained_tokens(trainer.state.global_step, len(dataset), trainable,
+                            args.per_device_train_batch_size * args.world_size, args.gradient_accumulation_steps)
     info = {"config": cfg.model_dump(), "examples": len(dataset), "steps": trainer.state.global_step,
+            "trained_tokens": tokens,
             "processes": trainer.args.world_size, "main_process": trainer.is_world_process_zero(),
             "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
             "train_loss": result.training_loss,
