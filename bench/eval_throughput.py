@@ -12,7 +12,7 @@ a lower bound); engine=kv counts what it read and decoded. The physical floor: t
 once (its longest prompt plus its replies), at the prefill and batch-8 decode speeds measured in this run, plus the
 environment's time spread over the 8 workers.
 
-    PYTHONPATH=src .venv/bin/python bench/eval_throughput.py [--tasks N] [--engines hf,kv] [--threads N] [--workers N]
+    PYTHONPATH=src .venv/bin/python bench/eval_throughput.py [--quick] [--tasks N] [--engines hf,kv] [--threads N] [--workers N]
 
 With `--engines kv --workers 64 --tasks 64` it reports the caches' memory with 64 concurrent episodes.
 """
@@ -94,13 +94,15 @@ def speeds(policy, tasks: list) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--tasks", type=int, default=None, help="held-out tasks [100; --quick: 16]")
+    ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--engines", default="hf,kv")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (on a shared, loaded machine 1 "
                     "avoids oversubscription, which slows transformers' generate far more than engine=kv)")
     args = ap.parse_args()
     print(f"eval_throughput  {machine()}")
+    args.tasks = args.tasks or (16 if args.quick else 100)
     tasks = generate("heldout", args.tasks, 21, ToyConfig(**KNOBS))
     rows = []
     with tempfile.TemporaryDirectory() as d:

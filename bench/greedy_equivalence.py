@@ -10,7 +10,7 @@ differently; then both sides are encoded the same way). For each turn that diffe
 between engine=hf's two best logits at the first differing token: a margin near float precision means float order
 (the packed, cached computation sums in another order), not a different prompt.
 
-    PYTHONPATH=src .venv/bin/python bench/greedy_equivalence.py [--tasks N] [--threads N]
+    PYTHONPATH=src .venv/bin/python bench/greedy_equivalence.py [--quick] [--tasks N] [--threads N]
 """
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ def margin(hf, messages, common: list[int]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", type=int, default=30)
+    ap.add_argument("--tasks", type=int, default=None, help="held-out episodes [30, ~220 turns; --quick: 6]")
+    ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     print(f"greedy_equivalence  {machine()}")
     options = OPTIONS + (f"&threads={args.threads}" if args.threads else "")
+    args.tasks = args.tasks or (6 if args.quick else 30)
     tasks = generate("heldout", args.tasks, 21, ToyConfig(**KNOBS))
     with tempfile.TemporaryDirectory() as d:
         tasks_file = write_tasks(tasks, Path(d) / "heldout.jsonl")
