@@ -60,7 +60,8 @@ def main() -> None:
     tasks = toy_tasks(8, seed=3)
     with tempfile.TemporaryDirectory() as d:
         path = init_student(toy_tasks(100), Path(d) / "tiny", StudentConfig())
-        spec = f"local:{path}?max_new_tokens={tokens}&temperature=0.7"
+        # engine=hf: the request queue + generate this benchmark was written for (§4); engine=kv is eval_throughput's
+        spec = f"local:{path}?max_new_tokens={tokens}&temperature=0.7&engine=hf"
         batched = make_policy(spec + "&max_batch=8&batch_wait_ms=20")
         sequential = make_policy(spec + "&max_batch=1&batch_wait_ms=0")
         run(batched, tasks[:2], True)  # warm-up: first calls pay one-off allocation costs

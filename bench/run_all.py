@@ -13,7 +13,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ("shell_latency.py", "loop_concurrency.py", "env_cost.py", "local_batching.py", "shift_cost.py",
-           "ray_overhead.py", "sft_throughput.py")
+           "ray_overhead.py", "sft_throughput.py", "eval_throughput.py", "greedy_equivalence.py")
 
 
 def main() -> int:

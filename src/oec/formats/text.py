@@ -26,6 +26,9 @@ EOF
 # A block ends at a line that is exactly ``` so that heredocs and code inside the block stay intact.
 FENCE = re.compile(r"^```(?:bash|sh)?[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 FENCE_LINE = re.compile(r"^```", re.MULTILINE)
+# Where a local model may stop before its end-of-turn token: a block as FENCE reads it, whose closing line has ended
+# (until the newline, a later token could still turn ``` into ```bash). The text up to there parses as that block.
+ACTION_END = re.compile(r"^```(?:bash|sh)?[ \t]*\n.*?^```[ \t]*\n", re.DOTALL | re.MULTILINE)
 
 
 def text_reply(thought: str, action: Action) -> str:

@@ -1,7 +1,8 @@
 """Policy specs -> policies.
 
     scripted:expert | scripted:noisy          privileged scripted policies (options: scripted:noisy?error_rate=0.5)
-    local:PATH                                a transformers model directory in this process (local:models/tiny?temperature=0)
+    local:PATH                                a transformers model directory in this process (local:models/tiny?temperature=0;
+                                              engine=hf: transformers' generate instead of the KV-reusing engine)
     openai:MODEL@BASE_URL                     an OpenAI-compatible server (openai:gpt-4.1@https://api.example.com/v1?price_in=2)
 
 Each policy renders with its own Format (`text` or `toolcalls`, with options such as `text?window=4`).
@@ -66,12 +67,15 @@ def make_policy(spec: str, format: str = "text") -> Policy:
         cls, config_cls = SCRIPTED[target]
         return cls(spec, _config(spec, config_cls, options), fmt)
     if kind == "local":
-        from oec.policies.local import LocalConfig, LocalPolicy  # torch is imported only when a local model is used
+        # torch is imported only when a local model is used
+        from oec.policies.engine import KVPolicy
+        from oec.policies.local import LocalConfig, LocalPolicy
 
         if not target:
             raise PolicySpecError(f"policy {spec!r}: give the model directory, e.g. local:models/tiny")
+        config = _config(spec, LocalConfig, options)
         try:
-            return LocalPolicy(spec, target, _config(spec, LocalConfig, options), fmt)
+            return (LocalPolicy if config.engine == "hf" else KVPolicy)(spec, target, config, fmt)
         except ValueError as e:
             raise PolicySpecError(str(e)) from None
     if kind == "openai":

@@ -1,9 +1,11 @@
 """`local:PATH`: a transformers model in this process, with concurrent episodes' requests batched together.
 
-Episodes run in threads; each `act` puts its prompt on a queue and waits. One generation thread takes whatever is
-pending (up to `max_batch`, waiting at most `batch_wait_ms` for more), left-pads it into one batch and generates
-with the KV cache. On a CPU, eight prompts in one batch cost little more than one, so throughput grows with the
-number of workers.
+Two engines. The default (`engine=kv`, engine.py) keeps each episode's KV cache across its turns and batches
+continuously. `engine=hf` is transformers' `generate`, kept so the two can be compared side by side: episodes run in
+threads; each `act` puts its prompt on a queue and waits. One generation thread takes whatever is pending (up to
+`max_batch`, waiting at most `batch_wait_ms` for more), left-pads it into one batch and generates with the KV cache
+of that call. On a CPU, eight prompts in one batch cost little more than one, so throughput grows with the number of
+workers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,11 +30,17 @@ class LocalConfig(BaseModel):
     """Sampling and batching of a local model."""
 
     model_config = ConfigDict(extra="forbid")
+    engine: Literal["kv", "hf"] = Field("kv", description="kv: per-episode KV caches and continuous batching "
+                                        "(engine.py); hf: transformers' generate, re-reading the history each turn")
     temperature: float = Field(0.7, ge=0, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(256, ge=1)
-    max_batch: int = Field(16, ge=1, description="prompts generated together at most")
-    batch_wait_ms: float = Field(5.0, ge=0, description="how long to wait for more prompts before generating")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: keep the smallest set of tokens this likely")
+    max_new_tokens: int = Field(256, ge=1, description="tokens one reply may have at most")
+    max_batch: int = Field(16, ge=1, description="sequences generated together at most")
+    batch_wait_ms: float = Field(5.0, ge=0, description="engine=hf: how long to wait for more prompts before generating")
+    step_tokens: int = Field(512, ge=1, description="engine=kv: prompt tokens read per step at most, over all "
+                             "sequences (a long prompt is read in chunks, so decoding sequences are not held up)")
+    cache_episodes: int = Field(128, ge=1, description="engine=kv: episode caches kept at most; the least recently "
+                                "used idle one is dropped beyond that (its next turn is read in full)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
 
 
@@ -50,8 +59,11 @@ def fit_to_context(messages: list[Message], count, budget: int) -> list[Message]
                       "or lower output_limit")
 
 
-class LocalPolicy:
-    def __init__(self, spec: str, path: str, config: LocalConfig | None = None, format: Format | None = None):
+class LocalModel:
+    """What both engines share: the checks of the spec, the model and tokenizer, and the prompt of a history."""
+
+    def __init__(self, spec: str, path: str, config: LocalConfig | None, format: Format | None,
+                 attn_implementation: str | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -74,21 +86,33 @@ class LocalPolicy:
         self.tokenizer.model_max_length = 10**9
         # The device is chosen here, not by the user: the same spec runs on a laptop and on a GPU node.
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval().to(self.device)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        self.model = AutoModelForCausalLM.from_pretrained(path, **extra).eval().to(self.device)
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048))
-        self.batch_sizes: Counter = Counter()  # how many prompts each generate() call took (for benchmarks/tests)
+        self.batch_sizes: Counter = Counter()  # sequences per generate() call / decode step (for benchmarks/tests)
         self._queue: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"oec-generate-{Path(path).name}")
-        self.thread.start()
+        self.thread_name = f"oec-generate-{Path(path).name}"
 
     def _encode(self, messages: list[Message]) -> list[int]:
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
 
+    def prompt(self, messages: list[Message]) -> list[int]:
+        """The token ids the model conditions on: the history, its oldest turns dropped if it does not fit."""
+        budget = self.context - self.config.max_new_tokens
+        return self._encode(fit_to_context(messages, lambda m: len(self._encode(m)), budget))
+
+
+class LocalPolicy(LocalModel):
+    """engine=hf: transformers' generate on batches of whole prompts."""
+
+    def __init__(self, spec: str, path: str, config: LocalConfig | None = None, format: Format | None = None):
+        super().__init__(spec, path, config, format)
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=self.thread_name)
+        self.thread.start()
+
     def act(self, messages: list[Message], episode: Episode) -> Completion:
         t0 = time.monotonic()
-        budget = self.context - self.config.max_new_tokens
-        messages = fit_to_context(messages, lambda m: len(self._encode(m)), budget)
-        ids = self._encode(messages)
+        ids = self.prompt(messages)
         fut: Future = Future()
         self._queue.put((ids, episode.rng.getrandbits(63), fut))
         text, n_new = fut.result()
