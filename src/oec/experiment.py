@@ -391,8 +391,8 @@ RESTORES = ("git checkout", "git restore", "git stash", "rm ")
 
 
 def oec_contents(run: Path) -> dict:
-    """What the kept OEC trajectories of RUN contain (DESIGN.md §4: OEC has something to teach only where the expert
-    corrects a student mistake). `student_erred`: the student's part has a format error or a failed command (the
+    """What the kept OEC trajectories of RUN contain (OEC has something to teach only where the expert corrects
+    a student mistake: docs/method.md). `student_erred`: the student's part has a format error or a failed command (the
     test runs, which fail by design until the fix, not counted); `student_changed_files`: it ran a command that
     writes; `expert_restored`: after the switch the expert put files back (git checkout/restore/stash, rm);
     `corrected`: erred or restored."""

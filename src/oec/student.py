@@ -1,8 +1,8 @@
 """`oec student init`: a tiny from-scratch student — an offline BPE tokenizer and a small Llama, untrained.
 
 Nothing is downloaded: the tokenizer is trained on the tasks' own text (problem statements, repository files) and on
-the commands and thoughts the scripted expert writes for them, so identifiers and tool syntax become few tokens (the
-prototype in DESIGN.md §4 found copying names the first wall for a tiny model). The output is an ordinary HF model
+the commands and thoughts the scripted expert writes for them, so identifiers and tool syntax become few tokens (copying
+names is the first wall for a tiny model: bench/RESULTS.md §8). The output is an ordinary HF model
 directory that `AutoTokenizer` and `AutoModelForCausalLM` load, so a real user's model path works the same way.
 """
 

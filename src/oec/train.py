@@ -9,7 +9,7 @@ of plain padding on our CPUs (bench/sft_throughput.py), so batches are padded th
 
 `context_loss=W` adds W x the mean loss on the context tokens (the task, the observations: never an assistant turn, so
 a student turn that OEC leaves untrained stays untrained). A tiny student learns to copy names from its context much
-sooner when it also predicts them where the environment prints them (DESIGN.md §4).
+sooner when it also predicts them where the environment prints them (bench/RESULTS.md §8).
 """
 
 from __future__ import annotations

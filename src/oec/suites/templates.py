@@ -2,7 +2,7 @@
 
 Every shape knows its correct behaviour as a Python callable and, for each mutation, the mutated line and the
 mutated behaviour, so the generator can pick test inputs that expose the bug without running any code. Shapes are
-the simplest difficulty knob (DESIGN.md §4: one-liners were mostly solved, multi-line functions rarely).
+the simplest difficulty knob (in an early prototype one-liners were mostly solved, multi-line functions rarely).
 """
 
 from __future__ import annotations
