@@ -153,3 +153,13 @@ def test_build_selection_depends_on_the_pool_content_and_seed_only(pool, tmp_pat
 
     assert picked(pool / "run", 0) == picked(shuffled, 0)
     assert picked(pool / "run", 1) == picked(shuffled, 1)
+
+
+def test_a_bad_line_in_imported_problems_is_skipped(tmp_path):
+    from oec.demos import PROBLEMS, read_problems
+    from oec.types import Problem
+
+    good = [Problem(task_id=f"t{i}", problem_statement=f"bug {i}").model_dump_json().encode() for i in range(2)]
+    (tmp_path / PROBLEMS).write_bytes(good[0] + b"\n\xff{\n" + good[1] + b"\n")
+    with pytest.warns(UserWarning, match=rf"{PROBLEMS} line 2: ignored, not UTF-8"):
+        assert sorted(read_problems(tmp_path)) == ["t0", "t1"]
