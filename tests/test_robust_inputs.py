@@ -163,3 +163,11 @@ def test_a_bad_line_in_imported_problems_is_skipped(tmp_path):
     (tmp_path / PROBLEMS).write_bytes(good[0] + b"\n\xff{\n" + good[1] + b"\n")
     with pytest.warns(UserWarning, match=rf"{PROBLEMS} line 2: ignored, not UTF-8"):
         assert sorted(read_problems(tmp_path)) == ["t0", "t1"]
+
+
+@pytest.mark.parametrize("content", ["", "[1, 2]", "{"])
+def test_a_broken_experiment_json_is_named(content, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/experiment.json").write_text(content)
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump({"name": "e", "out": str(tmp_path / "run")}))
+    one_line_error(["experiment", tmp_path / "e.yaml"], f"{tmp_path / 'run/experiment.json'}: ", "move it aside")

@@ -34,6 +34,7 @@ from oec.config import load_config, merge
 from oec.filter import FilterConfig, filter_run, read_verdicts
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
+from oec.store import read_json_object
 from oec.student import StudentConfig, init_student
 from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
 from oec.train import TrainConfig, check_trl, train
@@ -139,7 +140,8 @@ class Experiment:
         path = self.root / "experiment.json"
         mine = self.cfg.model_dump()
         if path.exists():
-            old = json.loads(path.read_text())["config"]
+            old = read_json_object(path, "move it aside to start this experiment's tables over (its stages are kept)"
+                                   ).get("config", {})
             # a key missing from an older experiment.json is a field added since, at its default; `out` is where the
             # experiment is now, which may be another place than where it ran (moved or copied: it resumes)
             diff = sorted(k for k in old if k not in MAY_CHANGE | {"out"} and old[k] != mine.get(k))
