@@ -171,3 +171,11 @@ def test_a_broken_experiment_json_is_named(content, tmp_path):
     (tmp_path / "run/experiment.json").write_text(content)
     (tmp_path / "e.yaml").write_text(yaml.safe_dump({"name": "e", "out": str(tmp_path / "run")}))
     one_line_error(["experiment", tmp_path / "e.yaml"], f"{tmp_path / 'run/experiment.json'}: ", "move it aside")
+
+
+@pytest.mark.parametrize("verb", ["tasks import", "tasks mutate"])
+def test_a_tasks_out_that_is_a_directory_is_a_one_line_error(verb, tmp_path):
+    args = {"tasks import": ["tasks", "import", tmp_path / "i.jsonl", "--format", "swebench", "--repos-dir", tmp_path,
+                             "--out", tmp_path],
+            "tasks mutate": ["tasks", "mutate", "--repo", tmp_path, "--out", tmp_path]}[verb]
+    one_line_error(args, str(tmp_path), "is a directory")
