@@ -34,7 +34,6 @@ from oec.config import load_config, merge
 from oec.filter import FilterConfig, filter_run, read_verdicts
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
-from oec.store import read_json_object
 from oec.student import StudentConfig, init_student
 from oec.tasks import InputError, generate_tasks, load_tasks, write_tasks
 from oec.train import TrainConfig, check_trl, train
@@ -137,6 +136,8 @@ class Experiment:
         """A rerun resumes by skipping every stage whose output exists, so it must be the same experiment: a changed
         `train` or suite would silently mix old and new students in one table. It may grow (more seeds, sizes or arms)
         and change what only affects speed or extras; then the config is (re)written."""
+        from oec.store import read_json_object
+
         path = self.root / "experiment.json"
         mine = self.cfg.model_dump()
         if path.exists():
