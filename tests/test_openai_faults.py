@@ -63,9 +63,12 @@ class BrokenServer:
                     except OSError:  # the client gave up: what it should do
                         pass
                     return
-                body = (MALFORMED[kind][0] if kind in MALFORMED else
-                        json.dumps({**OK, "choices": [{"message": {"content": "x" * (3 << 20)}}]}).encode()
-                        if kind == "huge" else json.dumps(OK).encode())
+                if kind == "surrogate":  # valid JSON (json.dumps escapes it), but a str that UTF-8 cannot encode
+                    body = json.dumps({**OK, "choices": [{"message": {"content": "THOUGHT: \udcff"}}]}).encode()
+                elif kind == "huge":
+                    body = json.dumps({**OK, "choices": [{"message": {"content": "x" * (3 << 20)}}]}).encode()
+                else:
+                    body = MALFORMED[kind][0] if kind in MALFORMED else json.dumps(OK).encode()
                 self.send_response(200)
                 self.send_header("content-type", "text/html" if kind == "html" else "application/json")
                 self.send_header("content-length", str(len(body)))
@@ -96,6 +99,12 @@ def broken(_server):
 
 def _act(policy, task):
     return policy.act(policy.format.render(task, []), Episode(task, None, [], random.Random(0), "student"))
+
+
+def test_a_lone_surrogate_in_a_reply_cannot_break_the_trajectory_file(broken, train_tasks, tmp_path):
+    broken.script = ["surrogate"]
+    c = _act(make_policy(f"openai:m@{broken.url}"), train_tasks[0])
+    assert c.text == "THOUGHT: ?" and c.model_dump_json()
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))

@@ -153,3 +153,29 @@ def test_build_selection_depends_on_the_pool_content_and_seed_only(pool, tmp_pat
 
     assert picked(pool / "run", 0) == picked(shuffled, 0)
     assert picked(pool / "run", 1) == picked(shuffled, 1)
+
+
+def test_a_bad_line_in_imported_problems_is_skipped(tmp_path):
+    from oec.demos import PROBLEMS, read_problems
+    from oec.types import Problem
+
+    good = [Problem(task_id=f"t{i}", problem_statement=f"bug {i}").model_dump_json().encode() for i in range(2)]
+    (tmp_path / PROBLEMS).write_bytes(good[0] + b"\n\xff{\n" + good[1] + b"\n")
+    with pytest.warns(UserWarning, match=rf"{PROBLEMS} line 2: ignored, not UTF-8"):
+        assert sorted(read_problems(tmp_path)) == ["t0", "t1"]
+
+
+@pytest.mark.parametrize("content", ["", "[1, 2]", "{"])
+def test_a_broken_experiment_json_is_named(content, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/experiment.json").write_text(content)
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump({"name": "e", "out": str(tmp_path / "run")}))
+    one_line_error(["experiment", tmp_path / "e.yaml"], f"{tmp_path / 'run/experiment.json'}: ", "move it aside")
+
+
+@pytest.mark.parametrize("verb", ["tasks import", "tasks mutate"])
+def test_a_tasks_out_that_is_a_directory_is_a_one_line_error(verb, tmp_path):
+    args = {"tasks import": ["tasks", "import", tmp_path / "i.jsonl", "--format", "swebench", "--repos-dir", tmp_path,
+                             "--out", tmp_path],
+            "tasks mutate": ["tasks", "mutate", "--repo", tmp_path, "--out", tmp_path]}[verb]
+    one_line_error(args, str(tmp_path), "is a directory")

@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from oec.cli_common import USER_ERRORS, fail as _fail
 from oec.atomic import check_output, write_text
+from oec.cli_common import USER_ERRORS, fail as _fail
 from oec.config import load_config
 from oec.tasks import generate_tasks, load_tasks, write_tasks
 
@@ -57,6 +57,7 @@ def tasks_import(
     from oec.importers import import_instances
 
     try:
+        check_output(out, "file")
         tasks, errors = import_instances(instances, format, repos_dir, split, check=check)
     except USER_ERRORS as e:
         _fail(e)

@@ -31,7 +31,7 @@ from oec.disjoint import check_disjoint
 from oec.filter import FilterConfig, filter_run
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
-from oec.store import read_trajectories
+from oec.store import read_json_object, read_trajectories
 from oec.tasks import InputError, load_tasks, write_tasks
 from oec.train import TrainConfig, check_trl, matched_steps, train
 
@@ -133,7 +133,7 @@ def _check_config(out: Path, cfg: DaggerConfig) -> None:
     path = out / "dagger.json"
     mine = _relative(cfg.model_dump(exclude={"workers", "out"}), out)
     if path.exists():
-        old = json.loads(path.read_text())
+        old = read_json_object(path, "move it aside to resume these rounds with this config")
         old.pop("out", None)  # the rounds may have moved with their directory
         if not old.pop("relative_paths", False):  # written before paths were stored relative to OUT
             old = _relative(old, out)

@@ -19,13 +19,17 @@ goes on. Importing again into the same run adds only what is not there yet.
 from __future__ import annotations
 
 import json
+import os
 import re
+import warnings
 from pathlib import Path
 from typing import Iterator, Literal
 
-from oec.store import TRAJECTORIES, TrajectoryWriter, read_trajectories
+from pydantic import ValidationError
+
 from oec.atomic import write_text
-from oec.tasks import InputError
+from oec.store import TRAJECTORIES, TrajectoryWriter, read_jsonl, read_trajectories
+from oec.tasks import InputError, describe
 from oec.types import Action, Problem, Step, Trajectory, Verdict
 
 PROBLEMS = "problems.jsonl"
@@ -257,8 +261,12 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
                     counts["errors"] += 1
                     continue
                 samples[traj.task_id] = sample + 1
-                writer.write(traj.model_copy(update={"exit_message": f"{traj.exit_message} from {where}"}))
+                # the problem first, on disk, then the trajectory: a kill between them leaves a harmless duplicate
+                # problem, never a trajectory whose problem is lost (a rerun skips the trajectory as already there)
                 problems.write(problem.model_dump_json() + "\n")
+                problems.flush()
+                os.fsync(problems.fileno())
+                writer.write(traj.model_copy(update={"exit_message": f"{traj.exit_message} from {where}"}))
                 counts["imported"] += 1
     finally:
         writer.close()
@@ -270,5 +278,12 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
 
 def read_problems(run: str | Path) -> dict[str, Problem]:
     path = Path(run) / PROBLEMS
-    return {p.task_id: p for p in (Problem.model_validate_json(line) for line in path.read_text().splitlines()
-                                   if line.strip())}
+    out = {}
+    for lineno, value in read_jsonl(path, "problem"):
+        try:
+            problem = Problem.model_validate(value)
+        except ValidationError as e:
+            warnings.warn(f"{path} line {lineno}: ignored, not a problem: {describe(e)[:160]}", stacklevel=2)
+            continue
+        out[problem.task_id] = problem
+    return out

@@ -160,10 +160,13 @@ class Experiment:
         """A rerun resumes by skipping every stage whose output exists, so it must be the same experiment: a changed
         `train` or suite would silently mix old and new students in one table. It may grow (more seeds, sizes or arms)
         and change what only affects speed or extras; then the config is (re)written."""
+        from oec.store import read_json_object
+
         path = self.root / "experiment.json"
         mine = self.cfg.model_dump()
         if path.exists():
-            old = json.loads(path.read_text())["config"]
+            old = read_json_object(path, "move it aside to start this experiment's tables over (its stages are kept)"
+                                   ).get("config", {})
             # a key missing from an older experiment.json is a field added since, at its default; `out` is where the
             # experiment is now, which may be another place than where it ran (moved or copied: it resumes)
             diff = sorted(k for k in old if k not in MAY_CHANGE | {"out"} and old[k] != mine.get(k))

@@ -31,6 +31,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from oec.atomic import check_output
 from oec.mutations import KINDS, Mutant, mutants
 from oec.repos import git
 from oec.sandbox.bwrap import WORKSPACE
@@ -183,6 +184,7 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
     repo = Path(cfg.repo).expanduser()
     if not repo.is_dir():
         raise InputError(f"--repo {repo}: no such directory")
+    check_output(cfg.out, "file")
     unknown = sorted(set(cfg.kinds) - set(KINDS))
     if unknown:
         raise InputError(f"unknown mutation kind(s) {unknown}; choose from {', '.join(KINDS)}")

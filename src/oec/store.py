@@ -74,6 +74,19 @@ def iter_trajectories(path: str | Path, warn: bool = True) -> Iterator[Trajector
                               f"run, or edited by hand): {why}", stacklevel=2)
 
 
+def read_json_object(path: Path, fix: str) -> dict:
+    """PATH's JSON object, or a one-line error naming PATH, what is wrong, and FIX (how to go on)."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{path}: empty (cut short by an interrupted run?); {fix}")
+    value, why = _bad_line(path, 1, raw)
+    if why is not None:
+        raise InputError(f"{path}: {why}; {fix}")
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object, found {json.dumps(value)[:60]}; {fix}")
+    return value
+
+
 def read_manifest(run: str | Path) -> dict | None:
     """RUN/manifest.json (written by `oec collect` and `oec demos import`), or None if there is none. A manifest that
     is empty, not JSON or not the expected object is a one-line error saying how to go on."""
@@ -82,13 +95,8 @@ def read_manifest(run: str | Path) -> dict | None:
         return None
     fix = ("move it aside (the trajectories are kept) and rerun the collection to rewrite it, or pass --tasks where "
            "the command takes it")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise InputError(f"{path}: empty (cut short by an interrupted run?); {fix}")
-    value, why = _bad_line(path, 1, raw)
-    if why is not None:
-        raise InputError(f"{path}: {why}; {fix}")
-    if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
+    value = read_json_object(path, fix)
+    if not isinstance(value.get("config"), dict):
         raise InputError(f"{path}: not a manifest written by oec (expected a JSON object with a 'config' object, "
                          f"found {json.dumps(value)[:60]}); {fix}")
     return value

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from oec.atomic import atomic_output, check_output
+from oec.atomic import atomic_output, check_output, partial_path
 from oec.tasks import InputError
 
 DEFAULTS = {  # sized for a tiny student on a CPU; every key can be overridden with trl.KEY=VALUE
@@ -171,8 +171,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     # pure loss for the small models that are trained on a CPU.
     fields = {**DEFAULTS, "use_cpu": not gpu, "activation_checkpointing": gpu, "padding_free": flash,
               "disable_tqdm": not progress, **cfg.trl}
-    try:  # the Trainer writes nothing under output_dir with save_strategy "no"; the model is saved below, whole
-        args = SFTConfig(output_dir=str(out), seed=cfg.seed, **fields)
+    try:  # anything the Trainer itself writes goes to the temporary name; the model is saved below, whole
+        args = SFTConfig(output_dir=str(partial_path(out)), seed=cfg.seed, **fields)
     except TypeError as e:
         raise InputError(f"trl overrides: {e} (see trl.SFTConfig for the fields)") from None
     kind = _context_trainer(SFTTrainer, cfg.context_loss) if cfg.context_loss else SFTTrainer

@@ -103,6 +103,12 @@ class OpenAIConfig(BaseModel):
     max_concurrency: int | None = Field(None, ge=1, description="calls in flight at once (the API's rate limits)")
 
 
+def _utf8(text: str) -> str:
+    """TEXT without lone surrogates (JSON may escape one, `"\\udcff"`): they cannot be written as UTF-8, so one in a
+    reply would fail the trajectory's line when it is stored."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 class OpenAIPolicy:
     def __init__(self, spec: str, model: str, base_url: str, config: OpenAIConfig | None = None,
                  format: Format | None = None):
@@ -178,10 +184,10 @@ class OpenAIPolicy:
 
     def _completion(self, resp: _Reply, latency: float, retries: int) -> Completion:
         msg = resp.choices[0].message
-        calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "{}")
+        calls = [ToolCall(id=_utf8(c.id), name=_utf8(c.function.name), arguments=_utf8(c.function.arguments or "{}"))
                  for c in (msg.tool_calls or [])]
         usage = resp.usage
         pin, pout = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         cost = (pin * self.config.price_in + pout * self.config.price_out) / 1e6
-        return Completion(text=msg.content or "", tool_calls=calls, prompt_tokens=pin, completion_tokens=pout,
+        return Completion(text=_utf8(msg.content or ""), tool_calls=calls, prompt_tokens=pin, completion_tokens=pout,
                           cost=cost, latency_s=latency, retries=retries)
