@@ -25,16 +25,14 @@ import shlex
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.repos import template
 from oec.sandbox.bwrap import TOOLS_DIR
-from oec.sandbox.shell import MAX_STREAM, CommandResult, cap_output
+from oec.sandbox.shell import MAX_STREAM, CommandResult, cap_output, owned_tempdir
 from oec.types import Task, Verdict
 from oec.verify import verify_workspace
 
@@ -141,7 +139,7 @@ class DockerEnv:
             raise RuntimeError(f"env.runtime=docker: `{self.cfg.docker}` is not on PATH; install Docker or podman "
                                "(docs/containers.md) or use the default runtime (env.runtime=bwrap)")
         self._base = template(task)
-        self._dir = Path(tempfile.mkdtemp(prefix="oec-docker-"))
+        self._dir = owned_tempdir("docker")  # swept by the next collection if this process is killed
         self.workspace = self._dir / "ws"
         shutil.copytree(self._base.path, self.workspace, symlinks=True)
         self.cwd = self.cfg.workdir

@@ -81,7 +81,7 @@ def _remove_tree(path: Path) -> None:
 
 
 # Temp directories named by the id of the process that made them; see sweep_stale_dirs.
-OWNED = re.compile(r"oec-(?:slot|templates|verify)-(\d+)-")
+OWNED = re.compile(r"oec-(?:slot|templates|verify|docker)-(\d+)-")
 
 
 def owned_tempdir(kind: str) -> Path:
