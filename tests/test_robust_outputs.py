@@ -100,7 +100,8 @@ MINI = {
     "warm_start": {"trajectories": 2, "train": {"max_steps": 1}},
     "arms": [{"name": "bc", "kind": "bc"}], "sizes": [2], "seeds": [0], "pool_samples": 1,
     "student_options": "max_new_tokens=16", "train": {"max_steps": 1, "per_device_train_batch_size": 2},
-    "collect": {"loop": {"step_limit": 8}}, "workers": 2, "shift": False,
+    # one episode at a time: a batch of two makes greedy replies of this barely trained student float-dependent
+    "collect": {"loop": {"step_limit": 8}}, "workers": 1, "shift": False,
 }
 # Where each killed run is stopped, in stage order: a checkpoint, a dataset, the tables. (Tasks files: the test above;
 # the pools' and evaluations' trajectories are appended line by line and resumed per episode: test_collect.py.)
