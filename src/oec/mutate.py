@@ -2,8 +2,9 @@
 
 1. The repo's files are committed, as they are, to a new git repo next to the tasks file (OUT.repo/); it is what
    the tasks' workspaces are built from, so the tasks keep working if the source tree changes or goes away.
-2. The test suite runs once in the sandbox; the tests that pass there are the candidates for FAIL_TO_PASS and
-   PASS_TO_PASS (a test that already fails, e.g. for a missing optional dependency, is never used).
+2. The test suite runs once in the sandbox, as plain `python -m pytest` runs it in the repo root (its config,
+   testpaths and addopts apply); the tests that pass there are the candidates for FAIL_TO_PASS and PASS_TO_PASS
+   (a test that already fails, e.g. for a missing optional dependency, is never used).
 3. Mutants (mutations.py) are tried in a seeded order, in parallel over sandbox slots. One is kept only if some
    passing tests now fail (FAIL_TO_PASS) and some still pass (PASS_TO_PASS); at most `per_function` per function,
    no two with the same patch. Each kept mutant is a commit in OUT.repo (branch = task id, as SWE-smith keeps a
@@ -196,7 +197,8 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
     out_repo.parent.mkdir(parents=True, exist_ok=True)
     clean = _init_repo(out_repo, files)
     name = repo.resolve().name
-    runner = _Runner(out_repo, sorted(files), tests, cfg.test_timeout)
+    # no path arguments: the suite as the project configures it (testpaths, doctests), as plain `pytest` runs it
+    runner = _Runner(out_repo, sorted(files), [], cfg.test_timeout)
     stats = {"candidates": 0, "tried": 0, "survived": 0, "broke_all": 0, "timed_out": 0, "duplicates": 0,
              "kept": 0}
     tasks: list[Task] = []
