@@ -42,6 +42,7 @@ from oec.types import GitRepo, Task
 SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "__pycache__", ".eggs", "build", "dist",
              ".pytest_cache", ".mypy_cache", "node_modules"}
 NOT_SOURCE_DIRS = {"docs", "doc", "examples", "example", "benchmarks", "bench", "scripts", "tools"}
+CLEAN_TIMEOUT = 600.0  # seconds for the clean suite's run when no --test-timeout is given
 MARKER = "oec-mutants"  # in OUT.repo/.git: lets a re-run replace a repo this command wrote, and nothing else
 
 
@@ -58,7 +59,8 @@ class MutateConfig(BaseModel):
     per_function: int = Field(2, ge=1, description="tasks kept per function at most")
     max_tries: int | None = Field(None, ge=1, description="mutants tried at most [10 * n]")
     workers: int = Field(max(1, min(4, os.cpu_count() or 1)), ge=1, description="sandbox slots used in parallel")
-    test_timeout: float = Field(120.0, gt=0, description="seconds for one run of the test suite")
+    test_timeout: float | None = Field(None, gt=0, description="seconds for one run of a mutant's test suite [10 + 5x "
+                                       "the clean run's: a mutant that loops forever costs that much]")
 
 
 def is_test_file(rel: str) -> bool:
@@ -198,12 +200,15 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
     clean = _init_repo(out_repo, files)
     name = repo.resolve().name
     # no path arguments: the suite as the project configures it (testpaths, doctests), as plain `pytest` runs it
-    runner = _Runner(out_repo, sorted(files), [], cfg.test_timeout)
+    runner = _Runner(out_repo, sorted(files), [], cfg.test_timeout or CLEAN_TIMEOUT)
     stats = {"candidates": 0, "tried": 0, "survived": 0, "broke_all": 0, "timed_out": 0, "duplicates": 0,
              "kept": 0}
     tasks: list[Task] = []
     try:
+        t_clean = time.monotonic()
         base = runner.run()
+        runner.timeout = cfg.test_timeout or 10 + 5 * (time.monotonic() - t_clean)
+        stats["test_timeout_s"] = round(runner.timeout, 1)
         passing = sorted(t for t, (o, _) in base.get("results", {}).items() if o == "passed" and "::" in t)
         stats["baseline_passing"] = len(passing)
         if not passing:
