@@ -120,9 +120,10 @@ class Template:
     restore: dict[str, str] = field(default_factory=dict)  # what verification writes back before the tests run
 
     def read(self, rel: str) -> str | None:
-        """A base file's text, or None when the base has no such (text) file."""
+        """A base file's text as the workspace holds it (CRLF kept, as the expert reads the workspace), or None
+        when the base has no such (text) file."""
         try:
-            return (self.path / rel).read_text()
+            return (self.path / rel).read_bytes().decode()
         except (OSError, UnicodeDecodeError):
             return None
 
