@@ -127,8 +127,9 @@ class _Runner:
                 self.slots.append(slot)
         return slot
 
-    def run(self, path: str | None = None, text: str | None = None) -> dict:
-        """{node id: (outcome, message)} of the whole suite, with PATH's content replaced by TEXT for the run."""
+    def run(self, path: str | None = None, text: str | None = None, tests: list[str] | None = None) -> dict:
+        """{node id: (outcome, message)} of the whole suite (or of TESTS, node ids run in that order), with PATH's
+        content replaced by TEXT for the run."""
         slot = self._slot()
         target = slot.workspace / path if path else None
         original = target.read_bytes() if target else None
@@ -136,7 +137,7 @@ class _Runner:
             target.write_text(text)
         try:
             report = slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, restore={}, known=self.files,
-                                  tests=self.tests, test_timeout=self.timeout)
+                                  tests=self.tests if tests is None else tests, test_timeout=self.timeout)
         except SandboxError as e:
             self.local.slot = None
             return {"error": str(e), "results": {}, "timed_out": False}
@@ -202,7 +203,7 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
     # no path arguments: the suite as the project configures it (testpaths, doctests), as plain `pytest` runs it
     runner = _Runner(out_repo, sorted(files), [], cfg.test_timeout or CLEAN_TIMEOUT)
     stats = {"candidates": 0, "tried": 0, "survived": 0, "broke_all": 0, "timed_out": 0, "duplicates": 0,
-             "kept": 0}
+             "order_dependent": 0, "kept": 0}
     tasks: list[Task] = []
     try:
         t_clean = time.monotonic()
@@ -237,7 +238,7 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
                         continue
                     stats["tried"] += 1
                     task = _judge(m, report, passing, files, stats, patches, per_fn, cfg, name, out_repo, clean,
-                                  tests)
+                                  tests, runner)
                     if task:
                         tasks.append(task)
                     bar.set_postfix(kept=stats["kept"])
@@ -254,7 +255,8 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
 
 
 def _judge(m: Mutant, report: dict, passing: list[str], files: dict[str, bytes], stats: dict, patches: set,
-           per_fn: dict, cfg: MutateConfig, name: str, out_repo: Path, clean: str, tests: list[str]) -> Task | None:
+           per_fn: dict, cfg: MutateConfig, name: str, out_repo: Path, clean: str, tests: list[str],
+           runner: _Runner) -> Task | None:
     """The task for mutant M if its test results make one (and count why not otherwise)."""
     if report.get("timed_out"):
         stats["timed_out"] += 1
@@ -274,6 +276,13 @@ def _judge(m: Mutant, report: dict, passing: list[str], files: dict[str, bytes],
                                         fromfile=f"a/{m.path}", tofile=f"b/{m.path}"))
     if gold in patches:
         stats["duplicates"] += 1
+        return None
+    # The verifier runs FAIL_TO_PASS + PASS_TO_PASS by node id in that order, not in the suite's: a test that depends
+    # on what ran before it (six's test_lazy: no earlier test imported html.parser) must pass so on the clean code.
+    confirmed = runner.run(tests=f2p + p2p).get("results", {})
+    f2p, p2p = ([t for t in ids if confirmed.get(t, ("missing",))[0] == "passed"] for ids in (f2p, p2p))
+    if not f2p or not p2p:
+        stats["order_dependent"] += 1
         return None
     patches.add(gold)
     per_fn[(m.path, m.function)] = per_fn.get((m.path, m.function), 0) + 1
