@@ -133,7 +133,7 @@ def compare(plain: dict[str, str], sandbox: dict[str, str]) -> list[str]:
             for nid in sorted(plain.keys() | sandbox.keys()) if plain.get(nid) != sandbox.get(nid)]
 
 
-def run_package(pkg: Package, cache: Path, work: Path, n: int, workers: int) -> dict:
+def run_package(pkg: Package, cache: Path, work: Path, n: int, workers: int, compare_only: bool = False) -> dict:
     tree = unpack(fetch(pkg, cache), work / "src")
     plain, plain_s, tail = plain_outcomes(tree)
     sandbox, sandbox_s = sandbox_outcomes(tree)
@@ -142,8 +142,8 @@ def run_package(pkg: Package, cache: Path, work: Path, n: int, workers: int) -> 
            "plain_passed": sum(o == "passed" for o in plain.values()), "compared": len(plain.keys() | sandbox.keys()),
            "identical": len(plain.keys() | sandbox.keys()) - len(diffs), "diffs": diffs[:20],
            "plain_s": round(plain_s, 2), "sandbox_s": round(sandbox_s, 2)}
-    if not plain:
-        row["plain_tail"] = tail
+    if not plain or compare_only:
+        row["plain_tail"] = tail[-300:]
         return row
     out = work / "tasks" / f"{pkg.name}.jsonl"
     t0 = time.monotonic()
@@ -167,6 +167,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="sandbox slots in parallel")
     ap.add_argument("--cache", default="~/.cache/oec/real-corpus", help="where the sdists are kept")
     ap.add_argument("--json", default=None, help="also write the rows here")
+    ap.add_argument("--compare-only", action="store_true", help="outcomes only, no mutate / expert (e.g. to measure "
+                    "an older oec: PYTHONPATH=<its src>)")
     args = ap.parse_args()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - {p.name for p in CORPUS}
@@ -177,7 +179,8 @@ def main() -> None:
         for pkg in CORPUS:
             if only and pkg.name not in only:
                 continue
-            row = run_package(pkg, Path(args.cache).expanduser(), Path(tmp) / pkg.name, args.n, args.workers)
+            row = run_package(pkg, Path(args.cache).expanduser(), Path(tmp) / pkg.name, args.n, args.workers,
+                              args.compare_only)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
