@@ -109,5 +109,6 @@ def test_runner_agrees_with_pytest_on_every_style(tmp_path):
     ids = "tests/test_styles.py::"
     assert sandbox == {"mod.py::mod.double": "passed", ids + "Case::test_plain": "passed",
                        ids + "Case::test_subtests": "passed", ids + "Case::test_a_subtest_fails": "failed",
-                       ids + "test_param[1]": "passed", ids + "test_param[2]": "passed", ids + "test_skipped": "skipped",
-                       ids + "test_xfail": "skipped", ids + "test_setup_error": "error"}, tail
+                       ids + "test_param[1]": "passed", ids + "test_param[2]": "passed",
+                       ids + "test_skipped": "skipped", ids + "test_xfail": "skipped",
+                       ids + "test_setup_error": "error"}, tail
