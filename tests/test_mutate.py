@@ -14,6 +14,7 @@ from oec.collect import CollectConfig, collect
 from oec.mutate import MutateConfig, mutate
 from oec.mutations import KINDS, mutants
 from oec.show import summarize
+from oec.store import read_trajectories
 from oec.tasks import load_tasks
 
 SAMPLE = '''def f(a, b, items):
@@ -83,11 +84,15 @@ def test_mutate_a_small_repo_and_the_expert_solves_every_task(tmp_path):
     (src / "tests").mkdir(parents=True)
     (src / "calc.py").write_text(CALC)
     (src / "tests" / "test_calc.py").write_text(CALC_TESTS)
+    # a CRLF file the expert watches (as colorama's demos/demo09.py): once read as LF it looked edited, and the
+    # expert "reverted" it instead of fixing the bug
+    (src / "demo.py").write_bytes(b"print('demo')\r\n")
     out = tmp_path / "tasks" / "m.jsonl"
     stats = mutate(MutateConfig(repo=str(src), out=str(out), n=3, workers=2), progress=False)
     tasks = load_tasks(out)
     assert stats["kept"] == len(tasks) == 3 and stats["baseline_passing"] == 4
-    assert stats["tried"] == stats["survived"] + stats["broke_all"] + stats["timed_out"] + stats["duplicates"] + 3
+    assert stats["tried"] == stats["survived"] + stats["broke_all"] + stats["timed_out"] + stats["duplicates"] + \
+        stats["order_dependent"] + 3
     for t in tasks:
         assert t.FAIL_TO_PASS and t.PASS_TO_PASS and not set(t.FAIL_TO_PASS) & set(t.PASS_TO_PASS)
         fix = [ln[1:].strip() for ln in t.gold_patch.splitlines() if ln[:1] == "+" and not ln.startswith("+++")]
@@ -96,6 +101,7 @@ def test_mutate_a_small_repo_and_the_expert_solves_every_task(tmp_path):
     assert len({t.gold_patch for t in tasks}) == 3
     collect(CollectConfig(tasks=str(out), out=str(tmp_path / "run"), workers=2), progress=False)
     assert summarize(tmp_path / "run")["resolved"] == 3
+    assert all("demo.py" not in t.verdict.patch for t in read_trajectories(tmp_path / "run"))
     # the source tree is untouched and OUT.repo's work tree stays clean
     assert (src / "calc.py").read_text() == CALC
     assert (tmp_path / "tasks" / "m.repo" / "calc.py").read_text() == CALC

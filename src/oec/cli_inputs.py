@@ -99,7 +99,7 @@ def tasks_mutate(
         _fail(e)
     typer.echo(f"tried {stats['tried']} of {stats['candidates']} mutants: {stats['survived']} failed to break a test, "
                f"{stats['broke_all']} broke every test, {stats['timed_out']} timed out, {stats['duplicates']} "
-               f"duplicates; kept {stats['kept']} -> {out} (repo {stats['repo']}) in {stats['seconds']:.0f} s")
+               f"duplicates, {stats['order_dependent']} failed on the clean code in the verifier's order; kept {stats['kept']} -> {out} (repo {stats['repo']}) in {stats['seconds']:.0f} s")
 
 
 student_app = typer.Typer(no_args_is_help=True, help="Make student models.")

@@ -2,8 +2,9 @@
 
 1. The repo's files are committed, as they are, to a new git repo next to the tasks file (OUT.repo/); it is what
    the tasks' workspaces are built from, so the tasks keep working if the source tree changes or goes away.
-2. The test suite runs once in the sandbox; the tests that pass there are the candidates for FAIL_TO_PASS and
-   PASS_TO_PASS (a test that already fails, e.g. for a missing optional dependency, is never used).
+2. The test suite runs once in the sandbox, as plain `python -m pytest` runs it in the repo root (its config,
+   testpaths and addopts apply); the tests that pass there are the candidates for FAIL_TO_PASS and PASS_TO_PASS
+   (a test that already fails, e.g. for a missing optional dependency, is never used).
 3. Mutants (mutations.py) are tried in a seeded order, in parallel over sandbox slots. One is kept only if some
    passing tests now fail (FAIL_TO_PASS) and some still pass (PASS_TO_PASS); at most `per_function` per function,
    no two with the same patch. Each kept mutant is a commit in OUT.repo (branch = task id, as SWE-smith keeps a
@@ -42,6 +43,7 @@ from oec.types import GitRepo, Task
 SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "__pycache__", ".eggs", "build", "dist",
              ".pytest_cache", ".mypy_cache", "node_modules"}
 NOT_SOURCE_DIRS = {"docs", "doc", "examples", "example", "benchmarks", "bench", "scripts", "tools"}
+CLEAN_TIMEOUT = 600.0  # seconds for the clean suite's run when no --test-timeout is given
 MARKER = "oec-mutants"  # in OUT.repo/.git: lets a re-run replace a repo this command wrote, and nothing else
 
 
@@ -58,7 +60,8 @@ class MutateConfig(BaseModel):
     per_function: int = Field(2, ge=1, description="tasks kept per function at most")
     max_tries: int | None = Field(None, ge=1, description="mutants tried at most [10 * n]")
     workers: int = Field(max(1, min(4, os.cpu_count() or 1)), ge=1, description="sandbox slots used in parallel")
-    test_timeout: float = Field(120.0, gt=0, description="seconds for one run of the test suite")
+    test_timeout: float | None = Field(None, gt=0, description="seconds for one run of a mutant's test suite [10 + 5x "
+                                       "the clean run's: a mutant that loops forever costs that much]")
 
 
 def is_test_file(rel: str) -> bool:
@@ -125,8 +128,9 @@ class _Runner:
                 self.slots.append(slot)
         return slot
 
-    def run(self, path: str | None = None, text: str | None = None) -> dict:
-        """{node id: (outcome, message)} of the whole suite, with PATH's content replaced by TEXT for the run."""
+    def run(self, path: str | None = None, text: str | None = None, tests: list[str] | None = None) -> dict:
+        """{node id: (outcome, message)} of the whole suite (or of TESTS, node ids run in that order), with PATH's
+        content replaced by TEXT for the run."""
         slot = self._slot()
         target = slot.workspace / path if path else None
         original = target.read_bytes() if target else None
@@ -134,7 +138,7 @@ class _Runner:
             target.write_text(text)
         try:
             report = slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, restore={}, known=self.files,
-                                  tests=self.tests, test_timeout=self.timeout)
+                                  tests=self.tests if tests is None else tests, test_timeout=self.timeout)
         except SandboxError as e:
             self.local.slot = None
             return {"error": str(e), "results": {}, "timed_out": False}
@@ -198,12 +202,16 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
     out_repo.parent.mkdir(parents=True, exist_ok=True)
     clean = _init_repo(out_repo, files)
     name = repo.resolve().name
-    runner = _Runner(out_repo, sorted(files), tests, cfg.test_timeout)
+    # no path arguments: the suite as the project configures it (testpaths, doctests), as plain `pytest` runs it
+    runner = _Runner(out_repo, sorted(files), [], cfg.test_timeout or CLEAN_TIMEOUT)
     stats = {"candidates": 0, "tried": 0, "survived": 0, "broke_all": 0, "timed_out": 0, "duplicates": 0,
-             "kept": 0}
+             "order_dependent": 0, "kept": 0}
     tasks: list[Task] = []
     try:
+        t_clean = time.monotonic()
         base = runner.run()
+        runner.timeout = cfg.test_timeout or 10 + 5 * (time.monotonic() - t_clean)
+        stats["test_timeout_s"] = round(runner.timeout, 1)
         passing = sorted(t for t, (o, _) in base.get("results", {}).items() if o == "passed" and "::" in t)
         stats["baseline_passing"] = len(passing)
         if not passing:
@@ -232,7 +240,7 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
                         continue
                     stats["tried"] += 1
                     task = _judge(m, report, passing, files, stats, patches, per_fn, cfg, name, out_repo, clean,
-                                  tests)
+                                  tests, runner)
                     if task:
                         tasks.append(task)
                     bar.set_postfix(kept=stats["kept"])
@@ -246,7 +254,8 @@ def mutate(cfg: MutateConfig, progress: bool = True) -> dict:
 
 
 def _judge(m: Mutant, report: dict, passing: list[str], files: dict[str, bytes], stats: dict, patches: set,
-           per_fn: dict, cfg: MutateConfig, name: str, out_repo: Path, clean: str, tests: list[str]) -> Task | None:
+           per_fn: dict, cfg: MutateConfig, name: str, out_repo: Path, clean: str, tests: list[str],
+           runner: _Runner) -> Task | None:
     """The task for mutant M if its test results make one (and count why not otherwise)."""
     if report.get("timed_out"):
         stats["timed_out"] += 1
@@ -266,6 +275,13 @@ def _judge(m: Mutant, report: dict, passing: list[str], files: dict[str, bytes],
                                         fromfile=f"a/{m.path}", tofile=f"b/{m.path}"))
     if gold in patches:
         stats["duplicates"] += 1
+        return None
+    # The verifier runs FAIL_TO_PASS + PASS_TO_PASS by node id in that order, not in the suite's: a test that depends
+    # on what ran before it (six's test_lazy: no earlier test imported html.parser) must pass so on the clean code.
+    confirmed = runner.run(tests=f2p + p2p).get("results", {})
+    f2p, p2p = ([t for t in ids if confirmed.get(t, ("missing",))[0] == "passed"] for ids in (f2p, p2p))
+    if not f2p or not p2p:
+        stats["order_dependent"] += 1
         return None
     patches.add(gold)
     per_fn[(m.path, m.function)] = per_fn.get((m.path, m.function), 0) + 1

@@ -122,9 +122,10 @@ class Template:
     tests: frozenset[str] = frozenset()  # the task's test files (test_patch's too): never part of the agent's change
 
     def read(self, rel: str) -> str | None:
-        """A base file's text, or None when the base has no such (text) file."""
+        """A base file's text as the workspace holds it (CRLF kept, as the expert reads the workspace), or None
+        when the base has no such (text) file."""
         try:
-            return (self.path / rel).read_text()
+            return (self.path / rel).read_bytes().decode()
         except (OSError, UnicodeDecodeError):
             return None
 

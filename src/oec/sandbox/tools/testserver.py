@@ -6,6 +6,8 @@ this file runs under the sandbox's Python, not inside the oec package.
 
 `python testserver.py once CWD [ARGS...]` prints the compact report without a server (the `runtests` fallback).
 """
+import gc
+import importlib.metadata
 import io
 import json
 import os
@@ -14,15 +16,46 @@ import signal
 import sys
 import time
 
-os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # entry-point scans of a large venv cost ~100 ms per run
 sys.dont_write_bytecode = True  # `python -I` ignores PYTHONDONTWRITEBYTECODE; no .pyc may land in the workspace
 import pytest  # noqa: E402
 
-BASE_ARGS = ["-q", "-o", "addopts=", "-o", "console_output_style=classic"]
-# Plugins a test run does not need; unraisableexception alone costs two gc.collect() calls (~40 ms) per run.
-for _p in ("cacheprovider", "unraisableexception", "threadexception", "faulthandler", "pastebin", "doctest",
-           "junitxml", "stepwise", "legacypath", "setuponly", "setupplan", "debugging"):
-    BASE_ARGS += ["-p", f"no:{_p}"]
+# Per-test outcomes must equal plain `python -m pytest` (bench/real_corpus.py checks it on real packages), so the
+# project's addopts apply and no plugin that a test or pytest's own integrations use is disabled: `debugging` is
+# what the unittest integration asks for `--trace`, `doctest` collects doctests, `legacypath` gives `tmpdir`.
+# Only the cache stays off: it would write .pytest_cache into the workspace on every run, and no outcome depends on
+# it unless a project's addopts name --lf/--ff/--nf/--sw (bench/runner_plugins.py measures each plugin's cost).
+BASE_ARGS = ["-q", "-o", "console_output_style=classic", "-p", "no:cacheprovider"]
+
+
+def _entry_point_plugins():
+    """The venv's pytest11 plugins, as plain pytest autoloads them, found and imported once at server start.
+
+    In the child the distribution scan (~15 ms) would run again and, with the workspace first on sys.path, an
+    agent's `x.dist-info/entry_points.txt` would become a plugin; so autoload stays off there and these are
+    registered by name instead (`-p no:NAME` in a project's addopts still unregisters one).
+    """
+    found = []
+    for ep in importlib.metadata.entry_points(group="pytest11"):
+        try:
+            found.append((ep.name, ep.load()))
+        except Exception:  # a broken plugin: plain pytest would fail on it too, but the sandbox's runs must go on
+            continue
+    return found
+
+
+ENTRY_POINT_PLUGINS = _entry_point_plugins()
+os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+
+class _LoadEntryPointPlugins:
+    """Registers ENTRY_POINT_PLUGINS under their entry-point names as soon as pytest's plugin manager exists."""
+
+    def pytest_addhooks(self, pluginmanager):
+        for name, plugin in ENTRY_POINT_PLUGINS:
+            if not pluginmanager.is_blocked(name) and not pluginmanager.has_plugin(name):
+                pluginmanager.register(plugin, name)
+
+
 MAX_MSG = 200
 WATCH_EVERY = 0.05
 AGENT_NICE = 19
@@ -47,9 +80,13 @@ class Collector:
             self.results[report.nodeid or "<collection>"] = ("error", _short(report))
 
     def pytest_runtest_logreport(self, report):
+        """A failure in any phase (or any subtest) sticks; a skip in setup (a skip mark, a failed `skipif`)
+        counts as the test's outcome, as in pytest's summary; an xfail reads `skipped`, an xpass `passed`. A
+        subtest's pass or skip (its report is a TestReport subclass) is not the test's."""
         if report.failed:
             self.results[report.nodeid] = ("failed" if report.when == "call" else "error", _short(report))
-        elif report.when == "call" and report.nodeid not in self.results:
+        elif type(report) is pytest.TestReport and (report.when == "call" or report.skipped) \
+                and report.nodeid not in self.results:
             self.results[report.nodeid] = ("passed" if report.passed else "skipped", "")
 
 
@@ -66,7 +103,7 @@ def _run_pytest(cwd, args, out_fd, as_json):
     sys.stdout = sys.stderr = err
     col = Collector()
     try:
-        code = int(pytest.main(BASE_ARGS + list(args), plugins=[col]))
+        code = int(pytest.main(BASE_ARGS + list(args), plugins=[_LoadEntryPointPlugins(), col]))
     except BaseException as e:  # a test that raises SystemExit at import, etc.: report, never hang the parent
         code, err = 3, io.StringIO(f"{e.__class__.__name__}: {e}")
     if as_json:
@@ -166,10 +203,13 @@ def warm_up():
         os.dup2(devnull, 1), os.dup2(devnull, 2)
         sys.stdout = sys.stderr = io.StringIO()
         try:
-            pytest.main(BASE_ARGS + ["--co", d], plugins=[Collector()])
+            pytest.main(BASE_ARGS + ["--co", d], plugins=[_LoadEntryPointPlugins(), Collector()])
         finally:
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
             sys.stdout, sys.stderr = streams
+    # What is loaded now is never garbage: out of the collector's sight, pytest's gc.collect() at the end of each
+    # run (unraisableexception) scans only the test's objects, and the children share these pages untouched.
+    gc.freeze()
 
 
 def verify_request(req, kill_all=lambda: None, watch=None):
