@@ -231,7 +231,7 @@ def _patched(template_path: Path, repo: GitRepo, task_id: str) -> dict[str, str]
         out = {}
         for rel in patch_paths(repo.test_patch):
             try:
-                out[rel] = (root / rel).read_text()
+                out[rel] = (root / rel).read_bytes().decode()  # CRLF kept: written back byte for byte
             except (OSError, UnicodeDecodeError):  # deleted or binary: verification cannot write it back
                 continue
         return out

@@ -227,7 +227,7 @@ def rebuild(workspace: Path, base: Template, change: Change) -> str:
     for rel, text in base.restore.items():
         path = workspace / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_bytes(text.encode())  # byte for byte: CRLF test files stay CRLF
     return patch
 
 
