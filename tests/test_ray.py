@@ -10,10 +10,11 @@ import sys
 import threading
 import time
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import ray
+from local_http import LocalServer, chat_completion, send
 from typer.testing import CliRunner
 
 from oec.cli import app
@@ -178,17 +179,14 @@ def test_a_flaky_server_leaves_every_episode_with_an_exit_status(cluster, proxy,
     assert any(s.completion.retries for t in trajs for s in t.steps)  # transient faults were retried, not fatal
 
 
-class StubServer:
+class StubServer(LocalServer):
     """An OpenAI-compatible server that answers `submit` after DELAY s and records how many calls overlapped."""
 
     def __init__(self, delay: float):
         self.inflight = self.peak = 0
         lock = threading.Lock()
         stub = self
-        body = json.dumps({"id": "s", "object": "chat.completion", "created": 0, "model": "m", "usage": {
-            "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}, "choices": [{
-                "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "```bash\nsubmit\n```"}}]
-        }).encode()
+        body = chat_completion("```bash\nsubmit\n```")
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *a):
@@ -202,19 +200,11 @@ class StubServer:
                 time.sleep(delay)
                 with lock:
                     stub.inflight -= 1
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send(self, body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
     def reset(self) -> int:
         peak, self.peak = self.peak, 0
         return peak
 
-    def close(self):
-        self.server.shutdown()
