@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from oec.store import TRAJECTORIES, read_trajectories
+from oec.store import TRAJECTORIES, iter_trajectories, read_trajectories
 from oec.tasks import InputError
 
 
@@ -61,6 +61,8 @@ def summarize(run: str | Path) -> dict:
         "expert_reverts": sum(any(s.actor == "expert" and s.action and s.action.command.startswith("git checkout")
                                   for s in t.steps) for t in trajs if t.mode != "expert"),
         "tasks": len({t.task_id for t in trajs}),
+        # attempts a later one replaced (`oec collect --retry-errors`): on disk, counted nowhere
+        "superseded": sum(1 for _ in iter_trajectories(run, warn=False)) - n,
     }
 
 
@@ -69,7 +71,8 @@ def render(summary: dict) -> str:
     lines = [
         f"run {summary['run']}: {summary['n']} trajectories over {summary['tasks']} tasks, modes {summary['by_mode']}",
         f"resolved {summary['resolved']}/{summary['n']} = {summary['resolve_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%})",
-        "exit status: " + ", ".join(f"{k} {v}" for k, v in summary["by_exit_status"].items()),
+        "exit status: " + ", ".join(f"{k} {v}" for k, v in summary["by_exit_status"].items())
+        + (f"; {summary['superseded']} earlier attempts superseded by retries" if summary.get("superseded") else ""),
         f"mean steps {summary['mean_steps']:.1f}; steps by actor: {summary['steps_by_actor']}; "
         f"format errors {summary['format_errors']}",
     ]

@@ -1,0 +1,100 @@
+"""Failure categories: one hand-built trajectory per category is named by the classifier; the categories of a real
+collection are stored beside it in failures.jsonl (the trajectories file untouched) and shown by `oec show`."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from oec.collect import CollectConfig, collect
+from oec.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
+from oec.store import read_trajectories
+from oec.tasks import write_tasks
+from oec.types import Action, Step, TestResult, Trajectory, Verdict
+
+
+def _step(turn, command=None, submit=False, format_error=False):
+    action = Action(kind="submit") if submit else None if format_error else Action(kind="bash", command=command)
+    return Step(turn=turn, actor="student", output=command or "?", action=action, format_error=format_error,
+                observation="Format error" if format_error else "ok")
+
+
+def _traj(task, steps, exit_status, patch="", failing=True, error=None, message=""):
+    tests = {t: TestResult(outcome="failed" if failing else "passed") for t in task.FAIL_TO_PASS}
+    verdict = Verdict(resolved=not failing, tests=tests, patch=patch, error=error)
+    return Trajectory(task_id=task.task_id, sample=0, mode="student", policies={"student": "hand"}, steps=steps,
+                      exit_status=exit_status, exit_message=message, verdict=verdict, seed=0)
+
+
+def _diff(path):
+    return f"--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
+
+
+@pytest.fixture
+def task(train_tasks):
+    return train_tasks[0]
+
+
+def test_one_hand_built_trajectory_per_category(task):
+    gold = _diff(task.gold_patch.splitlines()[0].removeprefix("--- a/"))
+    wrong = _diff("tests/test_other.py")
+    edit = [_step(0, "cat pkg/a.py"), _step(1, "edit pkg/a.py <<'EOF'\nx\n=======\ny\nEOF")]
+    cases = {
+        "error": _traj(task, edit[:1], "error", message="PolicyError: HTTP 500, gave up after 3 attempts"),
+        "format_errors": _traj(task, [_step(i, format_error=True) for i in range(3)], "format_errors",
+                               message="3 format errors in a row"),
+        "repeated": _traj(task, [_step(i, "cat pkg/a.py") for i in range(12)], "step_limit"),
+        "never_edited": _traj(task, [_step(0, "runtests"), _step(1, submit=True)], "submitted"),
+        "wrong_file": _traj(task, [*edit, _step(2, "runtests"), _step(3, submit=True)], "submitted", wrong),
+        "never_ran_tests": _traj(task, [*edit, _step(2, submit=True)], "submitted", gold),
+        "submitted_failing": _traj(task, [*edit, _step(2, "runtests"), _step(3, submit=True)], "submitted", gold),
+        "step_limit_failing": _traj(task, [*edit, *(_step(i, f"runtests -k t{i}") for i in range(2, 12))],
+                                    "step_limit", gold),
+        "cancelled": _traj(task, edit, "cancelled", gold, message="stopped by the user"),
+    }
+    assert set(cases) == set(CATEGORIES)
+    named = {name: classify(t, task)["category"] for name, t in cases.items()}
+    assert named == {name: name for name in cases}
+    # the headline is one category; the other rules that hold stay as signals
+    assert set(classify(cases["repeated"], task)["signals"]) == {"repeated", "never_edited", "never_ran_tests",
+                                                                "step_limit_failing"}
+    resolved = _traj(task, [*edit, _step(2, "runtests"), _step(3, submit=True)], "submitted", gold, failing=False)
+    assert classify(resolved, task)["category"] == RESOLVED
+    # a verifier that could not judge the work is an environment error, whatever the agent did
+    broken = _traj(task, edit, "submitted", gold, error="verification failed: TimeoutError")
+    assert classify(broken, task)["category"] == "error"
+    # without the task (no gold patch) the wrong-file rule cannot hold; the next one names it
+    assert classify(cases["wrong_file"], None)["category"] == "submitted_failing"
+
+
+def test_categories_are_stored_beside_a_real_run(tmp_path, train_tasks):
+    tasks = write_tasks(train_tasks[:4], tmp_path / "t.jsonl")
+    run = tmp_path / "run"
+    collect(CollectConfig(tasks=str(tasks), out=str(run), mode="student", student="scripted:noisy?error_rate=0.6",
+                          samples=2, workers=4, loop={"step_limit": 6}), progress=False)
+    before = hashlib.sha256((run / "trajectories.jsonl").read_bytes()).hexdigest()
+    rows = classify_run(run)
+    assert hashlib.sha256((run / "trajectories.jsonl").read_bytes()).hexdigest() == before
+    stored = read_failures(run)
+    assert len(rows) == len(stored) == 8 and {r["category"] for r in rows} <= {RESOLVED, *CATEGORIES}
+    resolved = {t.key: t.resolved for t in read_trajectories(run)}
+    assert all((r["category"] == RESOLVED) == resolved[(r["task_id"], r["sample"])] for r in rows)
+    assert any(r["category"] != RESOLVED for r in rows)
+    assert not (run / f"{FAILURES}.tmp").exists()
+    out = subprocess.run([sys.executable, "-m", "oec", "show", str(run), "--failures", "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    counts = json.loads(out.stdout)["failures"]
+    assert sum(counts.values()) == 8 and counts == {c: n for c, n in counts.items() if n}
+    text = subprocess.run([sys.executable, "-m", "oec", "show", str(run), "--failures"], capture_output=True, text=True)
+    failed = 8 - counts.get(RESOLVED, 0)
+    assert "failure categories" in text.stdout and f"{failed} of 8 trajectories failed" in text.stdout
+
+
+def test_bad_judge_spec_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "trajectories.jsonl").write_text("")
+    out = subprocess.run([sys.executable, "-m", "oec", "show", str(tmp_path), "--judge", "scripted:expert"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--judge 'scripted:expert'" in out.stderr and "Traceback" not in out.stderr
