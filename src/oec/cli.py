@@ -254,6 +254,26 @@ def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = 
 
 
 @app.command()
+def view(run: Path = typer.Argument(..., help="run directory"),
+         task: Optional[str] = typer.Option(None, help="only this task's trajectories"),
+         sample: Optional[int] = typer.Option(None, help="only this sample (with --task: one trajectory)"),
+         data: Optional[Path] = typer.Option(None, help="dataset built by `oec build --format hf`: show its tokens, "
+                                             "the trained ones highlighted"),
+         out: Optional[Path] = typer.Option(None, help="HTML file to write [RUN/view.html]"),
+         text: bool = typer.Option(False, "--text", help="print a plain-text rendering instead of writing HTML"),
+         tasks: Optional[Path] = typer.Option(None, help="tasks file [from the run's manifest]")):
+    """What happened and why: steps by actor, the switch, diff, tests, filter verdict, failure category, mask."""
+    from oec.view import load, write_view
+    from oec.view_page import render_text
+
+    select = dict(task=task, sample=sample, data=data, tasks=tasks)
+    try:
+        typer.echo(render_text(load(run, **select)) if text else write_view(run, out, **select))
+    except USER_ERRORS as e:
+        _fail(e)
+
+
+@app.command()
 def report(run: Path = typer.Argument(..., help="experiment directory (results.csv, claims.csv, plots, runs/...)")):
     """Self-contained HTML page of an experiment: tables, plots, sample trajectories. Prints RUN/report.html."""
     from oec.report import write_report
