@@ -3,11 +3,11 @@ collection are stored beside it in failures.jsonl (the trajectories file untouch
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
+from typer.testing import CliRunner
 
+from oec.cli import app
 from oec.collect import CollectConfig, collect
 from oec.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
 from oec.store import read_trajectories
@@ -83,18 +83,16 @@ def test_categories_are_stored_beside_a_real_run(tmp_path, train_tasks):
     assert all((r["category"] == RESOLVED) == resolved[(r["task_id"], r["sample"])] for r in rows)
     assert any(r["category"] != RESOLVED for r in rows)
     assert not (run / f"{FAILURES}.tmp").exists()
-    out = subprocess.run([sys.executable, "-m", "oec", "show", str(run), "--failures", "--json"],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    counts = json.loads(out.stdout)["failures"]
+    out = CliRunner().invoke(app, ["show", str(run), "--failures", "--json"])
+    assert out.exit_code == 0, out.output
+    counts = json.loads(out.output)["failures"]
     assert sum(counts.values()) == 8 and counts == {c: n for c, n in counts.items() if n}
-    text = subprocess.run([sys.executable, "-m", "oec", "show", str(run), "--failures"], capture_output=True, text=True)
+    text = CliRunner().invoke(app, ["show", str(run), "--failures"]).output
     failed = 8 - counts.get(RESOLVED, 0)
-    assert "failure categories" in text.stdout and f"{failed} of 8 trajectories failed" in text.stdout
+    assert "failure categories" in text and f"{failed} of 8 trajectories failed" in text
 
 
 def test_bad_judge_spec_is_one_line_before_any_work(tmp_path):
     (tmp_path / "trajectories.jsonl").write_text("")
-    out = subprocess.run([sys.executable, "-m", "oec", "show", str(tmp_path), "--judge", "scripted:expert"],
-                         capture_output=True, text=True)
-    assert out.returncode == 2 and "--judge 'scripted:expert'" in out.stderr and "Traceback" not in out.stderr
+    out = CliRunner().invoke(app, ["show", str(tmp_path), "--judge", "scripted:expert"])
+    assert out.exit_code == 2 and "--judge 'scripted:expert'" in out.output and not (tmp_path / FAILURES).exists()

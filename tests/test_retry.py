@@ -8,13 +8,13 @@ and the pytest verifier are the real ones.
 """
 
 import json
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from typer.testing import CliRunner
 
+from oec.cli import app
 from oec.collect import CollectConfig, collect
 from oec.show import summarize
 from oec.store import iter_trajectories, read_trajectories
@@ -83,11 +83,11 @@ def test_retry_errors_reruns_only_the_errored_pairs(server, train_tasks, tmp_pat
     assert collect(cfg, progress=False)["written"] == 0
 
     # the server has recovered; the flag reruns exactly the errored pairs, through the command line
-    out = subprocess.run([sys.executable, "-m", "oec", "collect", "--tasks", str(tasks), "--out", str(run),
-                          "--mode", "student", "--student", student, "--samples", "2", "--workers", "1", "--quiet",
-                          "--retry-errors", "loop.step_limit=3"], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "2 earlier attempts superseded by retries" in out.stdout
+    out = CliRunner().invoke(app, ["collect", "--tasks", str(tasks), "--out", str(run), "--mode", "student",
+                                   "--student", student, "--samples", "2", "--workers", "1", "--quiet",
+                                   "--retry-errors", "loop.step_limit=3"])
+    assert out.exit_code == 0, out.output
+    assert "2 earlier attempts superseded by retries" in out.output
     assert server.calls == 8
 
     latest = read_trajectories(run)

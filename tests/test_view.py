@@ -3,14 +3,15 @@ from a dataset built with the shipped student's tokenizer, compared with the dat
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import trained_texts
 from test_report import DOM
+from typer.testing import CliRunner
 
 from oec.build import BuildConfig, build
+from oec.cli import app
 from oec.collect import CollectConfig, collect
 from oec.filter import filter_run
 from oec.store import read_trajectories
@@ -82,22 +83,17 @@ def test_page_in_chromium_shows_actors_switch_and_trained_tokens(pool, tmp_path)
 
     run, data = pool
     traj = _switched(run)
-    out = subprocess.run([sys.executable, "-m", "oec", "view", str(run), "--task", traj.task_id, "--sample",
-                          str(traj.sample), "--data", str(data), "--out", str(tmp_path / "one.html")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    page = Path(out.stdout.strip())
+    page = write_view(run, tmp_path / "one.html", task=traj.task_id, sample=traj.sample, data=data)
     assert page == tmp_path / "one.html" and not page.with_name("one.html.tmp").exists()
 
-    shot = tmp_path / "shot.png"
-    proc = _chromium(page, tmp_path, "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}")
-    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    shot = tmp_path / "shot.png"  # one browser run: the screenshot, and the DOM after the page's script ran
+    proc = _chromium(page, tmp_path, "--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}",
+                     "--dump-dom")
+    assert proc.returncode == 0 and shot.exists() and "<html" in proc.stdout, proc.stderr[-2000:]
     assert "CONSOLE" not in proc.stderr, proc.stderr  # the page logs nothing, and no error reached the console
     colours = {c for _, c in Image.open(shot).convert("RGB").getcolors(1 << 24)}
     assert {STUDENT_BG, EXPERT_BG, SWITCH} <= colours  # student and expert turns coloured, the switch line drawn
 
-    proc = _chromium(page, tmp_path, "--dump-dom")
-    assert proc.returncode == 0 and "CONSOLE" not in proc.stderr, proc.stderr[-2000:]
     dom = TextDOM(proc.stdout).root
     body = dom.find("body")[0]
     assert body.attrs.get("data-ready") == "1" and "data-errors" not in body.attrs  # the script ran cleanly
@@ -143,8 +139,12 @@ def test_whole_run_page_text_view_and_errors(pool, tmp_path):
         load(run, task="nope")
     with pytest.raises(InputError, match="not a dataset written by `oec build --format hf`"):
         load(run, data=tmp_path)
-    out = subprocess.run([sys.executable, "-m", "oec", "view", str(tmp_path)], capture_output=True, text=True)
-    assert out.returncode == 2 and "no trajectories.jsonl here" in out.stderr and "Traceback" not in out.stderr
+    with pytest.raises(InputError, match="no trajectories.jsonl here"):
+        load(tmp_path)
+    out = CliRunner().invoke(app, ["view", str(run), "--task", traj.task_id, "--text"])
+    assert out.exit_code == 0 and out.output.startswith(f"=== {traj.task_id} sample "), out.output
+    out = CliRunner().invoke(app, ["view", str(run), "--task", "nope"])
+    assert out.exit_code == 2 and "no trajectory of task 'nope'" in out.output
 
 
 def test_agent_text_is_escaped(pool, tmp_path):
