@@ -1,18 +1,26 @@
 """Failure categories: one hand-built trajectory per category is named by the classifier; the categories of a real
 collection are stored beside it in failures.jsonl (the trajectories file untouched) and shown by `oec show`."""
 
+import base64
 import hashlib
 import json
+import shutil
+from collections import Counter
 
 import pytest
+from test_report import DOM
 from typer.testing import CliRunner
 
 from oec.cli import app
 from oec.collect import CollectConfig, collect
 from oec.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
+from oec.report import write_report
 from oec.store import read_trajectories
 from oec.tasks import write_tasks
 from oec.types import Action, Step, TestResult, Trajectory, Verdict
+
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+                       "RU5ErkJggg==")
 
 
 def _step(turn, command=None, submit=False, format_error=False):
@@ -71,7 +79,7 @@ def test_one_hand_built_trajectory_per_category(task):
 
 def test_categories_are_stored_beside_a_real_run(tmp_path, train_tasks):
     tasks = write_tasks(train_tasks[:4], tmp_path / "t.jsonl")
-    run = tmp_path / "run"
+    run = tmp_path / "exp/seed-0/bc/size-10/eval"  # where `oec experiment` keeps an arm's held-out run
     collect(CollectConfig(tasks=str(tasks), out=str(run), mode="student", student="scripted:noisy?error_rate=0.6",
                           samples=2, workers=4, loop={"step_limit": 6}), progress=False)
     before = hashlib.sha256((run / "trajectories.jsonl").read_bytes()).hexdigest()
@@ -96,3 +104,31 @@ def test_bad_judge_spec_is_one_line_before_any_work(tmp_path):
     (tmp_path / "trajectories.jsonl").write_text("")
     out = CliRunner().invoke(app, ["show", str(tmp_path), "--judge", "scripted:expert"])
     assert out.exit_code == 2 and "--judge 'scripted:expert'" in out.output and not (tmp_path / FAILURES).exists()
+
+
+def test_report_has_a_stacked_bar_per_arm(tmp_path, train_tasks):
+    """The experiment report's failure section, from held-out runs laid out as `oec experiment` lays them out."""
+    exp = tmp_path / "exp"
+    tasks = write_tasks(train_tasks[:3], tmp_path / "t.jsonl")
+    collect(CollectConfig(tasks=str(tasks), out=str(exp / "seed-0/bc/size-10/eval"), mode="student",
+                          student="scripted:noisy?error_rate=0.7", workers=3, loop={"step_limit": 5}), progress=False)
+    collect(CollectConfig(tasks=str(tasks), out=str(exp / "warm/eval"), mode="student", student="scripted:expert",
+                          workers=3), progress=False)
+    # DAgger: the last round's student is the arm's; round-10 comes after round-9
+    shutil.copytree(exp / "warm/eval", exp / "seed-0/dagger/size-10/round-10/eval")
+    shutil.copytree(exp / "seed-0/bc/size-10/eval", exp / "seed-0/dagger/size-10/round-9/eval")
+    (exp / "results.csv").write_text("arm,size,seed,resolve_rate,ci_lo,ci_hi,expert_tokens\nbc,10,0,0.5,0.1,0.9,10\n")
+    for name in ("scaling.png", "efficiency.png"):  # a runner's own plots: the report need not draw them
+        (exp / name).write_bytes(PNG)
+    dom = DOM(write_report(exp).read_text()).root
+    bars = {b.attrs["data-arm"]: b for b in dom.by_id("failures").find(cls=("bar",))}
+    assert sorted(bars) == ["bc", "dagger", "warm_start"]
+    want = {arm: Counter(r["category"] for r in read_failures(run).values())
+            for arm, run in [("bc", exp / "seed-0/bc/size-10/eval"), ("warm_start", exp / "warm/eval"),
+                             ("dagger", exp / "seed-0/dagger/size-10/round-10/eval")]}
+    assert want["bc"] != want["warm_start"] and want["warm_start"] == {RESOLVED: 3}
+    for arm, bar in bars.items():
+        segs = {s.attrs["class"].removeprefix("cat-"): s for s in bar.find("span")}
+        assert {c: int(s.attrs["title"].split(": ")[1].split(" of ")[0]) for c, s in segs.items()} == want[arm]
+        widths = [float(s.attrs["style"].split("width:")[1].split("%")[0]) for s in segs.values()]
+        assert sum(widths) == pytest.approx(100, abs=0.05)
