@@ -54,7 +54,9 @@ def test_one_hand_built_trajectory_per_category(task):
         "format_errors": _traj(task, [_step(i, format_error=True) for i in range(3)], "format_errors",
                                message="3 format errors in a row"),
         "repeated": _traj(task, [_step(i, "cat pkg/a.py") for i in range(12)], "step_limit"),
-        "never_edited": _traj(task, [_step(0, "runtests"), _step(1, submit=True)], "submitted"),
+        "edit_failed": _traj(task, [_step(0, "runtests"), edit[1], _step(2, submit=True)], "submitted"),
+        "never_edited": _traj(task, [_step(0, "runtests"), _step(1, "cat pkg/a.py > /dev/null"), _step(2, submit=True)],
+                              "submitted"),
         "wrong_file": _traj(task, [*edit, _step(2, "runtests"), _step(3, submit=True)], "submitted", wrong),
         "never_ran_tests": _traj(task, [*edit, _step(2, submit=True)], "submitted", gold),
         "submitted_failing": _traj(task, [*edit, _step(2, "runtests"), _step(3, submit=True)], "submitted", gold),
@@ -68,6 +70,7 @@ def test_one_hand_built_trajectory_per_category(task):
     # the headline is one category; the other rules that hold stay as signals
     assert set(classify(cases["repeated"], task)["signals"]) == {"repeated", "never_edited", "never_ran_tests",
                                                                 "step_limit_failing"}
+    assert classify(cases["edit_failed"], task)["reason"].startswith("1 edits tried, none left a change")
     resolved = _traj(task, [*edit, _step(2, "runtests"), _step(3, submit=True)], "submitted", gold, failing=False)
     assert classify(resolved, task)["category"] == RESOLVED
     # a verifier that could not judge the work is an environment error, whatever the agent did

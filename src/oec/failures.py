@@ -29,6 +29,8 @@ FAILURES = "failures.jsonl"
 REPEAT_IN_A_ROW = 3  # the same command this many times in a row: the agent is looping (filter.py's default too)
 REPEAT_TOTAL = 5  # ... or this many times in all
 TEST_COMMAND = re.compile(r"\b(runtests|pytest|unittest|tox|nox)\b|\bmake\s+test")
+# commands that change a file: the toy tools' `edit`, and the usual shell ways
+EDIT_COMMAND = re.compile(r"^\s*(edit|patch|apply_patch)\s|\bsed\s+-i|\bgit\s+apply\b|>\s*[\w./-]+\.\w+|\btee\s")
 
 # name -> what a reader is told; the order is the rules' precedence
 CATEGORIES = {
@@ -37,7 +39,8 @@ CATEGORIES = {
     "format_errors": "format errors: the output could not be parsed, too many times in a row",
     "repeated": f"repeated itself: one command {REPEAT_IN_A_ROW} times in a row, or {REPEAT_TOTAL} times in all "
                 "(test runs aside)",
-    "never_edited": "never edited: the final workspace has no change",
+    "edit_failed": "tried to edit, but the workspace ended unchanged (no such file, or the old text not found)",
+    "never_edited": "never tried to edit: the final workspace has no change",
     "wrong_file": "edited a file the gold patch does not touch",
     "never_ran_tests": "never ran the tests",
     "submitted_failing": "submitted while tests fail",
@@ -82,8 +85,18 @@ def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str 
             return f"the same command {row} times in a row" if row >= REPEAT_IN_A_ROW else f"`{cmd[:60]}` {total} times"
         return None
 
+    def unchanged(t):
+        return not (t.verdict and t.verdict.patch.strip())
+
+    def edit_failed(t):
+        tries = [s for s in t.steps if s.action and s.action.kind == "bash" and EDIT_COMMAND.search(s.action.command)]
+        if not tries or not unchanged(t):
+            return None
+        said = (tries[0].observation.strip().splitlines() or ["no output"])[0][:120]
+        return f"{len(tries)} edits tried, none left a change; the first said: {said}"
+
     def never_edited(t):
-        return "the final workspace has no change" if not (t.verdict and t.verdict.patch.strip()) else None
+        return "the final workspace has no change" if unchanged(t) else None
 
     def wrong_file(t):
         if gold is None or not t.verdict:
@@ -107,7 +120,7 @@ def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str 
         return (t.exit_message or "cancelled") if t.exit_status == "cancelled" else None
 
     return {"error": error, "cancelled": cancelled, "format_errors": fmt, "repeated": repeated,
-            "never_edited": never_edited, "wrong_file": wrong_file, "never_ran_tests": never_ran_tests,
+            "edit_failed": edit_failed, "never_edited": never_edited, "wrong_file": wrong_file, "never_ran_tests": never_ran_tests,
             "submitted_failing": submitted, "step_limit_failing": step_limit}
 
 
