@@ -120,8 +120,8 @@ def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str 
         return (t.exit_message or "cancelled") if t.exit_status == "cancelled" else None
 
     return {"error": error, "cancelled": cancelled, "format_errors": fmt, "repeated": repeated,
-            "edit_failed": edit_failed, "never_edited": never_edited, "wrong_file": wrong_file, "never_ran_tests": never_ran_tests,
-            "submitted_failing": submitted, "step_limit_failing": step_limit}
+            "edit_failed": edit_failed, "never_edited": never_edited, "wrong_file": wrong_file,
+            "never_ran_tests": never_ran_tests, "submitted_failing": submitted, "step_limit_failing": step_limit}
 
 
 def classify(traj: Trajectory, task: Task | Problem | None = None) -> dict:
