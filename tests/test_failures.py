@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from oec.cli import app
 from oec.collect import CollectConfig, collect
 from oec.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
+from oec.failures_report import COLOURS
 from oec.report import write_report
 from oec.store import read_trajectories
 from oec.tasks import write_tasks
@@ -125,7 +126,7 @@ def test_report_has_a_stacked_bar_per_arm(tmp_path, train_tasks):
         (exp / name).write_bytes(PNG)
     dom = DOM(write_report(exp).read_text()).root
     bars = {b.attrs["data-arm"]: b for b in dom.by_id("failures").find(cls=("bar",))}
-    assert sorted(bars) == ["bc", "dagger", "warm_start"]
+    assert sorted(bars) == ["bc", "dagger", "warm_start"] and set(COLOURS) == {RESOLVED, *CATEGORIES}
     want = {arm: Counter(r["category"] for r in read_failures(run).values())
             for arm, run in [("bc", exp / "seed-0/bc/size-10/eval"), ("warm_start", exp / "warm/eval"),
                              ("dagger", exp / "seed-0/dagger/size-10/round-10/eval")]}
