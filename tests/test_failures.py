@@ -72,6 +72,7 @@ def test_one_hand_built_trajectory_per_category(task):
     assert set(classify(cases["repeated"], task)["signals"]) == {"repeated", "never_edited", "never_ran_tests",
                                                                 "step_limit_failing"}
     assert classify(cases["edit_failed"], task)["reason"].startswith("1 edits tried, none left a change")
+    assert "never_edited" not in classify(cases["edit_failed"], task)["signals"]
     resolved = _traj(task, [*edit, _step(2, "runtests"), _step(3, submit=True)], "submitted", gold, failing=False)
     assert classify(resolved, task)["category"] == RESOLVED
     # a verifier that could not judge the work is an environment error, whatever the agent did

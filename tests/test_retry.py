@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from oec.cli import app
 from oec.collect import CollectConfig, collect
+from oec.filter import FilterConfig, filter_run
 from oec.show import summarize
 from oec.store import iter_trajectories, read_trajectories
 from oec.tasks import write_tasks
@@ -97,6 +98,7 @@ def test_retry_errors_reruns_only_the_errored_pairs(server, train_tasks, tmp_pat
     assert len(on_disk) == 6 and sorted(t.key for t in on_disk if t.exit_status == "error") == errored
     summary = summarize(run)
     assert summary["n"] == 4 and summary["superseded"] == 2 and "error" not in summary["by_exit_status"]
+    assert filter_run(run, FilterConfig(require_resolved=False))["n"] == 4  # every reader takes the latest attempt
 
     # nothing left to retry: a second --retry-errors run writes nothing
     assert collect(cfg, progress=False, retry_errors=True)["written"] == 0

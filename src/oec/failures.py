@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -88,15 +89,17 @@ def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str 
     def unchanged(t):
         return not (t.verdict and t.verdict.patch.strip())
 
+    def tries(t):
+        return [s for s in t.steps if s.action and s.action.kind == "bash" and EDIT_COMMAND.search(s.action.command)]
+
     def edit_failed(t):
-        tries = [s for s in t.steps if s.action and s.action.kind == "bash" and EDIT_COMMAND.search(s.action.command)]
-        if not tries or not unchanged(t):
+        if not tries(t) or not unchanged(t):
             return None
-        said = (tries[0].observation.strip().splitlines() or ["no output"])[0][:120]
-        return f"{len(tries)} edits tried, none left a change; the first said: {said}"
+        said = (tries(t)[0].observation.strip().splitlines() or ["no output"])[0][:120]
+        return f"{len(tries(t))} edits tried, none left a change; the first said: {said}"
 
     def never_edited(t):
-        return "the final workspace has no change" if unchanged(t) else None
+        return "no edit command, and the final workspace has no change" if unchanged(t) and not tries(t) else None
 
     def wrong_file(t):
         if gold is None or not t.verdict:
@@ -111,7 +114,8 @@ def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str 
         return [k for k, v in (t.verdict.tests.items() if t.verdict else []) if v.outcome != "passed"]
 
     def submitted(t):
-        return f"{len(failing(t))} tests fail, e.g. {failing(t)[:1]}" if t.exit_status == "submitted" else None
+        first = failing(t)[:1] or ["(no test listed)"]  # a verdict without per-test results
+        return f"{len(failing(t))} tests fail, e.g. {first[0]}" if t.exit_status == "submitted" else None
 
     def step_limit(t):
         return f"{len(t.steps)} steps; {len(failing(t))} tests fail" if t.exit_status == "step_limit" else None
@@ -162,7 +166,10 @@ def classify_run(run: str | Path, tasks: str | Path | None = None, judge: Judge 
         if judge is not None and row["category"] != RESOLVED and row.get("judge", {}).get("judge") != judge.spec:
             row["judge"] = judge(t, by_id.get(t.task_id))
         rows.append(row)
-    write_jsonl(run / FAILURES, rows)
+    try:
+        write_jsonl(run / FAILURES, rows)
+    except OSError as e:  # a read-only run directory: the categories are still shown, just not stored
+        warnings.warn(f"{run / FAILURES}: not written ({e.strerror})", stacklevel=2)
     return rows
 
 

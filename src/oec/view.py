@@ -65,9 +65,9 @@ def segments(ids: list[int], mask: list[int], context: list[int] | None, tokeniz
     return out
 
 
-def load_examples(data: Path, run: Path) -> dict[tuple[str, int], list[Example]]:
+def load_examples(data: Path, run: Path) -> tuple[dict[tuple[str, int], list[Example]], set[str]]:
     """(task_id, sample) -> the built examples of RUN's trajectories in the dataset at DATA, decoded by the
-    tokenizer saved beside it."""
+    tokenizer saved beside it; and the runs the dataset was built from."""
     if not (data / "dataset_info.json").exists() or not (data / "tokenizer").is_dir():
         raise InputError(f"--data {data}: not a dataset written by `oec build --format hf` (it needs "
                          "dataset_info.json and tokenizer/); build one with `oec build RUN --student MODEL --out DIR`")
@@ -78,6 +78,7 @@ def load_examples(data: Path, run: Path) -> dict[tuple[str, int], list[Example]]
     tokenizer = AutoTokenizer.from_pretrained(data / "tokenizer")
     has_context = "context_masks" in ds.column_names
     out: dict[tuple[str, int], list[Example]] = {}
+    runs = set(ds.unique("run")) if "run" in ds.column_names else set()
     for row in ds:
         if "run" in row and Path(row["run"]).resolve() != run.resolve():
             continue  # a dataset built from several runs: only this run's examples belong here
@@ -85,7 +86,7 @@ def load_examples(data: Path, run: Path) -> dict[tuple[str, int], list[Example]]
         ex = Example(row.get("turn", -1), len(ids), sum(mask),
                      segments(ids, mask, row["context_masks"] if has_context else None, tokenizer))
         out.setdefault((row["task_id"], row["sample"]), []).append(ex)
-    return out
+    return out, runs
 
 
 def _read_filter(run: Path) -> dict[tuple[str, int], dict]:
@@ -103,7 +104,7 @@ def load(run: str | Path, task: str | None = None, sample: int | None = None, da
     if not (run / TRAJECTORIES).exists():
         raise InputError(f"{run}: no {TRAJECTORIES} here; `oec view` takes a run directory written by `oec collect` "
                          "(e.g. runs/demo/seed-0/pools/oec-uniform)")
-    examples = load_examples(Path(data), run) if data else {}
+    examples, built_from = load_examples(Path(data), run) if data else ({}, set())
     categories = {(r["task_id"], r["sample"]): r for r in classify_run(run, tasks)}
     trajs = [t for t in read_trajectories(run)
              if (task is None or t.task_id == task) and (sample is None or t.sample == sample)]
@@ -116,8 +117,9 @@ def load(run: str | Path, task: str | None = None, sample: int | None = None, da
         warnings.warn(f"view: {e}", stacklevel=2)
         problems = {}
     if data and not any(t.key in examples for t in trajs):
-        warnings.warn(f"view: the dataset {data} holds no example of these trajectories (built from another run, "
-                      "or none of them was kept)", stacklevel=2)
+        warnings.warn(f"view: the dataset {data} holds no example of these trajectories (it was built from "
+                      f"{sorted(built_from)[:3]} as seen from where `oec build` ran; or none of them was kept)",
+                      stacklevel=2)
     filters = _read_filter(run)
     return [Item(t, categories[t.key], filters.get(t.key), problems.get(t.task_id), examples.get(t.key, []))
             for t in trajs]
