@@ -18,8 +18,8 @@ from oec.store import TRAJECTORIES
 from oec.tasks import InputError
 
 COLOURS = {RESOLVED: "#4caf50", "error": "#555555", "cancelled": "#bbbbbb", "format_errors": "#9c27b0",
-           "repeated": "#e91e63", "edit_failed": "#ffc107", "never_edited": "#ff9800", "wrong_file": "#795548", "never_ran_tests": "#03a9f4",
-           "submitted_failing": "#f44336", "step_limit_failing": "#3f51b5"}
+           "repeated": "#e91e63", "edit_failed": "#ffc107", "never_edited": "#ff9800", "wrong_file": "#795548",
+           "never_ran_tests": "#03a9f4", "submitted_failing": "#f44336", "step_limit_failing": "#3f51b5"}
 CSS = """
 .bars{margin:.5em 0 1.5em}.bar-row{display:grid;grid-template-columns:170px 1fr 60px;gap:.5em;align-items:center;
 margin:2px 0}.bar{display:flex;height:18px;border:1px solid #ccc}.bar span{display:block;height:100%}
