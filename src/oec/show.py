@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from oec.store import TRAJECTORIES, iter_trajectories, read_trajectories
+from oec.store import TRAJECTORIES, iter_trajectories, latest_attempts
 from oec.tasks import InputError
 
 
@@ -23,7 +23,8 @@ def summarize(run: str | Path) -> dict:
     run = Path(run)
     if not (run / TRAJECTORIES).exists():
         raise InputError(f"{run}: no {TRAJECTORIES} here; is this a run directory written by `oec collect`?")
-    trajs = read_trajectories(run)
+    attempts = list(iter_trajectories(run))
+    trajs = latest_attempts(attempts)
     n = len(trajs)
     resolved = sum(t.resolved for t in trajs)
     steps = Counter(s.actor for t in trajs for s in t.steps)
@@ -62,7 +63,7 @@ def summarize(run: str | Path) -> dict:
                                   for s in t.steps) for t in trajs if t.mode != "expert"),
         "tasks": len({t.task_id for t in trajs}),
         # attempts a later one replaced (`oec collect --retry-errors`): on disk, counted nowhere
-        "superseded": sum(1 for _ in iter_trajectories(run, warn=False)) - n,
+        "superseded": len(attempts) - n,
     }
 
 
