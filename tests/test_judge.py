@@ -40,6 +40,10 @@ def test_answers_are_parsed_against_the_rubric():
     messages = judge_messages(_traj("a", "submitted"), None)
     assert messages[0]["content"] == RUBRIC and all(c in RUBRIC for c in CATEGORIES)
     assert "$ cat a.py" in messages[1]["content"] and "t::a failed" in messages[1]["content"]
+    long = _traj("a", "step_limit")
+    long = long.model_copy(update={"steps": [long.steps[0].model_copy(update={"turn": i}) for i in range(50)]})
+    text = judge_messages(long, None)[1]["content"]
+    assert "(10 turns left out)" in text and "turn 19 " in text and "turn 20 " not in text and "turn 49 " in text
 
 
 def test_judge_against_a_real_server(run, proxy, tiny_model):

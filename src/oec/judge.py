@@ -20,6 +20,7 @@ from oec.tasks import InputError
 from oec.types import Problem, Task, Trajectory
 
 OBS_CHARS = 300  # of each observation: enough to see an error, small enough for a judge's context
+MAX_TURNS = 40  # a longer episode shows its first and last 20 turns: where it went wrong and where it ended
 
 RUBRIC = ("You review a failed attempt of a software-engineering agent to fix a bug. Pick the ONE category that best "
           "explains why it failed:\n" + "\n".join(f"- {name}: {text}" for name, text in CATEGORIES.items())
@@ -30,7 +31,14 @@ RUBRIC = ("You review a failed attempt of a software-engineering agent to fix a 
 def judge_messages(traj: Trajectory, task: Task | Problem | None) -> list[dict]:
     lines = [f"Problem:\n{task.problem_statement}" if task else
              f"Task {traj.task_id} (problem statement not available)"]
-    for s in traj.steps:
+    steps = traj.steps
+    if len(steps) > MAX_TURNS:
+        half = MAX_TURNS // 2
+        steps = [*steps[:half], None, *steps[-half:]]
+    for s in steps:
+        if s is None:
+            lines.append(f"({len(traj.steps) - MAX_TURNS} turns left out)")
+            continue
         act = ("(unparseable output)" if s.action is None else
                "submit" if s.action.kind == "submit" else f"$ {s.action.command}")
         lines.append(f"turn {s.turn} ({s.actor}): {act}\n{s.observation[:OBS_CHARS]}")
