@@ -16,6 +16,7 @@ from oec.collect import CollectConfig, collect
 from oec.filter import filter_run
 from oec.store import read_trajectories
 from oec.tasks import InputError, write_tasks
+from oec.types import Action, Label
 from oec.view import load, write_view
 from oec.view_page import render_text
 
@@ -159,3 +160,19 @@ def test_agent_text_is_escaped(pool, tmp_path):
     with pytest.warns(UserWarning, match="cannot find the tasks"):
         html = write_view(other).read_text()
     assert html.count("<script>") == 1 and "<img src=x" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_dagger_label_sits_beside_the_student_step(pool, tmp_path):
+    run, _ = pool
+    traj = _switched(run)
+    label = Label(output="```bash\nrunctests -x\n```", action=Action(kind="bash", command="runtests -x"))
+    steps = [s.model_copy(update={"label": label}) if s.actor == "student" else s for s in traj.steps]
+    other = tmp_path / "run"
+    other.mkdir()
+    (other / "trajectories.jsonl").write_text(traj.model_copy(update={"steps": steps}).model_dump_json() + "\n")
+    with pytest.warns(UserWarning, match="cannot find the tasks"):
+        dom = TextDOM(write_view(other).read_text()).root
+    labelled = dom.find(cls=("turn", "labelled"))
+    assert len(labelled) == traj.switch_turn and all("student" in n.classes for n in labelled)
+    assert all("$ runtests -x" in text_of(n.find(cls=("label",))[0]) for n in labelled)
+    assert not dom.find(cls=("turn", "expert", "labelled"))
