@@ -50,6 +50,8 @@ def collect_cmd(
     seed: Optional[int] = typer.Option(None, help="fixes all randomness of the collection [0]"),
     config: Optional[Path] = typer.Option(None, help="YAML config; options and overrides are applied on top"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    retry_errors: bool = typer.Option(False, help="also rerun the episodes whose latest attempt ended in an error "
+                                      "(appended; the older attempt stays on disk, superseded)"),
 ):
     """Run episodes and append them to OUT/trajectories.jsonl."""
     options = dict(tasks=str(tasks) if tasks else None, out=str(out) if out else None, mode=mode, expert=expert,
@@ -58,7 +60,7 @@ def collect_cmd(
                    backend=backend, ray_address=ray_address)
     try:
         cfg = load_config(CollectConfig, config, options, overrides)
-        result = collect(cfg, progress=not quiet)
+        result = collect(cfg, progress=not quiet, retry_errors=retry_errors)
     except USER_ERRORS as e:
         _fail(e)
     if result["retried"]:
@@ -233,13 +235,41 @@ def dagger_cmd(
 
 
 @app.command()
-def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = typer.Option(False, "--json")):
-    """Summarise a run: counts by exit status, resolve rate with 95% CI, switch-turn histogram."""
+def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = typer.Option(False, "--json"),
+         failures: bool = typer.Option(False, help="also the failure categories (written to RUN/failures.jsonl)"),
+         judge: Optional[str] = typer.Option(None, help="with --failures: an LLM judge too, openai:MODEL@URL"),
+         tasks: Optional[Path] = typer.Option(None, help="tasks file [from the run's manifest]")):
+    """Summarise a run: counts by exit status, resolve rate with 95% CI, switch-turn histogram, failure categories."""
+    from oec.failures import failures_of, render as render_failures, table
+
     try:
-        summary = summarize(run)
+        summary, text = summarize(run), ""
+        if failures or judge:
+            rows = failures_of(run, judge, tasks)
+            summary["failures"], text = table(rows), "\n" + render_failures(rows, run)
     except USER_ERRORS as e:
         _fail(e)
-    typer.echo(json.dumps(summary, indent=2) if as_json else render(summary))
+    typer.echo(json.dumps(summary, indent=2) if as_json else render(summary) + text)
+
+
+@app.command()
+def view(run: Path = typer.Argument(..., help="run directory"),
+         task: Optional[str] = typer.Option(None, help="only this task's trajectories"),
+         sample: Optional[int] = typer.Option(None, help="only this sample (with --task: one trajectory)"),
+         data: Optional[Path] = typer.Option(None, help="dataset built by `oec build --format hf`: show its tokens, "
+                                             "the trained ones highlighted"),
+         out: Optional[Path] = typer.Option(None, help="HTML file to write [RUN/view.html]"),
+         text: bool = typer.Option(False, "--text", help="print a plain-text rendering instead of writing HTML"),
+         tasks: Optional[Path] = typer.Option(None, help="tasks file [from the run's manifest]")):
+    """What happened and why: steps by actor, the switch, diff, tests, filter verdict, failure category, mask."""
+    from oec.view import load, write_view
+    from oec.view_page import render_text
+
+    select = dict(task=task, sample=sample, data=data, tasks=tasks)
+    try:
+        typer.echo(render_text(load(run, **select)) if text else write_view(run, out, **select))
+    except USER_ERRORS as e:
+        _fail(e)
 
 
 @app.command()

@@ -218,13 +218,14 @@ def make_backend(cfg: CollectConfig):
     return LocalBackend(cfg)
 
 
-def collect(cfg: CollectConfig, progress: bool = True) -> dict:
-    """Run every missing (task, sample) episode; return counts for this call."""
+def collect(cfg: CollectConfig, progress: bool = True, retry_errors: bool = False) -> dict:
+    """Run every missing (task, sample) episode; return counts for this call. RETRY_ERRORS also reruns the pairs whose
+    latest attempt ended with status `error`: the new attempt is appended, and readers take the latest one."""
     run = check_output(cfg.out, "dir")
     tasks = load_tasks(cfg.tasks)
     policy_specs(cfg)  # a missing --expert/--student is reported before anything starts
     sweep_stale_dirs()  # sandboxes left by collections that were killed
-    done = {t.key for t in read_trajectories(run / TRAJECTORIES)}
+    done = {t.key for t in read_trajectories(run / TRAJECTORIES) if not (retry_errors and t.exit_status == "error")}
     todo = [(t, s) for t in tasks for s in range(cfg.samples) if (t.task_id, s) not in done]
     backend = make_backend(cfg)
     try:

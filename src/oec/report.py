@@ -17,6 +17,7 @@ from collections import defaultdict
 from html import escape
 from pathlib import Path
 
+from oec import failures_report
 from oec.atomic import atomic_output, write_text
 from oec.store import TRAJECTORIES, read_trajectories
 from oec.tasks import InputError, tasks_of_run
@@ -287,6 +288,7 @@ def write_report(run_dir: str | Path) -> Path:
         f"<h1>{title}</h1>",
         "".join(f'<p class="missing">{name} is missing: not shown.</p>' for name in missing),
         f'<section id="results"><h2>Results per arm and dataset size</h2>{_results(rows)}</section>',
+        f'<section id="failures"><h2>Why held-out episodes failed</h2>{failures_report.section(run)}</section>',
         '<section id="claims"><h2>Claims</h2>'
         + (_claims(_rows(claims)) if claims.exists() else '<p class="missing">No claims.csv.</p>')
         + "</section>",
@@ -295,7 +297,8 @@ def write_report(run_dir: str | Path) -> Path:
         + "".join(_facts(run / n) for n in FACT_FILES if (run / n).exists()) + "</section>",
         f'<section id="trajectories"><h2>Sample trajectories</h2>{_trajectories(run)}</section>',
     ]
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{CSS}</style>'
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{CSS}{failures_report.CSS}</style>"
             f"</head><body>{''.join(sections)}</body></html>\n")
     out = run / "report.html"
     write_text(out, page)

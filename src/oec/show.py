@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from oec.store import TRAJECTORIES, read_trajectories
+from oec.store import TRAJECTORIES, iter_trajectories, latest_attempts
 from oec.tasks import InputError
 
 
@@ -23,7 +23,8 @@ def summarize(run: str | Path) -> dict:
     run = Path(run)
     if not (run / TRAJECTORIES).exists():
         raise InputError(f"{run}: no {TRAJECTORIES} here; is this a run directory written by `oec collect`?")
-    trajs = read_trajectories(run)
+    attempts = list(iter_trajectories(run))
+    trajs = latest_attempts(attempts)
     n = len(trajs)
     resolved = sum(t.resolved for t in trajs)
     steps = Counter(s.actor for t in trajs for s in t.steps)
@@ -61,6 +62,8 @@ def summarize(run: str | Path) -> dict:
         "expert_reverts": sum(any(s.actor == "expert" and s.action and s.action.command.startswith("git checkout")
                                   for s in t.steps) for t in trajs if t.mode != "expert"),
         "tasks": len({t.task_id for t in trajs}),
+        # attempts a later one replaced (`oec collect --retry-errors`): on disk, counted nowhere
+        "superseded": len(attempts) - n,
     }
 
 
@@ -69,7 +72,8 @@ def render(summary: dict) -> str:
     lines = [
         f"run {summary['run']}: {summary['n']} trajectories over {summary['tasks']} tasks, modes {summary['by_mode']}",
         f"resolved {summary['resolved']}/{summary['n']} = {summary['resolve_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%})",
-        "exit status: " + ", ".join(f"{k} {v}" for k, v in summary["by_exit_status"].items()),
+        "exit status: " + ", ".join(f"{k} {v}" for k, v in summary["by_exit_status"].items())
+        + (f"; {summary['superseded']} earlier attempts superseded by retries" if summary.get("superseded") else ""),
         f"mean steps {summary['mean_steps']:.1f}; steps by actor: {summary['steps_by_actor']}; "
         f"format errors {summary['format_errors']}",
     ]

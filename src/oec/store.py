@@ -103,7 +103,17 @@ def read_manifest(run: str | Path) -> dict | None:
 
 
 def read_trajectories(path: str | Path, warn: bool = True) -> list[Trajectory]:
-    return list(iter_trajectories(path, warn))
+    """The latest attempt of each (task, sample) pair: `oec collect --retry-errors` appends a new attempt after one
+    that ended in an error, and the superseded line stays on disk but counts nowhere."""
+    return latest_attempts(iter_trajectories(path, warn))
+
+
+def latest_attempts(trajs) -> list[Trajectory]:
+    """The last of each (task, sample) pair's attempts, in the order the pairs first appear."""
+    latest: dict[tuple[str, int], Trajectory] = {}
+    for t in trajs:
+        latest[t.key] = t  # a dict keeps a key's first position when its value is replaced
+    return list(latest.values())
 
 
 class TrajectoryWriter:
