@@ -55,12 +55,12 @@ ATTACKS = [
     A("write-etc", "write outside", "echo '6.6.6.6 pypi.org' >> /etc/hosts", "denied"),
     A("write-usr", "write outside", "cp /bin/sh /usr/bin/oec-evil", "denied"),
     A("write-host-tmp", "write outside", "echo pwned > {tmp_marker}", "denied"),
-    A("wipe-tmp", "write outside", "rm -rf /tmp/* /tmp/.[!.]*; ls -A /tmp", "runs"),
+    A("wipe-tmp", "write outside", "rm -rf /tmp/* /tmp/.[!.]*; ls -A /tmp", "runs", timeout=20),  # walks a venv under /tmp
     A("write-home", "write outside", "echo pwned >> /root/.bashrc", "denied"),
     A("delete-repo", "write outside", "rm -rf {repo}", "denied", timeout=15, slow=True),  # guarded: see pool
     A("delete-venv-file", "write outside", "rm {venv_canary}", "denied"),
     A("rm-rf-root", "write outside", "rm -rf --no-preserve-root / 2>/dev/null; ls -A /workspace | wc -l", "runs",
-      timeout=15, slow=True),
+      timeout=60, slow=True),  # walks the whole read-only system: tens of seconds on a loaded machine
     A("remount-rw", "write outside", "mount -o remount,rw / && touch /oec-evil", "denied"),
     A("user-namespace", "write outside", "unshare -r sh -c 'touch /usr/oec-evil'", "denied"),
     A("mknod-disk", "write outside", "mknod /tmp/sda b 8 0 && head -c 512 /tmp/sda", "denied"),
