@@ -9,9 +9,10 @@ and the pytest verifier are the real ones.
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from local_http import LocalServer, chat_completion, send
 from typer.testing import CliRunner
 
 from oec.cli import app
@@ -21,13 +22,10 @@ from oec.show import summarize
 from oec.store import iter_trajectories, read_trajectories
 from oec.tasks import write_tasks
 
-REPLY = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
-         "choices": [{"index": 0, "finish_reason": "stop",
-                      "message": {"role": "assistant", "content": "THOUGHT: done\n\n```bash\nsubmit\n```"}}],
-         "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}}
+REPLY = chat_completion("THOUGHT: done\n\n```bash\nsubmit\n```")
 
 
-class FailingServer:
+class FailingServer(LocalServer):
     """Answers 500 to the first FAIL_FIRST chat-completion calls, then REPLY."""
 
     def __init__(self, fail_first: int):
@@ -43,20 +41,12 @@ class FailingServer:
                 with lock:
                     server.calls += 1
                     failing = server.calls <= server.fail_first
-                body = json.dumps({"error": {"message": "injected outage"}} if failing else REPLY).encode()
-                self.send_response(500 if failing else 200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                if failing:
+                    send(self, json.dumps({"error": {"message": "injected outage"}}).encode(), code=500)
+                else:
+                    send(self, REPLY)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
