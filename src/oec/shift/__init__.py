@@ -1,0 +1,1 @@
+"""Stage 5, shift: covariate shift between populations of trajectories, turn by turn."""

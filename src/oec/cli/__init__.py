@@ -1,0 +1,5 @@
+"""The `oec` command line."""
+
+from oec.cli.main import app
+
+__all__ = ["app"]

@@ -1,0 +1,1 @@
+"""The environment an episode acts in: sandboxes (bubblewrap, containers), task repositories, verification."""

@@ -1,0 +1,1 @@
+"""Stage 2, rollout: the episode loop, schedules (who acts), policies, and collection over many episodes."""
