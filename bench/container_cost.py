@@ -18,10 +18,10 @@ from pathlib import Path
 
 from common import machine, med, toy_tasks
 
-from oec.env.sandbox_env import EnvConfig, SandboxEnv
-from oec.rollout.policies import make_policy
-from oec.rollout.loop import rollout
 from oec.env.docker import DockerConfig
+from oec.env.sandbox_env import EnvConfig, SandboxEnv
+from oec.rollout.loop import rollout
+from oec.rollout.policies import make_policy
 from oec.rollout.schedules import make_schedule
 
 PARTS = ("setup", "commands", "verify", "close", "total")

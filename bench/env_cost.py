@@ -26,11 +26,11 @@ from pathlib import Path
 from common import machine, med, ms, pct, toy_tasks, tree_cpu, verdict_line, write_files
 
 import oec.env.repos
-from oec.env.sandbox_env import SandboxEnv
-from oec.rollout.policies import make_policy
-from oec.rollout.loop import rollout
-from oec.rollout.schedules import make_schedule
 from oec.core.types import Task
+from oec.env.sandbox_env import SandboxEnv
+from oec.rollout.loop import rollout
+from oec.rollout.policies import make_policy
+from oec.rollout.schedules import make_schedule
 
 GOAL_S = 0.100
 PARTS = ("template", "setup", "runtests_first", "runtests_rest", "commands", "verify", "close")

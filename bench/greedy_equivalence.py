@@ -26,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 from eval_throughput import KNOBS, OPTIONS, STUDENT  # noqa: E402
 
-from oec.rollout.collect import CollectConfig, Collector  # noqa: E402
-from oec.formats.text import ACTION_END  # noqa: E402
 from oec.core.protocols import Episode  # noqa: E402
+from oec.formats.text import ACTION_END  # noqa: E402
+from oec.rollout.collect import CollectConfig
+from oec.rollout.episodes import Collector  # noqa: E402
 from oec.rollout.loop import LoopConfig  # noqa: E402
-from oec.tasks.toy import ToyConfig, generate  # noqa: E402
 from oec.tasks.io import write_tasks  # noqa: E402
+from oec.tasks.toy import ToyConfig, generate  # noqa: E402
 
 
 def cut_at_action(text: str) -> str:

@@ -33,11 +33,11 @@ from unittest import mock
 
 from common import machine, med, ms, toy_tasks, tree_cpu, verdict_line, write_files
 
-from oec.rollout.collect import CollectConfig, collect
-from oec.env.sandbox.shell import CommandResult
 from oec.core.store import read_trajectories
-from oec.tasks.io import write_tasks
 from oec.core.types import TestResult, Verdict
+from oec.env.sandbox.shell import CommandResult
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.io import write_tasks
 
 POLICY = "scripted:expert?latency=0.05"
 GOAL_RATIO, GOAL_OVERHEAD_S = 25.0, 0.001
@@ -151,7 +151,7 @@ def main() -> None:
         if args.only and args.only != name:
             continue
         if name == "canned":
-            with mock.patch.object(sys.modules["oec.rollout.collect"], "SandboxEnv", CannedEnv):
+            with mock.patch.object(sys.modules["oec.rollout.episodes"], "SandboxEnv", CannedEnv):
                 results[name] = variant(name, tmp, *sizes[name], rounds)
         else:
             results[name] = variant(name, tmp, *sizes[name], rounds)

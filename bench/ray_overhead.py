@@ -31,9 +31,9 @@ from pathlib import Path
 import ray
 from common import machine, med, ms, toy_tasks, verdict_line
 
-from oec.rollout.collect import CollectConfig, collect
-from oec.rollout.backends.ray import RayBackend
 from oec.core.store import read_trajectories
+from oec.rollout.backends.ray import RayBackend
+from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 
 POLICY = "scripted:expert?latency=0.05"

@@ -29,9 +29,9 @@ from common import machine, toy_tasks, tree_cpu, verdict_line  # noqa: E402
 
 from oec.data.build import BuildConfig, build  # noqa: E402
 from oec.rollout.collect import CollectConfig, collect  # noqa: E402
-from oec.train.student import StudentConfig, init_student  # noqa: E402
 from oec.tasks.io import write_tasks  # noqa: E402
 from oec.train.sft import TrainConfig, train  # noqa: E402
+from oec.train.student import StudentConfig, init_student  # noqa: E402
 
 ARMS = {
     "trl-default": {"padding_free": False, "activation_checkpointing": True},

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from oec.tasks.toy import ToyConfig, generate
 from oec.tasks.io import write_tasks
+from oec.tasks.toy import ToyConfig, generate
 
 # A test run started in the background (`make test &`, nohup) inherits SIGINT *ignored*, and so would every
 # `oec collect` a test starts, since an ignored signal stays ignored across exec; the Ctrl-C tests need it delivered.

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler
 
 from local_http import LocalServer, chat_completion, send
 
-from oec.formats.text import text_reply
 from oec.core.types import Action
+from oec.formats.text import text_reply
 
 
 class ScriptedAgentServer(LocalServer):

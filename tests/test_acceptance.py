@@ -3,8 +3,8 @@
 import pytest
 
 from oec.rollout.collect import CollectConfig, collect
-from oec.viewer.show import summarize
 from oec.tasks.io import generate_tasks, write_tasks
+from oec.viewer.show import summarize
 
 
 @pytest.mark.slow

@@ -6,11 +6,11 @@ from collections import Counter
 import pytest
 from conftest import trained_texts as _trained_texts
 
-from oec.data.build import BuildConfig, build
-from oec.rollout.collect import CollectConfig, collect
-from oec.data.filter import filter_run
+from oec.core.errors import InputError
 from oec.core.store import read_trajectories
-from oec.tasks.io import InputError
+from oec.data.build import BuildConfig, build
+from oec.data.filter import filter_run
+from oec.rollout.collect import CollectConfig, collect
 
 
 @pytest.fixture(scope="module")

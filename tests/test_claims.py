@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from oec.experiments.claims import claims, verdict
-from oec.viewer.show import wilson
 from oec.experiments.stats import mcnemar_p, paired
+from oec.viewer.show import wilson
 
 TASKS, SEEDS = 400, (0, 1)
 ARMS = {"bc": {"kind": "bc"}, "on_policy": {"kind": "on_policy"},

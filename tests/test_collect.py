@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from oec.rollout.collect import CollectConfig, collect
 from oec.core.config import load_config
-from oec.viewer.show import summarize
+from oec.core.errors import InputError
 from oec.core.store import read_trajectories
-from oec.tasks.io import InputError, load_tasks, write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.io import load_tasks, write_tasks
+from oec.viewer.show import summarize
 
 
 def _collect(tasks_file, out, **kw):
@@ -128,7 +129,7 @@ def test_format_errors_become_observations(tasks_file, tmp_path):
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume(tasks_file, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "oec.cli.main", "collect", "--tasks", str(tasks_file), "--mode", "oec",
+    cmd = [sys.executable, "-m", "oec", "collect", "--tasks", str(tasks_file), "--mode", "oec",
            "--student", "scripted:noisy", "--samples", "3", "--workers", "4", "--out", str(out), "--quiet"]
     rng = random.Random(0)
     for _ in range(4):

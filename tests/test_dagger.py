@@ -4,15 +4,16 @@ import csv
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 from conftest import trained_texts as _trained_texts
+from typer.testing import CliRunner
 
 from oec.cli.main import app
 from oec.core.config import load_config
-from oec.experiments.dagger import COLUMNS, DaggerConfig, run_dagger
+from oec.core.errors import InputError
 from oec.core.store import read_trajectories
+from oec.experiments.dagger import COLUMNS, DaggerConfig, run_dagger
+from oec.tasks.io import write_tasks
 from oec.tasks.toy import generate
-from oec.tasks.io import InputError, write_tasks
 
 
 def test_beta_schedules():

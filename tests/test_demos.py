@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from oec.core.store import read_trajectories
 from oec.data.build import BuildConfig, build
 from oec.data.demos import import_demos
 from oec.data.filter import FilterConfig, filter_run
-from oec.core.store import read_trajectories
 
 DATA = Path(__file__).parent / "data"
 

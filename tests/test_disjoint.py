@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from oec.core.errors import InputError
 from oec.experiments.demo import warm_student
 from oec.tasks.disjoint import check_disjoint, content_hash, trained_on
-from oec.tasks.io import InputError, generate_tasks
+from oec.tasks.io import generate_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOBS = {"hops": 0, "direct_test_prob": 1.0, "modules": 2, "functions_per_module": 2}

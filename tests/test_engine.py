@@ -16,15 +16,16 @@ import pytest
 from transformers import AutoTokenizer
 
 import oec
-from oec.rollout.collect import CollectConfig, collect
+from oec.core.errors import PolicySpecError
+from oec.core.protocols import Episode
 from oec.formats.text import ACTION_END
-from oec.rollout.policies import PolicySpecError, make_policy
+from oec.rollout.collect import CollectConfig, collect
+from oec.rollout.loop import LoopConfig
+from oec.rollout.policies import make_policy
 from oec.rollout.policies.engine import KVPolicy
 from oec.rollout.policies.local import LocalPolicy
-from oec.core.protocols import Episode
-from oec.rollout.loop import LoopConfig
-from oec.tasks.toy import ToyConfig, generate
 from oec.tasks.io import write_tasks
+from oec.tasks.toy import ToyConfig, generate
 
 WARM = Path(oec.__file__).parent / "assets/warm-student"
 KNOBS = ToyConfig(hops=0, direct_test_prob=1.0, modules=2, functions_per_module=2)

@@ -9,8 +9,8 @@ import sys
 import pytest
 import yaml
 
-from oec.experiments.claims import shift_claim
 from oec.core.store import read_trajectories
+from oec.experiments.claims import shift_claim
 from oec.train.sft import steps_for_tokens
 
 TINY = {
@@ -78,8 +78,8 @@ def test_a_bad_experiment_config_names_the_key(tmp_path):
 
 def test_a_rerun_must_be_the_same_experiment_but_may_grow(tmp_path):
     """Stages resume by their outputs' paths, so a changed training config would mix old and new students."""
+    from oec.core.errors import InputError
     from oec.experiments.experiment import Experiment, ExperimentConfig
-    from oec.tasks.io import InputError
 
     base = {**TINY, "out": str(tmp_path / "run")}
     Experiment(ExperimentConfig(**base)).check_config()
@@ -152,9 +152,9 @@ def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_mod
 
 def test_oec_contents_counts_the_corrections(tmp_path, train_tasks):
     """The noisy student makes wrong edits and format errors; the expert restores files after some switches."""
-    from oec.rollout.collect import CollectConfig, collect
-    from oec.experiments.experiment import oec_contents
     from oec.core.store import read_trajectories
+    from oec.experiments.experiment import oec_contents
+    from oec.rollout.collect import CollectConfig, collect
     from oec.tasks.io import write_tasks
 
     tasks = write_tasks(train_tasks[:8], tmp_path / "tasks.jsonl")

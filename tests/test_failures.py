@@ -12,13 +12,13 @@ from test_report import DOM
 from typer.testing import CliRunner
 
 from oec.cli.main import app
+from oec.core.store import read_trajectories
+from oec.core.types import Action, Step, TestResult, Trajectory, Verdict
+from oec.experiments.report import write_report
 from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.io import write_tasks
 from oec.viewer.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
 from oec.viewer.failures_report import COLOURS
-from oec.experiments.report import write_report
-from oec.core.store import read_trajectories
-from oec.tasks.io import write_tasks
-from oec.core.types import Action, Step, TestResult, Trajectory, Verdict
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
                        "RU5ErkJggg==")

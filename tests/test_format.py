@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from oec.formats import TextFormat, ToolCallFormat, make_format
-from oec.core.protocols import FormatError
+from oec.core.errors import FormatError, InputError
 from oec.core.types import Action, Completion, Step, ToolCall
+from oec.formats import TextFormat, ToolCallFormat, make_format
 
 
 def C(text="", calls=()):
@@ -88,7 +88,7 @@ def test_observation_window(train_tasks):
     msgs = make_format("text?window=2").render(train_tasks[0], steps)
     obs = [m["content"] for m in msgs[3::2]]
     assert [o.startswith("[output of turn") for o in obs] == [True, True, True, False, False]
-    with pytest.raises(ValueError, match="windw"):
+    with pytest.raises(InputError, match="windw"):
         make_format("text?windw=2")
 
 
@@ -97,8 +97,8 @@ def test_oec_with_text_student_and_toolcall_expert(train_tasks):
     import random
 
     from oec.env.sandbox_env import SandboxEnv
-    from oec.rollout.policies import make_policy
     from oec.rollout.loop import rollout
+    from oec.rollout.policies import make_policy
     from oec.rollout.schedules import Switch
 
     expert = make_policy("scripted:expert", "toolcalls")

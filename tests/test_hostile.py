@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from oec.core.types import Action, Completion
+from oec.env.sandbox.shell import Limits, SlotPool
 from oec.env.sandbox_env import EnvConfig, SandboxEnv
 from oec.formats.text import TextFormat, text_reply
-from oec.rollout.policies import make_policy
 from oec.rollout.loop import LoopConfig, rollout
-from oec.env.sandbox.shell import Limits, SlotPool
+from oec.rollout.policies import make_policy
 from oec.rollout.schedules import make_schedule
-from oec.core.types import Action, Completion
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough that the memory and fork-bomb attacks cannot hurt a shared 24 GiB, 2-core machine

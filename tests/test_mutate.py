@@ -6,16 +6,15 @@ import subprocess
 import sys
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 
-from oec.rollout.collect import CollectConfig, collect
-from oec.tasks.mutate import MutateConfig, mutate
-from oec.tasks.bugs import KINDS, mutants
-from oec.viewer.show import summarize
 from oec.core.store import read_trajectories
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.bugs import KINDS, mutants
 from oec.tasks.io import load_tasks
+from oec.tasks.mutate import MutateConfig, mutate
+from oec.viewer.show import summarize
 
 SAMPLE = '''def f(a, b, items):
     """Docstring stays."""

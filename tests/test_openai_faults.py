@@ -14,10 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from oec.core.errors import PolicyError
+from oec.core.protocols import Episode
+from oec.core.store import read_trajectories
 from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import make_policy
-from oec.core.protocols import Episode, PolicyError
-from oec.core.store import read_trajectories
 from oec.tasks.io import write_tasks
 
 OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",

@@ -6,10 +6,11 @@ import random
 
 import pytest
 
+from oec.core.errors import PolicyError
+from oec.core.protocols import Episode
+from oec.core.store import read_trajectories
 from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import make_policy
-from oec.core.protocols import Episode, PolicyError
-from oec.core.store import read_trajectories
 from oec.tasks.io import write_tasks
 
 

@@ -4,10 +4,11 @@ import random
 
 import pytest
 
-from oec.env.sandbox_env import SandboxEnv
-from oec.rollout.policies import PolicySpecError, make_policy
+from oec.core.errors import PolicySpecError
 from oec.core.protocols import Episode
+from oec.env.sandbox_env import SandboxEnv
 from oec.rollout.loop import rollout
+from oec.rollout.policies import make_policy
 from oec.rollout.schedules import make_schedule
 
 

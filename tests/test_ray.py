@@ -18,11 +18,11 @@ from local_http import LocalServer, chat_completion, send
 from typer.testing import CliRunner
 
 from oec.cli.main import app
-from oec.rollout.collect import CollectConfig, collect
-from oec.rollout.policies import PolicySpecError
+from oec.core.errors import InputError, PolicySpecError
 from oec.core.store import read_trajectories
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.io import write_tasks
 from oec.tasks.toy import generate
-from oec.tasks.io import InputError, write_tasks
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from oec.rollout.collect import CollectConfig, collect
-from oec.experiments.report import write_report
+from oec.core.errors import InputError
 from oec.core.store import read_trajectories
-from oec.tasks.io import InputError, write_tasks
+from oec.experiments.report import write_report
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.io import write_tasks
 
 RESULTS = """arm,size,seed,resolve_rate,ci_lo,ci_hi,expert_tokens,n,mean_turns
 bc,10,0,0.30,0.20,0.40,1000,100,7.5

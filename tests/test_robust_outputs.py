@@ -16,13 +16,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from oec.core.atomic import partial_path
 from oec.cli.main import app
-from oec.rollout.collect import CollectConfig, collect
-from oec.experiments.experiment import remove_experiment
-from oec.env.sandbox.shell import Slot, sweep_stale_dirs
+from oec.core.atomic import partial_path
+from oec.core.errors import InputError
 from oec.core.store import read_trajectories
-from oec.tasks.io import InputError, generate_tasks, write_tasks
+from oec.env.sandbox.shell import Slot, sweep_stale_dirs
+from oec.experiments.experiment import remove_experiment
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.io import generate_tasks, write_tasks
 
 OEC = [sys.executable, "-m", "oec"]
 # One thread per process: the reference run and the killed runs go side by side on 2 cores, and equal thread counts

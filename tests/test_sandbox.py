@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from oec.env.sandbox.shell import PersistentShell
 from oec.env.sandbox_env import EnvConfig, SandboxEnv
 from oec.rollout.policies.scripted import edits_from_patch
-from oec.env.sandbox.shell import PersistentShell
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_a_sandbox_that_dies_mid_command_is_an_error_not_a_hang(tmp_path):
     import threading
     import time
 
-    from oec.env.sandbox.shell import SandboxError
+    from oec.core.errors import SandboxError
 
     sh = PersistentShell(tmp_path, timeout=30)
     threading.Timer(0.3, lambda: os.killpg(sh.slot._proc.pid, signal.SIGKILL)).start()
@@ -170,8 +170,8 @@ def test_a_sandbox_that_dies_mid_command_is_an_error_not_a_hang(tmp_path):
 
 
 def test_a_src_layout_package_imports_in_runtests_and_the_verifier():
-    from oec.env.sandbox_env import SandboxEnv
     from oec.core.types import Task
+    from oec.env.sandbox_env import SandboxEnv
 
     files = {"src/calc/__init__.py": "", "src/calc/ops.py": "def add(a, b):\n    return a - b\n",
              "tests/test_ops.py": "from calc.ops import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"

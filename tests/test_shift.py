@@ -6,12 +6,13 @@ import json
 import numpy as np
 import pytest
 
+from oec.core.errors import InputError
+from oec.core.store import read_trajectories
+from oec.core.types import Action, Step
 from oec.rollout.collect import CollectConfig, collect
 from oec.shift.embed import history_text
 from oec.shift.stats import Gaussian, compare, frechet, kl
-from oec.core.store import read_trajectories
-from oec.tasks.io import InputError, generate_tasks, write_tasks
-from oec.core.types import Action, Step
+from oec.tasks.io import generate_tasks, write_tasks
 
 
 def test_distances_of_known_gaussians():
@@ -108,7 +109,7 @@ def test_bad_shift_inputs(tmp_path):
 
     with pytest.raises(InputError, match="--reference 'expert' is not among"):
         analyze({"a": str(tmp_path), "b": str(tmp_path)}, tmp_path / "o")
-    with pytest.raises(ValueError, match="no trigger.json"):
+    with pytest.raises(InputError, match="no trigger.json"):
         from oec.rollout.schedules import make_schedule
 
         make_schedule("oec", f"trigger:{tmp_path}")

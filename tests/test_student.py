@@ -5,9 +5,10 @@ import threading
 
 import pytest
 
-from oec.rollout.policies import PolicySpecError, make_policy
+from oec.core.errors import PolicyError, PolicySpecError
+from oec.core.protocols import Episode
+from oec.rollout.policies import make_policy
 from oec.rollout.policies.local import fit_to_context
-from oec.core.protocols import Episode, PolicyError
 
 
 def test_student_dir_loads_with_auto_classes(tiny_model, train_tasks):

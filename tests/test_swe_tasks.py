@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from oec.rollout.collect import CollectConfig, collect
-from oec.env.sandbox_env import SandboxEnv
-from oec.tasks.importers import import_instances
-from oec.env.repos import GIT_ENV, reverse_patch
 from oec.core.store import read_trajectories
-from oec.tasks.io import load_tasks, write_tasks
 from oec.core.types import Task
+from oec.env.repos import GIT_ENV, reverse_patch
+from oec.env.sandbox_env import SandboxEnv
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.importers import import_instances
+from oec.tasks.io import load_tasks, write_tasks
 
 OPS = '''def add(a, b):
     return a + b

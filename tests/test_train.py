@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
+from oec.core.errors import InputError
 from oec.data.build import BuildConfig, build
 from oec.rollout.collect import CollectConfig, collect
-from oec.tasks.io import InputError, write_tasks
+from oec.tasks.io import write_tasks
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,8 @@ def test_lora_trains_and_merges(data, tiny_model):
 
 
 def test_a_dataset_from_another_tokenizer_is_refused(data, tmp_path, train_tasks):
-    from oec.train.student import StudentConfig, init_student
     from oec.train.sft import TrainConfig, train
+    from oec.train.student import StudentConfig, init_student
 
     other = init_student(train_tasks[:3], tmp_path / "other", StudentConfig(hidden_size=32, layers=1, heads=2,
                                                                              vocab_size=700, context=512))

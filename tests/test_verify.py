@@ -10,13 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from scripted_agent import ScriptedAgentServer
 
-from oec.env.repos import template
-from oec.tasks.toy import generate
-from oec.tasks.io import write_tasks
 from oec.core.types import Task, Trajectory
+from oec.env.repos import template
+from oec.tasks.io import write_tasks
+from oec.tasks.toy import generate
 
 OEC = [sys.executable, "-m", "oec"]
 

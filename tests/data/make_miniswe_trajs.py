@@ -16,8 +16,12 @@ import yaml
 from minisweagent import config as mconfig
 from minisweagent.agents.default import DefaultAgent
 from minisweagent.environments.local import LocalEnvironment
-from minisweagent.models.test_models import (DeterministicModel, DeterministicToolcallModel, make_output,
-                                             make_toolcall_output)
+from minisweagent.models.test_models import (
+    DeterministicModel,
+    DeterministicToolcallModel,
+    make_output,
+    make_toolcall_output,
+)
 
 HERE = Path(__file__).resolve().parent
 TASK = json.loads((HERE / "toy_task.json").read_text())

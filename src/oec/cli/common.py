@@ -5,11 +5,9 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 
-from oec.rollout.policies import PolicySpecError
-from oec.env.sandbox.bwrap import SandboxUnavailable
-from oec.tasks.io import InputError, describe
+from oec.core.errors import USER_ERRORS, describe
 
-USER_ERRORS = (InputError, PolicySpecError, SandboxUnavailable, ValueError)
+__all__ = ["USER_ERRORS", "fail"]
 
 
 def fail(e: Exception) -> None:

@@ -8,9 +8,10 @@ from typing import List, Optional
 
 import typer
 
+from oec.cli.common import fail as _fail
 from oec.core.atomic import check_output, write_text
-from oec.cli.common import USER_ERRORS, fail as _fail
 from oec.core.config import load_config
+from oec.core.errors import USER_ERRORS
 from oec.tasks.io import generate_tasks, load_tasks, write_tasks
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Make and inspect task files.")

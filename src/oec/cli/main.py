@@ -10,12 +10,12 @@ from typing import List, Optional
 
 import typer
 
-from oec.cli.common import USER_ERRORS, fail as _fail
+from oec.cli.common import fail as _fail
 from oec.cli.inputs import demos_app, student_app, tasks_app
-from oec.rollout.collect import CollectConfig, collect
 from oec.core.config import load_config
+from oec.core.errors import USER_ERRORS, InputError
+from oec.rollout.collect import CollectConfig, collect
 from oec.viewer.show import render, summarize
-from oec.tasks.io import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="On-policy expert corrections and DAgger for LM agents.")
 app.add_typer(tasks_app, name="tasks")
@@ -79,7 +79,8 @@ def filter_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Mark each trajectory kept or rejected with reasons (RUN/filter.jsonl); nothing is deleted."""
-    from oec.data.filter import FilterConfig, filter_run, render as render_filter
+    from oec.data.filter import FilterConfig, filter_run
+    from oec.data.filter import render as render_filter
 
     try:
         summary = filter_run(run, load_config(FilterConfig, config, None, overrides))
@@ -103,7 +104,8 @@ def build(
     seed: Optional[int] = typer.Option(None),
 ):
     """Training data from kept trajectories, rendered in the student's format, masks by actor."""
-    from oec.data.build import BuildConfig, build as build_data
+    from oec.data.build import BuildConfig
+    from oec.data.build import build as build_data
 
     try:
         w = [float(x) for x in weights.split(",")] if weights else None
@@ -240,7 +242,9 @@ def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = 
          judge: Optional[str] = typer.Option(None, help="with --failures: an LLM judge too, openai:MODEL@URL"),
          tasks: Optional[Path] = typer.Option(None, help="tasks file [from the run's manifest]")):
     """Summarise a run: counts by exit status, resolve rate with 95% CI, switch-turn histogram, failure categories."""
-    from oec.viewer.failures import failures_of, render as render_failures, table
+    from oec.viewer.failures import render as render_failures
+    from oec.viewer.failures import table
+    from oec.viewer.judge import failures_of
 
     try:
         summary, text = summarize(run), ""
@@ -262,8 +266,8 @@ def view(run: Path = typer.Argument(..., help="run directory"),
          text: bool = typer.Option(False, "--text", help="print a plain-text rendering instead of writing HTML"),
          tasks: Optional[Path] = typer.Option(None, help="tasks file [from the run's manifest]")):
     """What happened and why: steps by actor, the switch, diff, tests, filter verdict, failure category, mask."""
-    from oec.viewer.view import load, write_view
     from oec.viewer.page import render_text
+    from oec.viewer.view import load, write_view
 
     select = dict(task=task, sample=sample, data=data, tasks=tasks)
     try:

@@ -41,7 +41,7 @@ def check_output(path: str | Path, kind: str, arg: str = "--out", marker: str | 
     """Fail before any work if PATH cannot become an output of KIND ("file" or "dir"): it is the other kind, or a
     parent of it is a file, or (MARKER given) it is a non-empty directory without MARKER, i.e. not an earlier output
     of the same command, which replacing it would delete. ARG names the option in the message."""
-    from oec.tasks.io import InputError  # oec.tasks.io writes its files through this module
+    from oec.core.errors import InputError  # oec.tasks.io writes its files through this module
 
     path = Path(path)
     if kind == "dir" and path.exists() and not path.is_dir():

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from oec.tasks.io import InputError
+from oec.core.errors import InputError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,14 +12,6 @@ from oec.core.types import Action, Actor, Completion, Problem, Step, Task, Traje
 Message = dict[str, Any]  # OpenAI chat message: role, content, and for tool-call formats tool_calls / tool_call_id
 
 
-class FormatError(ValueError):
-    """The model's output could not be parsed; the message is shown to the model as its observation."""
-
-
-class PolicyError(RuntimeError):
-    """A policy could not produce an output (e.g. a non-retryable API error); the episode ends with status `error`."""
-
-
 @dataclass
 class Episode:
     """What a policy may look at besides its rendered messages. LM policies ignore it; scripted ones are

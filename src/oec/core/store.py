@@ -17,11 +17,12 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from oec.tasks.io import InputError
-from oec.core.types import Trajectory
+from oec.core.errors import InputError, describe
+from oec.core.types import Problem, Trajectory
 
 TRAJECTORIES = "trajectories.jsonl"
 MANIFEST = "manifest.json"
+PROBLEMS = "problems.jsonl"  # the problems of a run of imported demonstrations
 
 
 def _bad_line(path: Path, lineno: int, line: bytes) -> tuple[Any, str | None]:
@@ -143,3 +144,17 @@ class TrajectoryWriter:
 
     def close(self) -> None:
         self._f.close()
+
+
+def read_problems(run: str | Path) -> dict[str, Problem]:
+    """The problems of a run of imported demonstrations (`oec demos import`), by task id."""
+    path = Path(run) / PROBLEMS
+    out = {}
+    for lineno, value in read_jsonl(path, "problem"):
+        try:
+            problem = Problem.model_validate(value)
+        except ValidationError as e:
+            warnings.warn(f"{path} line {lineno}: ignored, not a problem: {describe(e)[:160]}", stacklevel=2)
+            continue
+        out[problem.task_id] = problem
+    return out

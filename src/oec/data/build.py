@@ -24,13 +24,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 
 from oec.core.atomic import atomic_output, check_output, write_text
+from oec.core.errors import InputError, PolicyError
+from oec.core.protocols import Message
+from oec.core.store import read_trajectories
+from oec.core.types import Task, Trajectory
 from oec.data.filter import kept_keys
 from oec.formats import make_format, text_reply
 from oec.rollout.policies.local import fit_to_context
-from oec.core.protocols import Message, PolicyError
-from oec.core.store import read_trajectories
-from oec.tasks.io import InputError, tasks_of_run
-from oec.core.types import Task, Trajectory
+from oec.tasks.io import tasks_of_run
 
 
 class BuildConfig(BaseModel):

@@ -21,28 +21,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from pathlib import Path
 from typing import Iterator, Literal
 
-from pydantic import ValidationError
-
 from oec.core.atomic import write_text
-from oec.core.store import TRAJECTORIES, TrajectoryWriter, read_jsonl, read_trajectories
-from oec.tasks.io import InputError, describe
+from oec.core.errors import ConversionError, InputError
+from oec.core.store import PROBLEMS, TRAJECTORIES, TrajectoryWriter, read_trajectories
 from oec.core.types import Action, Problem, Step, Trajectory, Verdict
 
-PROBLEMS = "problems.jsonl"
 ERRORS = "import_errors.jsonl"
 SUBMIT_MARKERS = ("COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT", "MINI_SWE_AGENT_FINAL_OUTPUT")
 EXIT = {"submitted": "submitted", "limitsexceeded": "step_limit", "formaterror": "format_errors"}
 # Any fenced block: ```bash, ```sh, or mini-swe-agent 2's ```mswea_bash_command.
 FENCE = re.compile(r"^```[\w-]*[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 OBSERVATION = re.compile(r"<returncode>(-?\d+)</returncode>\s*(.*)", re.DOTALL)
-
-
-class ConversionError(ValueError):
-    """One record cannot be turned into a trajectory; the message says why."""
 
 
 def _text(content) -> str:
@@ -274,16 +266,3 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
                 "paths": [str(p) for p in paths], "resolved_ids": str(resolved_ids) if resolved_ids else None}}
     write_text(run / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return {"run": str(run), **counts}
-
-
-def read_problems(run: str | Path) -> dict[str, Problem]:
-    path = Path(run) / PROBLEMS
-    out = {}
-    for lineno, value in read_jsonl(path, "problem"):
-        try:
-            problem = Problem.model_validate(value)
-        except ValidationError as e:
-            warnings.warn(f"{path} line {lineno}: ignored, not a problem: {describe(e)[:160]}", stacklevel=2)
-            continue
-        out[problem.task_id] = problem
-    return out

@@ -18,9 +18,9 @@ from typing import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.core.atomic import atomic_output, write_text
+from oec.core.errors import InputError
 from oec.core.shell_facts import is_read_only
 from oec.core.store import read_jsonl, read_trajectories
-from oec.tasks.io import InputError
 from oec.core.types import Trajectory
 
 FILTER_LINES = "filter.jsonl"

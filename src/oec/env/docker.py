@@ -30,10 +30,10 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oec.core.types import Task, Verdict
 from oec.env.repos import template
 from oec.env.sandbox.bwrap import TOOLS_DIR
 from oec.env.sandbox.shell import MAX_STREAM, CommandResult, cap_output, owned_tempdir
-from oec.core.types import Task, Verdict
 from oec.env.verify import verify_workspace
 
 TOOLS = "/oec/bin"

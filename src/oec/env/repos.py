@@ -20,8 +20,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oec.env.sandbox.shell import owned_tempdir
+from oec.core.errors import MaterialiseError
 from oec.core.types import GitRepo, Task
+from oec.env.sandbox.shell import owned_tempdir
 
 # Fixed identity and dates: a template repo's commit hash is the same on every machine.
 GIT_ENV = {
@@ -30,10 +31,6 @@ GIT_ENV = {
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
 }
 PYTEST_CONFIG = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml"}
-
-
-class MaterialiseError(RuntimeError):
-    """A task's workspace could not be built; the message names the task and the reason."""
 
 
 def git(cwd: str | Path, *args: str, input: bytes | None = None, env: dict | None = None) -> str:

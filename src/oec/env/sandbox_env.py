@@ -11,11 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.env.repos import GIT_ENV, PYTEST_CONFIG, MaterialiseError, template  # noqa: F401 (GIT_ENV, PYTEST_CONFIG: re-exported)
-from oec.env.docker import DockerConfig
-from oec.env.sandbox.bwrap import WORKSPACE
-from oec.env.sandbox.shell import CommandResult, Limits, SandboxError, Slot, SlotPool, pool_for
+from oec.core.errors import SandboxError
 from oec.core.types import Task, Verdict
+from oec.env.docker import DockerConfig
+from oec.env.repos import template
+from oec.env.sandbox.bwrap import WORKSPACE
+from oec.env.sandbox.shell import CommandResult, Limits, Slot, SlotPool, pool_for
 from oec.env.verify import verify_workspace
 
 

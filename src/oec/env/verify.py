@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from oec.env.repos import GIT_ENV, PYTEST_CONFIG, Template, template
+from oec.core.errors import ChangeTooLarge
 from oec.core.types import Task, TestResult, Verdict
+from oec.env.repos import GIT_ENV, PYTEST_CONFIG, Template, template
 
 # Every name pytest reads configuration or plugins from (pytest 9 adds pytest.toml and .pytest.toml), and the
 # interpreter's own start-up hooks. A fix never needs to change them; a forged verdict often does.
@@ -47,10 +48,6 @@ MAX_BYTES = 16 << 20
 # Our git, in our repository: nothing may run, and nothing of a user's global or system configuration may apply.
 GIT = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.autocrlf=false",
        "-c", "core.safecrlf=false", "-c", "core.excludesFile=/dev/null", "-c", "diff.noprefix=false"]
-
-
-class ChangeTooLarge(ValueError):
-    """The workspace differs from the base in more files or bytes than a fix can; it is not verified."""
 
 
 @dataclass(frozen=True)

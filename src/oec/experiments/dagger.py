@@ -25,15 +25,16 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from oec.core.atomic import atomic_output, check_output, write_text
-from oec.data.build import BuildConfig, build
-from oec.rollout.collect import CollectConfig, collect
-from oec.tasks.disjoint import check_disjoint
-from oec.data.filter import FilterConfig, filter_run
-from oec.rollout.policies import check_local_options, local_spec
-from oec.viewer.show import summarize
+from oec.core.errors import InputError
 from oec.core.store import read_json_object, read_trajectories
-from oec.tasks.io import InputError, load_tasks, write_tasks
+from oec.data.build import BuildConfig, build
+from oec.data.filter import FilterConfig, filter_run
+from oec.rollout.collect import CollectConfig, collect
+from oec.rollout.policies import check_local_options, local_spec
+from oec.tasks.disjoint import check_disjoint
+from oec.tasks.io import load_tasks, write_tasks
 from oec.train.sft import TrainConfig, check_trl, matched_steps, train
+from oec.viewer.show import summarize
 
 ROUNDS_CSV = "rounds.csv"
 COLUMNS = ["round", "beta", "episodes", "labels", "kept", "examples", "trainable_tokens", "train_seconds",

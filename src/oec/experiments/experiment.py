@@ -31,18 +31,19 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
 
 from oec.core.atomic import atomic_output, check_output, write_text
-from oec.data.build import BuildConfig, build
-from oec.rollout.collect import CollectConfig, collect
 from oec.core.config import load_config, merge
-from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
+from oec.core.errors import InputError
+from oec.data.build import BuildConfig, build
 from oec.data.filter import FilterConfig, filter_run, read_verdicts
-from oec.rollout.policies import check_local_options, local_spec
-from oec.viewer.show import summarize
 from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
-from oec.train.student import StudentConfig, init_student
 from oec.experiments.task_sets import TaskSets, warm_seed
-from oec.tasks.io import InputError, load_tasks, write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.rollout.policies import check_local_options, local_spec
+from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
+from oec.tasks.io import load_tasks, write_tasks
 from oec.train.sft import TrainConfig, check_trl, matched_steps, train
+from oec.train.student import StudentConfig, init_student
+from oec.viewer.show import summarize
 
 Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
@@ -400,8 +401,8 @@ def oec_contents(run: Path) -> dict:
     writes; `expert_restored`: after the switch the expert put files back (git checkout/restore/stash, rm);
     `corrected`: erred or restored."""
     from oec.core.shell_facts import is_read_only
-    from oec.data.filter import kept_keys
     from oec.core.store import read_trajectories
+    from oec.data.filter import kept_keys
 
     keep = kept_keys(run)
     trajs = [t for t in read_trajectories(run) if (t.resolved if keep is None else t.key in keep)]

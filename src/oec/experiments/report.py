@@ -17,11 +17,12 @@ from collections import defaultdict
 from html import escape
 from pathlib import Path
 
-from oec.viewer import failures_report
 from oec.core.atomic import atomic_output, write_text
+from oec.core.errors import InputError
 from oec.core.store import TRAJECTORIES, read_trajectories
-from oec.tasks.io import InputError, tasks_of_run
 from oec.core.types import Action, Step, Trajectory
+from oec.tasks.io import tasks_of_run
+from oec.viewer import failures_report
 
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_measured")
 FACT_FILES = ("experiment.json", "calibration.json")

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from oec.tasks.disjoint import check_disjoint
-from oec.tasks.io import InputError, generate_tasks, load_tasks, write_tasks
+from oec.core.errors import InputError
 from oec.core.types import Task
+from oec.tasks.disjoint import check_disjoint
+from oec.tasks.io import generate_tasks, load_tasks, write_tasks
 
 LABELS = {"train": "train (pool)", "heldout": "held-out", "warm": "warm-start"}  # as the errors name them
 

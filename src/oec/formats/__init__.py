@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from oec.core.errors import InputError, describe
 from oec.formats.base import FormatConfig
 from oec.formats.text import TextFormat, text_reply
 from oec.formats.toolcalls import ToolCallFormat, tool_call
-from oec.tasks.io import describe
 
 FORMATS = {"text": TextFormat, "toolcalls": ToolCallFormat}
 
@@ -21,11 +21,11 @@ def parse_spec_options(spec: str) -> tuple[str, dict[str, str]]:
 def make_format(spec: str = "text"):
     name, options = parse_spec_options(spec)
     if name not in FORMATS:
-        raise ValueError(f"format {spec!r}: unknown format {name!r}; choose from {sorted(FORMATS)}")
+        raise InputError(f"format {spec!r}: unknown format {name!r}; choose from {sorted(FORMATS)}")
     try:
         return FORMATS[name](FormatConfig(**options))
     except ValidationError as e:
-        raise ValueError(f"format {spec!r}: {describe(e)} (options: {sorted(FormatConfig.model_fields)})") from None
+        raise InputError(f"format {spec!r}: {describe(e)} (options: {sorted(FormatConfig.model_fields)})") from None
 
 
 __all__ = ["FORMATS", "FormatConfig", "TextFormat", "ToolCallFormat", "make_format", "parse_spec_options",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from oec.formats.base import FormatConfig, opening, windowed
-from oec.core.protocols import FormatError, Message
+from oec.core.errors import FormatError
+from oec.core.protocols import Message
 from oec.core.types import Action, Completion, Problem, Step, Task
+from oec.formats.base import FormatConfig, opening, windowed
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Reply with a short thought and exactly one bash block:
 ```bash

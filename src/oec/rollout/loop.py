@@ -10,12 +10,14 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.core.protocols import Env, Episode, EpisodePlan, FormatError, Policy
-from oec.core.types import Label, Step, Task, Trajectory, Verdict
+from oec.core.errors import FormatError
+from oec.core.protocols import Env, Episode, EpisodePlan, Policy
+from oec.core.types import Actor, Label, Step, Task, Trajectory, Verdict
 
 
 class LoopConfig(BaseModel):
@@ -34,6 +36,17 @@ def _label(expert: Policy, task: Task, env: Env, steps: list[Step], rng: random.
     except FormatError:
         action = None
     return Label(output=completion.text, action=action, completion=completion)
+
+
+@dataclass
+class Plan:
+    policies: dict[Actor, Policy]
+    choose: Callable[[int, Sequence[Step]], Actor]
+    label_student_steps: bool = False
+    info: dict = field(default_factory=dict)
+
+    def actor(self, turn: int, steps: Sequence[Step]) -> Actor:
+        return self.choose(turn, steps)
 
 
 def rollout(

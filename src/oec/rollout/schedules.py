@@ -9,22 +9,11 @@ student's real trajectory, and at least one expert step.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
+from oec.core.errors import InputError
 from oec.core.protocols import Episode, Message, Policy, Probe
-from oec.core.types import Actor, Completion, Step, Task
-
-
-@dataclass
-class Plan:
-    policies: dict[Actor, Policy]
-    choose: Callable[[int, Sequence[Step]], Actor]
-    label_student_steps: bool = False
-    info: dict = field(default_factory=dict)
-
-    def actor(self, turn: int, steps: Sequence[Step]) -> Actor:
-        return self.choose(turn, steps)
+from oec.core.types import Actor, Completion, Task
+from oec.rollout.loop import Plan
 
 
 class Replay:
@@ -61,16 +50,16 @@ class Switch:
         self.name, _, arg = sampler.partition(":")
         if self.name == "fixed":
             if not arg.isdigit():
-                raise ValueError(f"--switch fixed:K needs a non-negative integer K, got {sampler!r}")
+                raise InputError(f"--switch fixed:K needs a non-negative integer K, got {sampler!r}")
             self.k = int(arg)
         elif self.name == "late":
             a, _, b = (arg or "3,1").partition(",")
             try:
                 self.a, self.b = float(a), float(b)
             except ValueError:
-                raise ValueError(f"--switch late:A,B needs two numbers (Beta shape), got {sampler!r}") from None
+                raise InputError(f"--switch late:A,B needs two numbers (Beta shape), got {sampler!r}") from None
         elif self.name != "uniform" or arg:
-            raise ValueError(f"unknown --switch {sampler!r}; use uniform, late, late:A,B, fixed:K or trigger:DIR")
+            raise InputError(f"unknown --switch {sampler!r}; use uniform, late, late:A,B, fixed:K or trigger:DIR")
 
     def plan(self, task: Task, policies: dict[Actor, Policy], rng: random.Random, probe: Probe) -> Plan:
         info: dict = {"sampler": self.name}
@@ -99,7 +88,7 @@ class Mix:
 
     def __init__(self, beta: float):
         if not 0 <= beta <= 1:
-            raise ValueError(f"--beta must be in [0, 1], got {beta}")
+            raise InputError(f"--beta must be in [0, 1], got {beta}")
         self.beta = beta
 
     def plan(self, task: Task, policies: dict[Actor, Policy], rng: random.Random, probe: Probe) -> Plan:
@@ -118,4 +107,4 @@ def make_schedule(mode: str, switch: str = "uniform", beta: float = 0.5, trigger
         return Switch(switch)
     if mode == "dagger":
         return Mix(beta)
-    raise ValueError(f"unknown mode {mode!r}; choose from expert, student, oec, dagger")
+    raise InputError(f"unknown mode {mode!r}; choose from expert, student, oec, dagger")

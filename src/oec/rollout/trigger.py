@@ -17,11 +17,12 @@ from typing import Sequence
 
 import numpy as np
 
+from oec.core.errors import InputError
 from oec.core.protocols import Policy, Probe
-from oec.rollout.schedules import Plan
+from oec.core.types import Actor, Step, Task
+from oec.rollout.loop import Plan
 from oec.shift.embed import history_text, make_embedder
 from oec.shift.stats import mahalanobis
-from oec.core.types import Actor, Step, Task
 
 _models: dict[str, "TriggerModel"] = {}
 _models_lock = threading.Lock()
@@ -32,11 +33,11 @@ class TriggerModel:
         directory = Path(directory)
         meta_path = directory / "trigger.json"
         if not meta_path.exists():
-            raise ValueError(f"--switch trigger:{directory}: no trigger.json there; make it with "
+            raise InputError(f"--switch trigger:{directory}: no trigger.json there; make it with "
                              f"`oec shift --population student=RUN --population expert=RUN --out {directory}`")
         self.meta = json.loads(meta_path.read_text())
         if not self.meta["turns"]:
-            raise ValueError(f"{meta_path}: no turn had enough expert trajectories to fit; collect more expert runs")
+            raise InputError(f"{meta_path}: no turn had enough expert trajectories to fit; collect more expert runs")
         arrays = np.load(directory / "trigger.npz")
         self.turns = {t: {k: arrays[f"t{t}_{k}"] for k in ("mean", "precision", "dists")}
                       for t in self.meta["turns"]}
@@ -67,7 +68,7 @@ class Trigger:
 
     def __init__(self, directory: str, quantile: float = 0.99):
         if not 0 < quantile < 1:
-            raise ValueError(f"--trigger-threshold must be a quantile in (0, 1), got {quantile}")
+            raise InputError(f"--trigger-threshold must be a quantile in (0, 1), got {quantile}")
         self.model, self.quantile = TriggerModel.load(directory), quantile
 
     def plan(self, task: Task, policies: dict[Actor, Policy], rng: random.Random, probe: Probe) -> Plan:

@@ -17,8 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from oec.formats.base import observation_text
+from oec.core.errors import InputError
 from oec.core.types import Step
+from oec.formats.base import observation_text
 
 _LOAD_LOCK = threading.Lock()
 SYSTEM_NOTE = "[system] You fix bugs in a Python repository. Reply with one bash command per turn."
@@ -110,7 +111,7 @@ class SentenceTransformerEmbedder(Embedder):
         else:
             path = Path(name_or_path)
             if not path.is_dir():
-                raise ValueError(f"--embedder st:{name_or_path}: not a local model directory (nothing is downloaded)")
+                raise InputError(f"--embedder st:{name_or_path}: not a local model directory (nothing is downloaded)")
         self.path, self.device, self.key, self._model = path, device, f"st:{name_or_path}", None
         config = path / "sentence_bert_config.json"
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -160,4 +161,4 @@ def make_embedder(spec: str, cache_dir: str | Path | None = None) -> Embedder:
     if kind == "openai" and "@" in rest:
         model, _, url = rest.rpartition("@")
         return OpenAIEmbedder(model, url, cache_dir)
-    raise ValueError(f"unknown --embedder {spec!r}; use minilm, st:PATH_OR_NAME or openai:MODEL@URL")
+    raise InputError(f"unknown --embedder {spec!r}; use minilm, st:PATH_OR_NAME or openai:MODEL@URL")

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from oec.tasks.io import InputError
+from oec.core.errors import InputError
 from oec.core.types import Task
 
 TRAINED_TASKS = "trained_tasks.json"

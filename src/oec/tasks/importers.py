@@ -16,17 +16,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from oec.tasks.mutate import statement
-from oec.env.repos import MaterialiseError, check_commit, git, patch_paths, reverse_patch, template
-from oec.tasks.io import InputError, describe
+from oec.core.errors import MaterialiseError
+from oec.env.repos import check_commit, git, patch_paths, reverse_patch, template
+from oec.core.errors import InputError, describe
 from oec.core.types import GitRepo, Task
+from oec.core.errors import InstanceError
 
 FORMATS = ("swebench", "swesmith")
 SWEBENCH_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement", "patch", "test_patch",
                    "FAIL_TO_PASS", "PASS_TO_PASS")
-
-
-class InstanceError(ValueError):
-    """One instance cannot be imported; the message says why."""
 
 
 def read_instances(path: str | Path) -> list[tuple[int, dict]]:

@@ -8,16 +8,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from oec.core.atomic import atomic_output
+from oec.core.store import read_manifest, read_problems
 from oec.tasks import toy
 from oec.core.types import Problem, Task
-
-
-class InputError(ValueError):
-    """Bad user input; the message says where and how to fix it."""
-
-
-def describe(e: ValidationError) -> str:
-    return "; ".join(f"field '{'.'.join(map(str, err['loc'])) or '<root>'}': {err['msg']}" for err in e.errors())
+from oec.core.errors import InputError, describe
 
 
 def load_tasks(path: str | Path) -> list[Task]:
@@ -53,8 +47,6 @@ def load_tasks(path: str | Path) -> list[Task]:
 def tasks_of_run(run: str | Path, tasks: str | Path | None = None) -> dict[str, Task | Problem]:
     """The tasks a run was collected on (TASKS, or the file its manifest names), by id; for a run of imported
     demonstrations, their problems."""
-    from oec.core.store import read_manifest
-
     run = Path(run)
     path = tasks
     manifest = read_manifest(run) if path is None else None
@@ -65,8 +57,6 @@ def tasks_of_run(run: str | Path, tasks: str | Path | None = None) -> dict[str, 
             if not Path(path).exists() and isinstance(manifest.get("tasks_path"), str):  # copied without its tasks
                 path = manifest["tasks_path"]
     if path is None and (run / "problems.jsonl").exists():  # imported demonstrations: problems, no repos
-        from oec.data.demos import read_problems
-
         return read_problems(run)
     if path is None or not Path(path).exists():
         raise InputError(f"{run}: cannot find the tasks it was collected on (its manifest names {path!r}); "

@@ -36,8 +36,10 @@ from oec.core.atomic import check_output
 from oec.tasks.bugs import KINDS, Mutant, mutants
 from oec.env.repos import git
 from oec.env.sandbox.bwrap import WORKSPACE
-from oec.env.sandbox.shell import POOL, SandboxError, Slot
-from oec.tasks.io import InputError, write_tasks
+from oec.env.sandbox.shell import POOL, Slot
+from oec.core.errors import SandboxError
+from oec.core.errors import InputError
+from oec.tasks.io import write_tasks
 from oec.core.types import GitRepo, Task
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "__pycache__", ".eggs", "build", "dist",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oec.tasks.toy_shapes import LEAF_SHAPES, MUTATION_KINDS, ONE_LINERS, Fn, Mutation, leaf, rewrap, wrapper
 from oec.core.types import InlineRepo, Task
+from oec.core.errors import InputError
 
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"
@@ -74,7 +75,7 @@ def generate_task(seed: int, index: int, split: str, cfg: ToyConfig) -> Task:
     modules = [names(1) for _ in range(cfg.modules)]
     kinds = [k for k in cfg.mutation_kinds if k in MUTATION_KINDS]
     if not kinds:
-        raise ValueError(f"mutation_kinds: none of {cfg.mutation_kinds} is known; choose from {MUTATION_KINDS}")
+        raise InputError(f"mutation_kinds: none of {cfg.mutation_kinds} is known; choose from {MUTATION_KINDS}")
 
     # The buggy leaf and its mutation.
     while True:
@@ -162,6 +163,6 @@ def generate_task(seed: int, index: int, split: str, cfg: ToyConfig) -> Task:
 
 def generate(split: str, n: int, seed: int, cfg: ToyConfig | None = None) -> list[Task]:
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
     cfg = cfg or ToyConfig()
     return [generate_task(seed, i, split, cfg) for i in range(n)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from typing import Callable
+from oec.core.errors import InputError
 
 MUTATION_KINDS = (
     "operator_swap",
@@ -116,7 +117,7 @@ def leaf(shape: str, name: str, rng: random.Random) -> Fn:
         return Fn(name, ("x",), body, ok, lambda r: (r.choice([r.randint(-9, -1), 0, r.randint(1, 9)]),), shape,
                   [M("negated_condition", 0, ["if not x < 0:"], impl=lambda x: -1 if x >= 0 else (0 if x == 0 else 1)),
                    M("wrong_constant", 3, ["    return 1"], impl=lambda x: -1 if x < 0 else 1)])
-    raise ValueError(f"unknown function shape {shape!r}; known: {', '.join(LEAF_SHAPES)}")
+    raise InputError(f"unknown function shape {shape!r}; known: {', '.join(LEAF_SHAPES)}")
 
 
 LEAF_SHAPES = ("add", "diff", "affine", "larger", "head_sum", "span", "clamp", "count_above", "weighted", "sign")

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from oec.core.atomic import atomic_output, check_output, partial_path
-from oec.tasks.io import InputError
+from oec.core.errors import InputError
 
 DEFAULTS = {  # sized for a tiny student on a CPU; every key can be overridden with trl.KEY=VALUE
     "per_device_train_batch_size": 8, "learning_rate": 1e-3, "num_train_epochs": 1.0, "lr_scheduler_type": "cosine",

@@ -15,9 +15,9 @@ from typing import Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from oec.core.atomic import atomic_output, check_output
+from oec.core.types import Action, Task
 from oec.formats import TextFormat, ToolCallFormat, text_reply
 from oec.rollout.policies.scripted import base_texts, make_plan
-from oec.core.types import Action, Task
 
 STUDENT_INFO = "oec_student.json"
 SPECIAL = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -80,8 +80,8 @@ def init_student(tasks: list[Task], out: str | Path, config: StudentConfig | Non
 
 
 def _write_student(tasks: list[Task], out: Path, config: StudentConfig) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 

@@ -18,10 +18,11 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from oec.env.repos import patch_paths
+from oec.core.errors import InputError
 from oec.core.store import read_trajectories
-from oec.tasks.io import InputError, tasks_of_run
 from oec.core.types import Problem, Task, Trajectory
+from oec.env.repos import patch_paths
+from oec.tasks.io import tasks_of_run
 
 if TYPE_CHECKING:
     from oec.viewer.judge import Judge
@@ -171,18 +172,6 @@ def classify_run(run: str | Path, tasks: str | Path | None = None, judge: Judge 
     except OSError as e:  # a read-only run directory: the categories are still shown, just not stored
         warnings.warn(f"{run / FAILURES}: not written ({e.strerror})", stacklevel=2)
     return rows
-
-
-def failures_of(run: str | Path, judge: str | None = None, tasks: str | Path | None = None) -> list[dict]:
-    """classify_run, with the LLM judge JUDGE (openai:MODEL@URL) if given."""
-    from oec.viewer.judge import Judge  # the openai client is imported only when a judge is asked for
-
-    checker = Judge(judge) if judge else None
-    try:
-        return classify_run(run, tasks, checker)
-    finally:
-        if checker is not None:
-            checker.close()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

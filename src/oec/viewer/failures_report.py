@@ -13,9 +13,9 @@ from collections import Counter, defaultdict
 from html import escape
 from pathlib import Path
 
-from oec.viewer.failures import CATEGORIES, RESOLVED, classify_run
+from oec.core.errors import InputError
 from oec.core.store import TRAJECTORIES
-from oec.tasks.io import InputError
+from oec.viewer.failures import CATEGORIES, RESOLVED, classify_run
 
 COLOURS = {RESOLVED: "#4caf50", "error": "#555555", "cancelled": "#bbbbbb", "format_errors": "#9c27b0",
            "repeated": "#e91e63", "edit_failed": "#ffc107", "never_edited": "#ff9800", "wrong_file": "#795548",

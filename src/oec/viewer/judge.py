@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
-from oec.viewer.failures import CATEGORIES
-from oec.rollout.policies import make_policy
-from oec.core.protocols import PolicyError
-from oec.tasks.io import InputError
+from oec.core.errors import InputError, PolicyError
 from oec.core.types import Problem, Task, Trajectory
+from oec.rollout.policies import make_policy
+from oec.viewer.failures import CATEGORIES, classify_run
 
 OBS_CHARS = 300  # of each observation: enough to see an error, small enough for a judge's context
 MAX_TURNS = 40  # a longer episode shows its first and last 20 turns: where it went wrong and where it ended
@@ -82,3 +82,13 @@ class Judge:
 
     def close(self) -> None:
         self.policy.close()
+
+
+def failures_of(run: str | Path, judge: str | None = None, tasks: str | Path | None = None) -> list[dict]:
+    """classify_run, with the LLM judge JUDGE (openai:MODEL@URL) if given."""
+    checker = Judge(judge) if judge else None
+    try:
+        return classify_run(run, tasks, checker)
+    finally:
+        if checker is not None:
+            checker.close()

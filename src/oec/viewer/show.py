@@ -6,8 +6,8 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from oec.core.errors import InputError
 from oec.core.store import TRAJECTORIES, iter_trajectories, latest_attempts
-from oec.tasks.io import InputError
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

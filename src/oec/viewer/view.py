@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from oec.viewer.failures import CATEGORIES, RESOLVED, classify_run
-from oec.data.filter import FILTER_LINES
+from oec.core.errors import InputError
 from oec.core.store import TRAJECTORIES, read_trajectories
-from oec.tasks.io import InputError, tasks_of_run
 from oec.core.types import Step, Trajectory
+from oec.data.filter import FILTER_LINES
+from oec.tasks.io import tasks_of_run
+from oec.viewer.failures import CATEGORIES, RESOLVED, classify_run
 from oec.viewer.page import CSS, SCRIPT
 
 OBS_CHARS = 4000  # an observation can be a whole test log: the page keeps its start, the run keeps it whole

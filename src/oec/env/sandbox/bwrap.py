@@ -21,6 +21,8 @@ import sys
 from functools import cache
 from pathlib import Path
 
+from oec.core.errors import SandboxUnavailable
+
 WORKSPACE = "/workspace"
 TOOLS = "/oec/bin"
 TOOLS_DIR = Path(__file__).parent / "tools"
@@ -34,10 +36,6 @@ PROC_HIDDEN = ("kcore", "keys", "key-users", "timer_list", "sched_debug", "laten
 # Host secrets that are readable by uid 0 without any capability
 ETC_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/ssh_host_*key",
                "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d")
-
-
-class SandboxUnavailable(RuntimeError):
-    pass
 
 
 @cache

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from oec.core.errors import InputError, SandboxError
 from oec.env.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
 
 IO = "/oec/io"
@@ -45,7 +46,7 @@ class Limits:
 
     def __post_init__(self):
         if self.tasks < 16 or self.memory < 256 << 20 or self.disk < 16 << 20 or self.files < 1000:
-            raise ValueError(f"sandbox limits too small to run pytest: {self}; use tasks >= 16, memory >= 256 MiB, "
+            raise InputError(f"sandbox limits too small to run pytest: {self}; use tasks >= 16, memory >= 256 MiB, "
                              "disk >= 16 MiB, files >= 1000")
 
 
@@ -111,10 +112,6 @@ def sweep_stale_dirs(root: Path | None = None) -> list[Path]:
                 _remove_tree(Path(entry.path))
                 removed.append(Path(entry.path))
     return removed
-
-
-class SandboxError(RuntimeError):
-    """The sandbox itself failed (not the agent's command)."""
 
 
 @dataclass(frozen=True)

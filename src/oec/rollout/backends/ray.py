@@ -23,11 +23,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from oec.rollout.collect import Collector, CollectConfig, error_trajectory, policy_specs
-from oec.formats import parse_spec_options
-from oec.rollout.policies import PolicySpecError
-from oec.tasks.io import InputError
+from oec.core.errors import InputError, PolicySpecError
 from oec.core.types import Task, Trajectory
+from oec.formats import parse_spec_options
+from oec.rollout.episodes import CollectConfig, Collector, error_trajectory, policy_specs
 
 RETRIES = "retries.jsonl"
 
@@ -141,7 +140,7 @@ def _cluster_cpus(ray) -> int:
 
 
 class RayBackend:
-    """Episodes on Ray worker actors; same interface as collect.LocalBackend."""
+    """Episodes on Ray worker actors; same interface as backends/local.py's LocalBackend."""
 
     def __init__(self, cfg: CollectConfig):
         ray = self.ray = _ray()

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ValidationError
 
+from oec.core.errors import InputError, PolicySpecError, describe
+from oec.core.protocols import Policy
 from oec.formats import make_format, parse_spec_options
 from oec.rollout.policies.noisy import NoisyConfig, NoisyStudent
 from oec.rollout.policies.scripted import ExpertConfig, ScriptedExpert
-from oec.core.protocols import Policy
-from oec.tasks.io import describe
 
 SCRIPTED = {"expert": (ScriptedExpert, ExpertConfig), "noisy": (NoisyStudent, NoisyConfig)}
-
-
-class PolicySpecError(ValueError):
-    pass
 
 
 def _config(spec: str, cls: type[BaseModel], options: dict) -> BaseModel:
@@ -59,7 +55,7 @@ def make_policy(spec: str, format: str = "text") -> Policy:
     target, options = parse_spec_options(rest)
     try:
         fmt = make_format(format)
-    except ValueError as e:
+    except InputError as e:
         raise PolicySpecError(str(e)) from None
     if kind == "scripted":
         if target not in SCRIPTED:
@@ -74,10 +70,7 @@ def make_policy(spec: str, format: str = "text") -> Policy:
         if not target:
             raise PolicySpecError(f"policy {spec!r}: give the model directory, e.g. local:models/tiny")
         config = _config(spec, LocalConfig, options)
-        try:
-            return (LocalPolicy if config.engine == "hf" else KVPolicy)(spec, target, config, fmt)
-        except ValueError as e:
-            raise PolicySpecError(str(e)) from None
+        return (LocalPolicy if config.engine == "hf" else KVPolicy)(spec, target, config, fmt)
     if kind == "openai":
         from oec.rollout.policies.openai_api import OpenAIConfig, OpenAIPolicy
 

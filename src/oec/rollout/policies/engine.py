@@ -26,11 +26,12 @@ import weakref
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import Future
 
+from oec.core.errors import PolicyError
+from oec.core.protocols import Episode, Format, Message
+from oec.core.types import Completion
 from oec.formats.text import ACTION_END
 from oec.rollout.policies.kvcache import ATTENTION, Segment, SeqCache
 from oec.rollout.policies.local import LocalConfig, LocalModel
-from oec.core.protocols import Episode, Format, Message, PolicyError
-from oec.core.types import Completion
 
 
 class Request:

@@ -21,9 +21,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.formats import TextFormat
-from oec.core.protocols import Episode, Format, Message, PolicyError
+from oec.core.errors import PolicyError, PolicySpecError
+from oec.core.protocols import Episode, Format, Message
 from oec.core.types import Completion
+from oec.formats import TextFormat
 
 
 class LocalConfig(BaseModel):
@@ -72,9 +73,9 @@ class LocalModel:
 
         self.spec, self.config, self.format = spec, config or LocalConfig(), format or TextFormat()
         if self.format.tools:
-            raise ValueError(f"policy {spec!r}: local models use the text format (native tool calls need a server)")
+            raise PolicySpecError(f"policy {spec!r}: local models use the text format (native tool calls need a server)")
         if not Path(path, "config.json").is_file():
-            raise ValueError(f"policy {spec!r}: {path} is not a model directory (no config.json); "
+            raise PolicySpecError(f"policy {spec!r}: {path} is not a model directory (no config.json); "
                              "make one with `oec student init` or pass a transformers model path")
         if self.config.threads:
             torch.set_num_threads(self.config.threads)

@@ -13,10 +13,10 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.formats import TextFormat
-from oec.rollout.policies.scripted import Edit, ScriptedExpert, base_texts, read_workspace, reply
 from oec.core.protocols import Episode, Format, Message
 from oec.core.types import Completion, Task
+from oec.formats import TextFormat
+from oec.rollout.policies.scripted import Edit, ScriptedExpert, base_texts, read_workspace, reply
 
 
 @functools.lru_cache(maxsize=256)

@@ -22,20 +22,10 @@ from contextlib import AbstractContextManager
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from oec.formats import TextFormat
-from oec.core.protocols import Episode, Format, Message, PolicyError
-from oec.tasks.io import describe
+from oec.core.errors import DeadlineExceeded, MalformedReply, PolicyError, describe
+from oec.core.protocols import Episode, Format, Message
 from oec.core.types import Completion, ToolCall
-
-
-class MalformedReply(Exception):
-    """A 200 answer that is not a chat completion (HTML, no choices, a null message, ...; seen from overloaded
-    servers and proxies): treated like a 5xx, and the message says what was wrong."""
-
-
-class DeadlineExceeded(Exception):
-    """The call ran past its total deadline (a server that drips bytes): treated like a timeout."""
-
+from oec.formats import TextFormat
 
 RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError,
              openai.APIResponseValidationError, MalformedReply, DeadlineExceeded)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.core.shell_facts import edit_command, is_read_only
-from oec.formats import TextFormat, text_reply, tool_call
 from oec.core.protocols import Episode, Format, Message
-from oec.env.repos import patch_paths, template
+from oec.core.shell_facts import edit_command, is_read_only
 from oec.core.types import Action, Completion, Task
+from oec.env.repos import patch_paths, template
+from oec.formats import TextFormat, text_reply, tool_call
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import errno
 import json
 import os
 import re
+import select
 import shutil
 import signal
-import select
 import sys
 import time
 
