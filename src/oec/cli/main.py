@@ -119,7 +119,8 @@ def build(
     except USER_ERRORS as e:
         _fail(e)
     st = info["stats"]
-    typer.echo(f"wrote {out}: {st['examples']} examples from {st['trajectories']} trajectories; tokens: "
+    verb = "kept (complete, from the same config and inputs; remove it to rebuild)" if info.get("reused") else "wrote"
+    typer.echo(f"{verb} {out}: {st['examples']} examples from {st['trajectories']} trajectories; tokens: "
                f"{st['trainable_tokens']} trainable of {st['total_tokens']}, {st['dropped_tokens']} dropped")
 
 
@@ -140,8 +141,10 @@ def train_cmd(
         info = train(load_config(TrainConfig, None, options, overrides))
     except USER_ERRORS as e:
         _fail(e)
+    verb = "kept (complete, from the same config, data and model; remove it to retrain)" if info.get("reused") \
+        else "wrote"
     if info["main_process"]:  # one line, not one per `accelerate launch` process
-        typer.echo(f"wrote {out}: {info['steps']} steps on {info['examples']} examples in {info['processes']} "
+        typer.echo(f"{verb} {out}: {info['steps']} steps on {info['examples']} examples in {info['processes']} "
                    f"process(es), loss {info['losses'][:1]} -> {info['losses'][-1:]} in {info['seconds']:.0f} s")
 
 

@@ -26,9 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 from oec.core.atomic import atomic_output, check_output, write_text
 from oec.core.errors import InputError, PolicyError
 from oec.core.protocols import Message
-from oec.core.store import read_trajectories
+from oec.core.stage import BUILD_INFO, completed, fingerprint, making
+from oec.core.store import TRAJECTORIES, read_trajectories
 from oec.core.types import Task, Trajectory
-from oec.data.filter import kept_keys
+from oec.data.filter import FILTER_LINES, kept_keys
 from oec.formats import make_format, text_reply
 from oec.rollout.policies.local import fit_to_context
 from oec.tasks.io import tasks_of_run
@@ -185,9 +186,6 @@ def _select(cfg: BuildConfig) -> list[tuple[Trajectory, Task, str]]:
     return chosen
 
 
-BUILD_INFO = "oec_build.json"
-
-
 def check_inputs(cfg: BuildConfig) -> None:
     """What can be checked before reading any trajectory."""
     check_output(cfg.out, "dir" if cfg.format == "hf" else "file", marker=BUILD_INFO if cfg.format == "hf" else None)
@@ -202,8 +200,22 @@ def check_inputs(cfg: BuildConfig) -> None:
                              "(e.g. one written by `oec student init` or `oec train`)")
 
 
+def build_key(cfg: BuildConfig) -> dict:
+    """What a built dataset is made from: its config and what its inputs hold now (a run that has grown, a filter
+    rerun, another tokenizer all change it)."""
+    inputs = [Path(r) / name for r in cfg.runs for name in (TRAJECTORIES, FILTER_LINES)]
+    inputs += [Path(cfg.student)] if cfg.student else []
+    inputs += [Path(cfg.tasks)] if cfg.tasks else []
+    # the paths are left out (their contents are in the fingerprint), so an experiment moved elsewhere resumes
+    return {"config": cfg.model_dump(exclude={"out", "runs", "student", "tasks"}), "inputs": fingerprint(*inputs)}
+
+
 def build(cfg: BuildConfig) -> dict:
+    """Build the dataset; a complete one made from the same config and inputs is kept as it is (`reused`: true)."""
     check_inputs(cfg)
+    key = build_key(cfg)
+    if cfg.format == "hf" and (done := completed(cfg.out, BUILD_INFO, key)) is not None:
+        return {**done, "reused": True}
     fmt = make_format(cfg.student_format)
     chosen = _select(cfg)
     if not chosen:
@@ -231,10 +243,10 @@ def build(cfg: BuildConfig) -> dict:
         rows = [dict(ex, run=run) for conv, run in convs for ex in _examples(conv, tokenizer, budget, stats)]
         if not rows:
             raise InputError(f"no trainable examples from {cfg.runs} with --mask {cfg.mask}")
-        with atomic_output(out) as tmp:  # oec_build.json inside: the directory is complete when it has its name
+        with making(out, BUILD_INFO, key) as (tmp, record):
             Dataset.from_list(rows).save_to_disk(str(tmp))
             tokenizer.save_pretrained(tmp / "tokenizer")
-            (tmp / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+            record.update(info)
     return info
 
 

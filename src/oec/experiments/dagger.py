@@ -14,19 +14,17 @@ Layout: OUT/dagger.json (the config), OUT/round-000/{tasks.jsonl, collect/, data
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from oec.core.atomic import atomic_output, check_output, write_text
-from oec.core.errors import InputError
-from oec.core.store import read_json_object, read_trajectories
+from oec.core.atomic import atomic_output, check_output
+from oec.core.stage import guard_config
+from oec.core.store import read_trajectories
 from oec.data.build import BuildConfig, build
 from oec.data.filter import FilterConfig, filter_run
 from oec.rollout.collect import CollectConfig, collect
@@ -130,19 +128,9 @@ def _took(t0: float, ran: bool) -> str:
 
 
 def _check_config(out: Path, cfg: DaggerConfig) -> None:
-    """A rerun must be the same experiment; `workers` only changes speed."""
-    path = out / "dagger.json"
-    mine = _relative(cfg.model_dump(exclude={"workers", "out"}), out)
-    if path.exists():
-        old = read_json_object(path, "move it aside to resume these rounds with this config")
-        old.pop("out", None)  # the rounds may have moved with their directory
-        if not old.pop("relative_paths", False):  # written before paths were stored relative to OUT
-            old = _relative(old, out)
-        diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
-        if diff:
-            raise InputError(f"{path}: these rounds were run with another config (differs in: {', '.join(diff)}); "
-                             "use a new out, or the same config to resume")
-    write_text(path, json.dumps({**mine, "relative_paths": True}, indent=2) + "\n")
+    """A rerun must be the same rounds; `workers` only changes speed, and the rounds may have moved with OUT."""
+    guard_config(out / "dagger.json", _relative(cfg.model_dump(exclude={"workers", "out"}), out), what="set of rounds",
+                 fix="use a new out, or the same config to resume")
 
 
 def _relative(config: dict, out: Path) -> dict:
@@ -192,24 +180,20 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         log(f"round {r}: filter: kept {fsum['kept']} of {fsum['n']}")
 
         data = rd / "data"
-        t0, ran = time.monotonic(), not (data / "oec_build.json").exists()
-        if ran:
-            shutil.rmtree(data, ignore_errors=True)  # a half-written dataset from an interrupted run
-            build(BuildConfig(runs=collected, out=str(data), student=cfg.student, mask="expert", seed=cfg.seed))
-        stats = json.loads((data / "oec_build.json").read_text())["stats"]
+        t0 = time.monotonic()
+        built = build(BuildConfig(runs=collected, out=str(data), student=cfg.student, mask="expert", seed=cfg.seed))
+        stats, ran = built["stats"], not built.get("reused")
         log(f"round {r}: build: {stats['examples']} examples ({stats['trainable_tokens']} trainable tokens) from "
             f"{stats['trajectories']} trajectories of rounds 0-{r} {_took(t0, ran)}")
 
         ckpt = rd / "ckpt"
         init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
-        t0, ran = time.monotonic(), not (ckpt / "oec_train.json").exists()
-        if ran:
-            trl = {**cfg.train, "max_steps": matched_steps(data, cfg.train, cfg.trained_tokens)} \
-                if cfg.trained_tokens else cfg.train
-            train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=trl,
-                              context_loss=cfg.context_loss),
-                  progress=progress)
-        tinfo = json.loads((ckpt / "oec_train.json").read_text())
+        t0 = time.monotonic()
+        trl = {**cfg.train, "max_steps": matched_steps(data, cfg.train, cfg.trained_tokens)} \
+            if cfg.trained_tokens else cfg.train
+        tinfo = train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=trl,
+                                  context_loss=cfg.context_loss), progress=progress)
+        ran = not tinfo.get("reused")
         log(f"round {r}: train: {tinfo['steps']} steps from {init} -> {ckpt} {_took(t0, ran)}")
 
         ev = None

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, 
 from oec.core.atomic import atomic_output, check_output, write_text
 from oec.core.config import load_config, merge
 from oec.core.errors import InputError
+from oec.core.stage import TRAIN_INFO, guard_config, load_info
 from oec.data.build import BuildConfig, build
 from oec.data.filter import FilterConfig, filter_run, read_verdicts
 from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
@@ -161,24 +162,18 @@ class Experiment:
         """A rerun resumes by skipping every stage whose output exists, so it must be the same experiment: a changed
         `train` or suite would silently mix old and new students in one table. It may grow (more seeds, sizes or arms)
         and change what only affects speed or extras; then the config is (re)written."""
-        from oec.core.store import read_json_object
 
-        path = self.root / "experiment.json"
-        mine = self.cfg.model_dump()
-        if path.exists():
-            old = read_json_object(path, "move it aside to start this experiment's tables over (its stages are kept)"
-                                   ).get("config", {})
+        def differs(old: dict, mine: dict) -> list[str]:
+            old = old.get("config", {})
             # a key missing from an older experiment.json is a field added since, at its default; `out` is where the
             # experiment is now, which may be another place than where it ran (moved or copied: it resumes)
             diff = sorted(k for k in old if k not in MAY_CHANGE | {"out"} and old[k] != mine.get(k))
             arms = {a["name"]: a for a in old.get("arms", [])}
-            diff += [f"arms[{a['name']}]" for a in mine["arms"] if arms.get(a["name"], a) != a]
-            if diff:
-                raise InputError(f"{path}: this experiment was run with another config (differs in: "
-                                 f"{', '.join(diff)}); use another name or out (`oec demo --fresh` starts the demo "
-                                 f"over), or the same values to resume ({', '.join(sorted(MAY_CHANGE))} may change; "
-                                 "arms may be added)")
-        write_text(path, json.dumps({"config": mine}, indent=2) + "\n")
+            return diff + [f"arms[{a['name']}]" for a in mine["arms"] if arms.get(a["name"], a) != a]
+
+        guard_config(self.root / "experiment.json", self.cfg.model_dump(), what="experiment", differs=differs,
+                     fix=f"use another name or out (`oec demo --fresh` starts the demo over), or the same values to "
+                         f"resume ({', '.join(sorted(MAY_CHANGE))} may change; arms may be added)")
 
     # ---- shared stages ------------------------------------------------------------------------------------------
     def student0(self, train_tasks: Path) -> Path:
@@ -217,18 +212,14 @@ class Experiment:
         note = f"only {kept} kept trajectories (asked for {size})" if size and kept < size else ""
         size = min(size, kept) if size else None
         data, ckpt, ev = where / "data", where / "ckpt", where / "eval"
-        if not _done(data / "oec_build.json"):
-            build(BuildConfig(runs=[str(r) for r in runs], out=str(data), student=str(model), mask=mask,
-                              max_trajectories=size, seed=seed))
+        built = build(BuildConfig(runs=[str(r) for r in runs], out=str(data), student=str(model), mask=mask,
+                                  max_trajectories=size, seed=seed))["stats"]
         trl = self.cfg.train if trl is None else trl
         if self.cfg.trained_tokens and where != self.root / "warm":
             trl = {**trl, "max_steps": matched_steps(data, trl, self.cfg.trained_tokens)}
-        if not _done(ckpt / "oec_train.json"):
-            train(TrainConfig(data=str(data), model=str(model), out=str(ckpt), seed=seed,
-                              context_loss=self.cfg.context_loss, trl=trl), progress=False)
+        trained = train(TrainConfig(data=str(data), model=str(model), out=str(ckpt), seed=seed,
+                                    context_loss=self.cfg.context_loss, trl=trl), progress=False)
         self.collect(ev, heldout, mode="student", student=self.spec(ckpt, 0), seed=seed)
-        built = json.loads((data / "oec_build.json").read_text())["stats"]
-        trained = json.loads((ckpt / "oec_train.json").read_text())
         return {"trajectories": built["trajectories"], "kept": kept, "examples": built["examples"],
                 "trained_tokens": trained.get("trained_tokens", ""), "train_seconds": trained["seconds"],
                 **_eval_row(ev), "eval": ev, "note": note}
@@ -313,7 +304,7 @@ class Experiment:
         rows = run_dagger(cfg, progress=False, log=lambda m: self.log(f"dagger {arm.name} seed {seed}: {m}"))
         last = rows[-1]
         evals = sorted(where.glob("round-*/eval"))  # the last round's student is this arm's student
-        trained = json.loads((evals[-1].parent / "ckpt/oec_train.json").read_text())
+        trained = load_info(evals[-1].parent / "ckpt", TRAIN_INFO)
         return {"trajectories": sum(r["episodes"] for r in rows), "kept": sum(r["kept"] for r in rows),
                 "examples": last["examples"], "trained_tokens": trained.get("trained_tokens", ""),
                 "train_seconds": sum(r["train_seconds"] or 0 for r in rows), **_eval_row(evals[-1]),
@@ -330,7 +321,7 @@ class Experiment:
         train_tasks, heldout, warm_tasks = sets.write(self.log)
         warm = self.warm(warm_tasks, heldout, self.student0(train_tasks))
         given = self.cfg.warm_start.trajectories == 0
-        trained = {} if given else json.loads((self.root / "warm/ckpt/oec_train.json").read_text())
+        trained = {} if given else load_info(self.root / "warm/ckpt", TRAIN_INFO)
         rows = [{"arm": "warm_start", "size": self.cfg.warm_start.trajectories, "seed": 0, "expert_tokens":
                  0 if given else _expert_tokens(self.root / "warm/bc"), **_eval_row(self.root / "warm/eval"),
                  "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",

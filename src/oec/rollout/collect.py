@@ -8,7 +8,6 @@ backends/ray.py); both hand finished trajectories back to this one writer.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -18,8 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from oec.core.atomic import check_output, write_text
-from oec.core.errors import InputError
+from oec.core.atomic import check_output
+from oec.core.stage import guard_config
 from oec.core.store import MANIFEST, TRAJECTORIES, TrajectoryWriter, read_manifest, read_trajectories
 from oec.core.types import Trajectory
 from oec.env.sandbox.shell import sweep_stale_dirs
@@ -64,25 +63,22 @@ def relative_config(config: dict, run: Path, stored_relative: bool = True) -> di
     return out
 
 
-def _check_manifest(run: Path, cfg: CollectConfig) -> dict:
+def _check_manifest(run: Path, cfg: CollectConfig) -> None:
+    """A rerun resumes the same collection; another config into the same run directory is refused."""
     config = relative_config(cfg.model_dump(exclude=EXECUTION | {"out"}), run, stored_relative=False)
-    # the tasks file also by its absolute path: a run copied without its tasks still finds them
-    manifest = {"config": config, "relative_paths": True, "tasks_path": os.path.abspath(cfg.tasks),
-                "versions": _versions(), "argv": sys.argv,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    path = run / MANIFEST
     old = read_manifest(run)
-    if old is not None:
+
+    def differs(old: dict, config: dict) -> list[str]:
         theirs = relative_config(old["config"], run, stored_relative=bool(old.get("relative_paths")))
-        diff = sorted(k for k in set(theirs) | set(config) if theirs.get(k) != config.get(k) and k != "out")
-        if diff:
-            raise InputError(
-                f"{path}: this run directory was collected with another config (differs in: {', '.join(diff)}). "
-                "Use a new --out, or the same options to resume."
-            )
-        manifest["resumed_from"] = old.get("started")
-    write_text(path, json.dumps(manifest, indent=2) + "\n")
-    return manifest
+        return sorted(k for k in set(theirs) | set(config) if theirs.get(k) != config.get(k) and k != "out")
+
+    # the tasks file also by its absolute path: a run copied without its tasks still finds them
+    extra = {"relative_paths": True, "tasks_path": os.path.abspath(cfg.tasks), "versions": _versions(),
+             "argv": sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if old is not None:
+        extra["resumed_from"] = old.get("started")
+    guard_config(run / MANIFEST, config, what="collection", differs=differs, extra=extra,
+                 fix="use a new --out, or the same options to resume")
 
 
 def make_backend(cfg: CollectConfig):

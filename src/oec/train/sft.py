@@ -21,8 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from oec.core.atomic import atomic_output, check_output, partial_path
+from oec.core.atomic import check_output, partial_path
 from oec.core.errors import InputError
+from oec.core.stage import BUILD_INFO, TRAIN_INFO, completed, fingerprint, making
 
 DEFAULTS = {  # sized for a tiny student on a CPU; every key can be overridden with trl.KEY=VALUE
     "per_device_train_batch_size": 8, "learning_rate": 1e-3, "num_train_epochs": 1.0, "lr_scheduler_type": "cosine",
@@ -42,9 +43,6 @@ class TrainConfig(BaseModel):
     seed: int = 0
     context_loss: float = Field(0.0, ge=0, description="weight of the auxiliary loss on context (non-assistant) tokens")
     trl: dict[str, Any] = Field(default_factory=dict, description="SFTConfig fields, e.g. learning_rate, max_steps")
-
-
-TRAIN_INFO = "oec_train.json"
 
 
 def check_trl(overrides: dict[str, Any], where: str = "trl") -> None:
@@ -129,13 +127,21 @@ def steps_for_tokens(target: int, examples: int, trainable: int, batch: int, acc
 
 def matched_steps(data: Path, trl: dict, target: int) -> int:
     """Steps that train about TARGET trained tokens on DATA (a dataset of `oec build`) with TRL's batch settings."""
-    stats = json.loads((Path(data) / "oec_build.json").read_text())["stats"]
+    stats = json.loads((Path(data) / BUILD_INFO).read_text())["stats"]
     batch = {**DEFAULTS, **trl}
     return steps_for_tokens(target, stats["examples"], stats["trainable_tokens"], batch["per_device_train_batch_size"],
                             batch.get("gradient_accumulation_steps", 1))
 
 
+def train_key(cfg: TrainConfig) -> dict:
+    """What a checkpoint is made from: its config, the dataset (by its build record) and the starting model."""
+    # the paths are left out (their contents are in the fingerprint), so an experiment moved elsewhere resumes
+    return {"config": cfg.model_dump(exclude={"out", "data", "model"}),
+            "inputs": fingerprint(Path(cfg.data) / BUILD_INFO, cfg.model)}
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train; a complete checkpoint made from the same config, data and model is kept as it is (`reused`: true)."""
     import os
 
     check_inputs(cfg)
@@ -147,6 +153,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     check_launch(dict(os.environ))
+    key = train_key(cfg)
+    if (done := completed(cfg.out, TRAIN_INFO, key)) is not None:
+        return {**done, "reused": True}
     data, out = Path(cfg.data), Path(cfg.out)
     if not (data / "dataset_info.json").exists():
         raise InputError(f"{data}: not a dataset written by `oec build --format hf`")
@@ -183,7 +192,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         trainer.remove_callback(PrinterCallback)
     result = trainer.train()
     log = trainer.state.log_history
-    built = data / "oec_build.json"  # the dataset's own count of trained tokens, else counted from its masks
+    built = data / BUILD_INFO  # the dataset's own count of trained tokens, else counted from its masks
     trainable = (json.loads(built.read_text())["stats"]["trainable_tokens"] if built.exists()
                  else sum(map(sum, load_from_disk(str(data))["assistant_masks"])))
     tokens = trained_tokens(trainer.state.global_step, len(dataset), trainable,
@@ -196,11 +205,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "seconds": result.metrics.get("train_runtime"), "losses": [r["loss"] for r in log if "loss" in r]}
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
         trained = trainer.model.merge_and_unload() if cfg.lora else trainer.model
-        with atomic_output(out) as tmp:
+        with making(out, TRAIN_INFO, key) as (tmp, record):
             trained.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             (tmp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-            (tmp / TRAIN_INFO).write_text(json.dumps(info, indent=2) + "\n")
+            record.update(info)
     return info
 
 

@@ -36,16 +36,20 @@ def local_spec(model, temperature: float, options: str | None = None) -> str:
 def check_local_options(options: str | None) -> str | None:
     """Extra `local:` options given apart from the spec (a config's `student_options`), checked when the config is
     read rather than when the first episode starts. The runners set `temperature` themselves (sampled rollouts,
-    greedy evaluations), so it is refused here: a later option would silently win over theirs."""
+    greedy evaluations), so it is refused here: a later option would silently win over theirs. Called from pydantic
+    validators, so it raises ValueError, which pydantic reports as the config field's error."""
     if not options:
         return options
     from oec.rollout.policies.local import LocalConfig
 
     _, parsed = parse_spec_options(f"local?{options}")
     if "temperature" in parsed:
-        raise PolicySpecError("temperature is set by the runner (student_temperature for rollouts; evaluations are "
-                              "greedy); leave it out of student_options")
-    _config(f"local:MODEL?{options}", LocalConfig, parsed)
+        raise ValueError("temperature is set by the runner (student_temperature for rollouts; evaluations are "
+                         "greedy); leave it out of student_options")
+    try:
+        _config(f"local:MODEL?{options}", LocalConfig, parsed)
+    except PolicySpecError as e:
+        raise ValueError(str(e)) from None
     return options
 
 
