@@ -153,7 +153,7 @@ def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_mod
 def test_oec_contents_counts_the_corrections(tmp_path, train_tasks):
     """The noisy student makes wrong edits and format errors; the expert restores files after some switches."""
     from oec.core.store import read_trajectories
-    from oec.experiments.experiment import oec_contents
+    from oec.experiments.rows import oec_contents
     from oec.rollout.collect import CollectConfig, collect
     from oec.tasks.io import write_tasks
 

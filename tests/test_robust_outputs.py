@@ -20,8 +20,9 @@ from oec.cli.main import app
 from oec.core.atomic import partial_path
 from oec.core.errors import InputError
 from oec.core.store import read_trajectories
-from oec.env.sandbox.shell import Slot, sweep_stale_dirs
-from oec.experiments.experiment import remove_experiment
+from oec.env.sandbox.shell import Slot
+from oec.env.sandbox.tempdirs import sweep_stale_dirs
+from oec.experiments.rows import remove_experiment
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import generate_tasks, write_tasks
 

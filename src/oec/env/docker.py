@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from oec.core.types import Task, Verdict
 from oec.env.repos import template
 from oec.env.sandbox.bwrap import TOOLS_DIR
-from oec.env.sandbox.shell import MAX_STREAM, CommandResult, cap_output, owned_tempdir
+from oec.env.sandbox.shell import MAX_STREAM, CommandResult, cap_output
+from oec.env.sandbox.tempdirs import owned_tempdir
 from oec.env.verify import verify_workspace
 
 TOOLS = "/oec/bin"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from oec.core.errors import MaterialiseError
 from oec.core.types import GitRepo, Task
-from oec.env.sandbox.shell import owned_tempdir
+from oec.env.sandbox.tempdirs import owned_tempdir
 
 # Fixed identity and dates: a template repo's commit hash is the same on every machine.
 GIT_ENV = {

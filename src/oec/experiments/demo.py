@@ -32,7 +32,8 @@ def run_demo(out: Path, overrides: list[str] | None = None, log: Callable[[str],
     """The demo experiment in OUT; FRESH: start over, deleting OUT only once the config is valid and only if OUT is
     an experiment directory oec made."""
     from oec.core.config import load_config
-    from oec.experiments.experiment import Experiment, ExperimentConfig, remove_experiment
+    from oec.experiments.experiment import Experiment, ExperimentConfig
+    from oec.experiments.rows import remove_experiment
 
     fixed = [f"out={out}", f"student_model={warm_student()}"]
     experiment = Experiment(load_config(ExperimentConfig, demo_config(), {}, fixed + list(overrides or [])), log)

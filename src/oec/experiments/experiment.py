@@ -21,21 +21,20 @@ trajectories, and is evaluated greedily on the same held-out tasks.
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
 
-from oec.core.atomic import atomic_output, check_output, write_text
+from oec.core.atomic import check_output, write_text
 from oec.core.config import load_config, merge
 from oec.core.errors import InputError
 from oec.core.stage import TRAIN_INFO, guard_config, load_info
 from oec.data.build import BuildConfig, build
-from oec.data.filter import FilterConfig, filter_run, read_verdicts
+from oec.data.filter import FilterConfig, filter_run
+from oec.experiments.rows import eval_row, expert_tokens, kept_count, oec_contents, write_csv
 from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
 from oec.experiments.task_sets import TaskSets, warm_seed
 from oec.rollout.collect import CollectConfig, collect
@@ -44,7 +43,6 @@ from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
 from oec.tasks.io import load_tasks, write_tasks
 from oec.train.sft import TrainConfig, check_trl, matched_steps, train
 from oec.train.student import StudentConfig, init_student
-from oec.viewer.show import summarize
 
 Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
@@ -201,13 +199,13 @@ class Experiment:
         The row's `eval` is the evaluation's run directory (absent when nothing was trained: no outcomes of its own)."""
         for run in runs:  # the pool's verdicts under this arm's filter settings, written beside it
             filter_run(run, FilterConfig(**(filters or {})))
-        kept = sum(_kept(r) for r in runs)
+        kept = sum(kept_count(r) for r in runs)
         if kept == 0 and where == self.root / "warm":
             raise InputError(f"{runs[0]}: the expert resolved none of the warm-start tasks, so there is no student "
                              "to start from; check the expert and collect.loop.step_limit")
         if kept == 0:  # e.g. an on-policy pool with no resolved episode: there is nothing to train on
             return {"trajectories": 0, "kept": 0, "examples": 0, "trained_tokens": 0, "train_seconds": 0,
-                    **_eval_row(self.root / "warm/eval"),
+                    **eval_row(self.root / "warm/eval"),
                     "note": "no kept trajectories: this arm's student is the warm-start student (claims: not measured)"}
         note = f"only {kept} kept trajectories (asked for {size})" if size and kept < size else ""
         size = min(size, kept) if size else None
@@ -222,7 +220,7 @@ class Experiment:
         self.collect(ev, heldout, mode="student", student=self.spec(ckpt, 0), seed=seed)
         return {"trajectories": built["trajectories"], "kept": kept, "examples": built["examples"],
                 "trained_tokens": trained.get("trained_tokens", ""), "train_seconds": trained["seconds"],
-                **_eval_row(ev), "eval": ev, "note": note}
+                **eval_row(ev), "eval": ev, "note": note}
 
     def warm(self, warm_tasks: Path | None, heldout: Path, student0: Path) -> Path:
         w = self.root / "warm"
@@ -285,8 +283,8 @@ class Experiment:
         else:
             return self.dagger_arm(arm, seed, size, warm, train_tasks, heldout)
         row = self.train_eval(where, runs, warm, heldout, size, seed, mask, filters)
-        spent = sum(_expert_tokens(r) for r in runs)  # expert tokens of the pools this arm drew on, per trajectory
-        kept = sum(_kept(r) for r in runs)
+        spent = sum(expert_tokens(r) for r in runs)  # expert tokens of the pools this arm drew on, per trajectory
+        kept = sum(kept_count(r) for r in runs)
         return {**row, "expert_tokens": round(spent / max(kept, 1) * size)}
 
     def dagger_arm(self, arm: ArmConfig, seed: int, size: int, warm: Path, train_tasks: Path, heldout: Path) -> dict:
@@ -307,7 +305,7 @@ class Experiment:
         trained = load_info(evals[-1].parent / "ckpt", TRAIN_INFO)
         return {"trajectories": sum(r["episodes"] for r in rows), "kept": sum(r["kept"] for r in rows),
                 "examples": last["examples"], "trained_tokens": trained.get("trained_tokens", ""),
-                "train_seconds": sum(r["train_seconds"] or 0 for r in rows), **_eval_row(evals[-1]),
+                "train_seconds": sum(r["train_seconds"] or 0 for r in rows), **eval_row(evals[-1]),
                 "eval": evals[-1], "expert_tokens": last["expert_tokens"], "note": f"{len(rows)} rounds"}
 
     # ---- the whole experiment -----------------------------------------------------------------------------------
@@ -323,7 +321,7 @@ class Experiment:
         given = self.cfg.warm_start.trajectories == 0
         trained = {} if given else load_info(self.root / "warm/ckpt", TRAIN_INFO)
         rows = [{"arm": "warm_start", "size": self.cfg.warm_start.trajectories, "seed": 0, "expert_tokens":
-                 0 if given else _expert_tokens(self.root / "warm/bc"), **_eval_row(self.root / "warm/eval"),
+                 0 if given else expert_tokens(self.root / "warm/bc"), **eval_row(self.root / "warm/eval"),
                  "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",
                  "note": f"given: {self.cfg.student_model}" if given else ""}]
         self.write_tables(rows)
@@ -352,77 +350,8 @@ class Experiment:
 
     def write_tables(self, rows: list[dict]) -> None:
         """results.csv, and outcomes.csv: per held-out task, every evaluation a row of results.csv points at."""
-        _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
-        _write_csv(self.root / "outcomes.csv", outcome_rows(rows), OUTCOME_COLUMNS)
-
-
-def remove_experiment(root: Path) -> None:
-    """`--fresh`: delete ROOT, but only if it is an experiment directory that oec made (it has experiment.json):
-    never a directory of the user's own that happens to be named as the output."""
-    if not root.exists():
-        return
-    if not root.is_dir():
-        raise InputError(f"--out {root}: is a file, not a directory; give a directory path")
-    if any(root.iterdir()) and not (root / "experiment.json").is_file():
-        raise InputError(f"--out {root}: --fresh deletes only an experiment directory that oec made (one with "
-                         "experiment.json), and this one holds other files; give another --out, or remove it yourself")
-    shutil.rmtree(root)
-
-
-def _eval_row(run: Path) -> dict:
-    s = summarize(run)
-    return {"resolve_rate": s["resolve_rate"], "ci_lo": s["resolve_rate_ci95"][0], "ci_hi": s["resolve_rate_ci95"][1],
-            "n": s["n"], "resolved": s["resolved"], "mean_turns": round(s["mean_steps"], 2),
-            # resolved / submitted: how often a submit is right (OEC data raises it: bench/RESULTS.md §9)
-            "submitted": s["by_exit_status"].get("submitted", 0)}
-
-
-def _expert_tokens(run: Path) -> int:
-    t = summarize(run)["tokens"]["expert"]
-    return t["prompt_tokens"] + t["completion_tokens"]
-
-
-RESTORES = ("git checkout", "git restore", "git stash", "rm ")
-
-
-def oec_contents(run: Path) -> dict:
-    """What the kept OEC trajectories of RUN contain (OEC has something to teach only where the expert corrects
-    a student mistake: docs/method.md). `student_erred`: the student's part has a format error or a failed command (the
-    test runs, which fail by design until the fix, not counted); `student_changed_files`: it ran a command that
-    writes; `expert_restored`: after the switch the expert put files back (git checkout/restore/stash, rm);
-    `corrected`: erred or restored."""
-    from oec.core.shell_facts import is_read_only
-    from oec.core.store import read_trajectories
-    from oec.data.filter import kept_keys
-
-    keep = kept_keys(run)
-    trajs = [t for t in read_trajectories(run) if (t.resolved if keep is None else t.key in keep)]
-    counts = dict.fromkeys(("student_erred", "student_changed_files", "expert_restored", "corrected"), 0)
-    for t in trajs:
-        student = [s for s in t.steps if s.actor == "student"]
-        expert_cmds = [s.action.command for s in t.steps if s.actor == "expert" and s.action and s.action.command]
-        cmds = [s.action.command for s in student if s.action and s.action.command]
-        erred = any(s.format_error or (s.returncode not in (0, None) and s.action and s.action.command
-                                       and not s.action.command.startswith("runtests")) for s in student)
-        restored = any(c.startswith(RESTORES) for c in expert_cmds)
-        for key, hit in (("student_erred", erred), ("student_changed_files", any(not is_read_only(c) for c in cmds)),
-                         ("expert_restored", restored), ("corrected", erred or restored)):
-            counts[key] += hit
-    return {"kept": len(trajs), **{k: round(v / max(1, len(trajs)), 3) for k, v in counts.items()}}
-
-
-def _kept(run: Path) -> int:
-    verdicts = run / "filter.jsonl"
-    if not verdicts.exists():
-        return summarize(run)["resolved"]
-    return sum(r["kept"] for r in read_verdicts(verdicts))
-
-
-def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+        write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
+        write_csv(self.root / "outcomes.csv", outcome_rows(rows), OUTCOME_COLUMNS)
 
 
 def run_experiment(path: str | Path | None, overrides: list[str] | None = None,

@@ -21,7 +21,7 @@ from oec.core.atomic import check_output
 from oec.core.stage import guard_config
 from oec.core.store import MANIFEST, TRAJECTORIES, TrajectoryWriter, read_manifest, read_trajectories
 from oec.core.types import Trajectory
-from oec.env.sandbox.shell import sweep_stale_dirs
+from oec.env.sandbox.tempdirs import sweep_stale_dirs
 from oec.rollout.backends.local import LocalBackend
 from oec.rollout.episodes import EXECUTION, CollectConfig, policy_specs
 from oec.tasks.io import load_tasks

@@ -19,7 +19,6 @@ import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import warnings
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from oec.core.errors import InputError, SandboxError
 from oec.env.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
+from oec.env.sandbox.tempdirs import owned_tempdir, remove_tree
 
 IO = "/oec/io"
 MAX_STREAM = 64 << 20  # output bytes read before a command is killed: past this it only burns CPU on both sides
@@ -73,45 +73,6 @@ def capped_workspace(ws: Path, limits: Limits) -> list[str]:
     mount = 'mount -t tmpfs -o "size=$1,nr_inodes=$2,mode=0755" oec-workspace "$3" && shift 3 && exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh", str(limits.disk),
             str(limits.files), str(ws)]
-
-
-def _remove_tree(path: Path) -> None:
-    """rm -rf, without following links; unlike shutil.rmtree (recursive), it copes with directories nested
-    thousands deep, which an agent can make."""
-    subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False, capture_output=True)
-
-
-# Temp directories named by the id of the process that made them; see sweep_stale_dirs.
-OWNED = re.compile(r"oec-(?:slot|templates|verify|docker)-(\d+)-")
-
-
-def owned_tempdir(kind: str) -> Path:
-    """A new temp directory `oec-KIND-PID-*`: its name says which process may still use it."""
-    return Path(tempfile.mkdtemp(prefix=f"oec-{kind}-{os.getpid()}-"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def sweep_stale_dirs(root: Path | None = None) -> list[Path]:
-    """Remove the slot and template directories whose process is gone: a kill -9 runs no atexit, so they would stay
-    in the temp dir forever. (A directory whose pid was since reused by a live process is left: a leak, not a risk.)"""
-    root = Path(root or tempfile.gettempdir())
-    removed = []
-    with os.scandir(root) as entries:
-        for entry in entries:
-            m = OWNED.match(entry.name)
-            if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
-                _remove_tree(Path(entry.path))
-                removed.append(Path(entry.path))
-    return removed
 
 
 @dataclass(frozen=True)
@@ -238,7 +199,7 @@ class Slot:
         """Start an episode: nothing of the last one survives (processes, /tmp, workspace)."""
         self.control("reset")
         for child in self.workspace.iterdir():
-            _remove_tree(child)
+            remove_tree(child)
         try:
             shutil.copytree(template, self.workspace, symlinks=True, dirs_exist_ok=True)
         except (OSError, shutil.Error) as e:
@@ -271,7 +232,7 @@ class Slot:
                 pass
         for fd in (self._shell_in, self._shell_out):
             os.close(fd)
-        _remove_tree(self._dir)
+        remove_tree(self._dir)
 
     # -- the shell -----------------------------------------------------------------------------------------------
     def run(self, command: str, timeout: float, output_limit: int) -> CommandResult:
