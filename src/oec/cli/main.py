@@ -12,9 +12,13 @@ import typer
 
 from oec.cli.common import fail as _fail
 from oec.cli.inputs import demos_app, student_app, tasks_app
+from oec.cli.options import config_options
 from oec.core.config import load_config
 from oec.core.errors import USER_ERRORS, InputError
+from oec.data.build import BuildConfig
 from oec.rollout.collect import CollectConfig, collect
+from oec.shift.analyze import ShiftConfig
+from oec.train.sft import TrainConfig
 from oec.viewer.show import render, summarize
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="On-policy expert corrections and DAgger for LM agents.")
@@ -31,33 +35,17 @@ warnings.showwarning = _warn
 
 
 @app.command("collect")
+@config_options(CollectConfig, "tasks", "out", "mode", "expert", "student", "expert_format", "student_format", "switch",
+                "trigger_threshold", "beta", "samples", "workers", "backend", "ray_address", "seed")
 def collect_cmd(
+    options: dict,
     overrides: Optional[List[str]] = typer.Argument(None, help="config overrides KEY=VALUE, e.g. loop.step_limit=20"),
-    tasks: Optional[Path] = typer.Option(None, help="tasks JSONL file"),
-    out: Optional[Path] = typer.Option(None, help="run directory (re-running the same command resumes it)"),
-    mode: Optional[str] = typer.Option(None, help="expert | student | oec | dagger [expert]"),
-    expert: Optional[str] = typer.Option(None, help="expert policy spec [scripted:expert]"),
-    student: Optional[str] = typer.Option(None, help="student policy spec, e.g. scripted:noisy"),
-    expert_format: Optional[str] = typer.Option(None, help="the expert's format: text | toolcalls [text]"),
-    student_format: Optional[str] = typer.Option(None, help="the student's format: text | toolcalls [text]"),
-    switch: Optional[str] = typer.Option(None, help="oec switch turn: uniform | late[:A,B] | fixed:K | trigger:DIR [uniform]"),
-    trigger_threshold: Optional[float] = typer.Option(None, help="trigger: quantile of the expert's distances [0.99]"),
-    beta: Optional[float] = typer.Option(None, help="dagger: probability the expert acts at a turn [0.5]"),
-    samples: Optional[int] = typer.Option(None, help="episodes per task [1]"),
-    workers: Optional[int] = typer.Option(None, help="concurrent episodes [4]"),
-    backend: Optional[str] = typer.Option(None, help="local | ray: threads here, or worker actors on Ray [local]"),
-    ray_address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. auto [start a local Ray]"),
-    seed: Optional[int] = typer.Option(None, help="fixes all randomness of the collection [0]"),
     config: Optional[Path] = typer.Option(None, help="YAML config; options and overrides are applied on top"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     retry_errors: bool = typer.Option(False, help="also rerun the episodes whose latest attempt ended in an error "
                                       "(appended; the older attempt stays on disk, superseded)"),
 ):
     """Run episodes and append them to OUT/trajectories.jsonl."""
-    options = dict(tasks=str(tasks) if tasks else None, out=str(out) if out else None, mode=mode, expert=expert,
-                   student=student, expert_format=expert_format, student_format=student_format, switch=switch,
-                   trigger_threshold=trigger_threshold, beta=beta, samples=samples, workers=workers, seed=seed,
-                   backend=backend, ray_address=ray_address)
     try:
         cfg = load_config(CollectConfig, config, options, overrides)
         result = collect(cfg, progress=not quiet, retry_errors=retry_errors)
@@ -90,53 +78,39 @@ def filter_cmd(
 
 
 @app.command()
+@config_options(BuildConfig, "out", "student", "mask", "format", "max_trajectories", "max_tokens", "student_format",
+                "tasks", "seed")
 def build(
+    options: dict,
     runs: List[Path] = typer.Argument(..., help="run directories (filtered runs contribute their kept trajectories)"),
-    out: Path = typer.Option(..., help="dataset directory (hf) or JSONL file (openai, sharegpt)"),
-    student: Optional[Path] = typer.Option(None, help="student model dir: tokenizer + chat template (hf format)"),
-    mask: Optional[str] = typer.Option(None, help="expert | all | custom [expert]"),
-    format: Optional[str] = typer.Option(None, "--format", help="hf | openai | sharegpt [hf]"),
-    weights: Optional[str] = typer.Option(None, help="comma-separated, one per run, e.g. 1,2"),
-    max_trajectories: Optional[int] = typer.Option(None, help="sample this many trajectories"),
-    max_tokens: Optional[int] = typer.Option(None, help="token budget per example [the model's context]"),
-    student_format: Optional[str] = typer.Option(None, help="the student's format [text]"),
-    tasks: Optional[Path] = typer.Option(None, help="tasks file [from each run's manifest]"),
-    seed: Optional[int] = typer.Option(None),
+    weights: Optional[str] = typer.Option(None, help="comma-separated, one per run, e.g. 1,2 (0 leaves a run out)"),
 ):
     """Training data from kept trajectories, rendered in the student's format, masks by actor."""
-    from oec.data.build import BuildConfig
     from oec.data.build import build as build_data
 
     try:
         w = [float(x) for x in weights.split(",")] if weights else None
     except ValueError:
         _fail(InputError(f"--weights {weights!r}: expected numbers separated by commas, e.g. 1,2"))
-    options = dict(runs=[str(r) for r in runs], out=str(out), student=str(student) if student else None, mask=mask,
-                   format=format, weights=w, max_trajectories=max_trajectories, max_tokens=max_tokens,
-                   student_format=student_format, tasks=str(tasks) if tasks else None, seed=seed)
     try:
-        info = build_data(load_config(BuildConfig, None, options))
+        info = build_data(load_config(BuildConfig, None, {**options, "runs": [str(r) for r in runs], "weights": w}))
     except USER_ERRORS as e:
         _fail(e)
     st = info["stats"]
     verb = "kept (complete, from the same config and inputs; remove it to rebuild)" if info.get("reused") else "wrote"
-    typer.echo(f"{verb} {out}: {st['examples']} examples from {st['trajectories']} trajectories; tokens: "
+    typer.echo(f"{verb} {options.get('out')}: {st['examples']} examples from {st['trajectories']} trajectories; tokens: "
                f"{st['trainable_tokens']} trainable of {st['total_tokens']}, {st['dropped_tokens']} dropped")
 
 
 @app.command("train")
+@config_options(TrainConfig, "data", "model", "out", "lora", "seed")
 def train_cmd(
-    data: Path = typer.Option(..., help="dataset written by `oec build --format hf`"),
-    model: Path = typer.Option(..., help="model directory to start from"),
-    out: Path = typer.Option(..., help="checkpoint directory"),
+    options: dict,
     overrides: Optional[List[str]] = typer.Argument(None, help="e.g. trl.learning_rate=3e-4 trl.max_steps=200 lora_r=8"),
-    lora: bool = typer.Option(False, help="LoRA adapters (PEFT), merged into the saved model"),
-    seed: Optional[int] = typer.Option(None),
 ):
     """Fine-tune the student on a built dataset (TRL SFTTrainer; masks reach the loss)."""
-    from oec.train.sft import TrainConfig, train
+    from oec.train.sft import train
 
-    options = dict(data=str(data), model=str(model), out=str(out), lora=lora or None, seed=seed)
     try:
         info = train(load_config(TrainConfig, None, options, overrides))
     except USER_ERRORS as e:
@@ -144,7 +118,7 @@ def train_cmd(
     verb = "kept (complete, from the same config, data and model; remove it to retrain)" if info.get("reused") \
         else "wrote"
     if info["main_process"]:  # one line, not one per `accelerate launch` process
-        typer.echo(f"{verb} {out}: {info['steps']} steps on {info['examples']} examples in {info['processes']} "
+        typer.echo(f"{verb} {options.get('out')}: {info['steps']} steps on {info['examples']} examples in {info['processes']} "
                    f"process(es), loss {info['losses'][:1]} -> {info['losses'][-1:]} in {info['seconds']:.0f} s")
 
 
@@ -174,23 +148,16 @@ def eval_cmd(
 
 
 @app.command()
+@config_options(ShiftConfig, "embedder", "pca", "bootstrap", "role_only", "actions_only", "reference", "tasks",
+                "min_samples", "seed", "cache")
 def shift(
+    options: dict,
     population: List[str] = typer.Option(..., help="NAME=RUN_DIR, repeated: e.g. student=runs/s0 expert=runs/bc"),
     out: Path = typer.Option(..., help="output directory"),
-    embedder: Optional[str] = typer.Option(None, help="minilm | st:PATH_OR_NAME | openai:MODEL@URL [minilm]"),
-    pca: Optional[int] = typer.Option(None, help="principal dimensions per turn [16]"),
-    bootstrap: Optional[int] = typer.Option(None, help="bootstrap replicates [200]"),
-    role_only: bool = typer.Option(False, help="drop the system note and problem statement from histories"),
-    actions_only: bool = typer.Option(False, help="embed only the actions"),
-    reference: Optional[str] = typer.Option(None, help="population the others are compared with [expert]"),
-    tasks: Optional[Path] = typer.Option(None, help="tasks file (default: from each run's manifest)"),
-    min_samples: Optional[int] = typer.Option(None, help="trajectories per side needed at a turn [8]"),
-    seed: Optional[int] = typer.Option(None),
-    cache: Optional[Path] = typer.Option(None, help="embedding cache [~/.cache/oec/embeddings]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Covariate shift per turn between populations: per_turn.csv, fd.png, kl.png, summary.md, trigger model."""
-    from oec.shift.analyze import ShiftConfig, analyze
+    from oec.shift.analyze import analyze
 
     pops = {}
     for item in population:
@@ -198,9 +165,6 @@ def shift(
         if not eq or not name or not run:
             _fail(InputError(f"--population {item!r}: expected NAME=RUN_DIR, e.g. expert=runs/bc"))
         pops[name] = run
-    options = dict(embedder=embedder, pca=pca, bootstrap=bootstrap, role_only=role_only or None,
-                   actions_only=actions_only or None, reference=reference, tasks=str(tasks) if tasks else None,
-                   min_samples=min_samples, seed=seed, cache=str(cache) if cache else None)
     try:
         cfg = load_config(ShiftConfig, None, options)
         result = analyze(pops, out, cfg, progress=not quiet)

@@ -40,7 +40,7 @@ class BuildConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     runs: list[str] = Field(min_length=1, description="run directories (filtered ones contribute only kept trajectories)")
-    out: str
+    out: str = Field(description="dataset directory (hf) or JSONL file (openai, sharegpt)")
     student: str | None = Field(None, description="student model directory: its tokenizer and chat template (hf format)")
     student_format: str = Field("text", description="the student's Format")
     mask: Literal["expert", "all", "custom"] = "expert"
