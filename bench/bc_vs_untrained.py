@@ -6,7 +6,8 @@ report both with Wilson 95% intervals and the training time on this machine. Eve
 so this is also the shortest script of the whole pipeline:
 
     .venv/bin/python bench/bc_vs_untrained.py [--train 300] [--heldout 60] [--epochs 6 | --steps 2000]
-                                              [--context-loss 0.25] [--out /tmp/bc-accept] [--student hidden_size=128 ...]
+                                              [--context-loss 0.25] [--out /tmp/bc-accept]
+                                              [--student hidden_size=128 ...]
 
 `copied` is the share of held-out episodes in which the student typed the name of the function the issue names: the
 copy from context that a student must learn before anything else (held-out names never occur in training).
@@ -52,8 +53,8 @@ def copied(run: Path, tasks: Path) -> float:
 
 def line(name: str, s: dict) -> str:
     lo, hi = s["resolve_rate_ci95"]
-    return (f"{name:10s} resolved {s['resolved']:3d}/{s['n']:3d} = {s['resolve_rate']:6.1%} (95% CI {lo:.1%}-{hi:.1%}); "
-            f"exits {s['by_exit_status']}; mean steps {s['mean_steps']:.1f}")
+    return (f"{name:10s} resolved {s['resolved']:3d}/{s['n']:3d} = {s['resolve_rate']:6.1%} "
+            f"(95% CI {lo:.1%}-{hi:.1%}); exits {s['by_exit_status']}; mean steps {s['mean_steps']:.1f}")
 
 
 def main() -> None:
@@ -89,7 +90,8 @@ def main() -> None:
         t0 = time.perf_counter()
         results[name] = evaluate(m, heldout, root / f"eval-{name}")
         results[name]["copied"] = copied(root / f"eval-{name}", heldout)
-        print(line(name, results[name]) + f"; copied {results[name]['copied']:.0%}; eval {time.perf_counter() - t0:.0f} s", flush=True)
+        print(line(name, results[name]) + f"; copied {results[name]['copied']:.0%}; "
+              f"eval {time.perf_counter() - t0:.0f} s", flush=True)
     (root / "result.json").write_text(json.dumps({"train": info, "eval": results}, indent=2, default=str))
 
 

@@ -95,7 +95,8 @@ def check(tasks: list[Task]) -> tuple[int, list[str]]:
             for tid in a.keys() | b.keys():
                 compared += 1
                 if a.get(tid) != b.get(tid):
-                    diffs.append(f"{task.task_id} {'gold' if gold else 'base'} {tid}: oec={a.get(tid)} pytest={b.get(tid)}")
+                    diffs.append(f"{task.task_id} {'gold' if gold else 'base'} {tid}: "
+                                 f"oec={a.get(tid)} pytest={b.get(tid)}")
     return compared, diffs
 
 
@@ -120,12 +121,14 @@ def main() -> None:
     for k in PARTS + ("total", "cpu"):
         xs = [e[k] for e in eps]
         print(f"  {k:16}{ms(med(xs)):>11}{ms(pct(xs, 0.9)):>11}{ms(sum(xs) / len(xs)):>11}")
-    print("  (template: git init+commit of the task's repo (first use in a process); setup: SandboxEnv() (sandbox, copy")
-    print("   of the workspace, shell); runtests_first: the expert's first `runtests`; cpu: CPU time of this process and")
+    print("  (template: git init+commit of the task's repo (first use in a process); "
+          "setup: SandboxEnv() (sandbox, copy")
+    print("   of the workspace, shell); runtests_first: the expert's first `runtests`; "
+          "cpu: CPU time of this process and")
     print("   all its descendants, sandboxes included, during the episode)")
     total = med([e["total"] for e in eps])
-    print(f"  verifier vs plain pytest: {len(tasks[:n_check])} tasks x (base, gold), {compared} test outcomes compared, "
-          f"{len(diffs)} differ")
+    print(f"  verifier vs plain pytest: {len(tasks[:n_check])} tasks x (base, gold), "
+          f"{compared} test outcomes compared, {len(diffs)} differ")
     for d in diffs[:10]:
         print(f"    DIFF {d}")
     ok = total <= GOAL_S and not diffs

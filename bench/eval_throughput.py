@@ -12,7 +12,8 @@ a lower bound); engine=kv counts what it read and decoded. The physical floor: t
 once (its longest prompt plus its replies), at the prefill and batch-8 decode speeds measured in this run, plus the
 environment's time spread over the 8 workers.
 
-    PYTHONPATH=src .venv/bin/python bench/eval_throughput.py [--quick] [--tasks N] [--engines hf,kv] [--threads N] [--workers N]
+    PYTHONPATH=src .venv/bin/python bench/eval_throughput.py [--quick] [--tasks N] [--engines hf,kv] [--threads N]
+                                                             [--workers N]
 
 With `--engines kv --workers 64 --tasks 64` it reports the caches' memory with 64 concurrent episodes.
 """

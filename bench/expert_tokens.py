@@ -6,7 +6,8 @@ expert pools it drew on cost per kept trajectory times the size. For every OEC a
 resolve rate) curve, starting at the warm start (0 tokens), and interpolate linearly to where it first reaches BC's
 rate at BC's largest size; the ratio is those tokens over BC's. Rates are averaged over seeds first.
 
-    .venv/bin/python bench/expert_tokens.py [--config bench/expert_tokens.yaml] [--results RUN/results.csv] [KEY=VALUE ...]
+    .venv/bin/python bench/expert_tokens.py [--config bench/expert_tokens.yaml] [--results RUN/results.csv]
+                                            [KEY=VALUE ...]
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ def main() -> None:
         run(sequential, tasks[:2], False)
         rates = {"sequential": [], "batched": []}
         for r in range(rounds):
-            for name, pol, conc in (("sequential", sequential, False), ("batched", batched, True))[:: 1 if r % 2 == 0 else -1]:
+            for name, pol, conc in (("sequential", sequential, False),
+                                    ("batched", batched, True))[:: 1 if r % 2 == 0 else -1]:
                 n, secs = run(pol, tasks, conc)
                 rates[name].append(n / secs)
                 print(f"  round {r}: {name:10s} {n:5d} tokens in {secs:6.2f} s = {n / secs:7.1f} tok/s")

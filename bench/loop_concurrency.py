@@ -1,21 +1,22 @@
 """Collection throughput with 32 workers vs 1, and the rollout loop's own overhead per step.
 
-Runs `oec.rollout.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps 50 ms per call, like
-a remote API) on the same toy tasks with 1 worker and with 32 workers, alternating the two runs (1, 32, 32, 1, ...) so
-they share the machine's noise, and reports episodes/s and their ratio. Two variants:
+Runs `oec.rollout.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps 50 ms per
+call, like a remote API) on the same toy tasks with 1 worker and with 32 workers, alternating the two runs
+(1, 32, 32, 1, ...) so they share the machine's noise, and reports episodes/s and their ratio. Two variants:
 
   sandbox  the real `SandboxEnv` (bubblewrap shell, warm test server, verifier sandbox): on 2 cores, 32 concurrent
            episodes may be bound by the environment's CPU cost rather than by the loop;
-  canned   `oec.rollout.collect.SandboxEnv` replaced, in this process only, by `CannedEnv` below: a plain directory as the
-           workspace, the expert's `edit`s applied in Python, every other command answered "ok" at once, and a canned
-           passing verdict. No subprocess at all: this isolates the loop + collector from the environment's cost.
+  canned   `oec.rollout.collect.SandboxEnv` replaced, in this process only, by `CannedEnv` below: a plain directory as
+           the workspace, the expert's `edit`s applied in Python, every other command answered "ok" at once, and a
+           canned passing verdict. No subprocess at all: this isolates the loop + collector from the environment's
+           cost.
 
 The sandbox variant first runs 32 uncounted episodes on 32 workers, so that the pool holds 32 started slots (each
 slot is a long-lived sandbox with pytest imported) as it does in a long collection.
 
 CPU per episode is that of this process and all its descendants (the sandboxes and the test runs they fork), which
-bounds what 2 cores can do. Loop overhead per step = (total_s - policy_s - env_s - verify_s) / steps, from each trajectory's timings: the time
-rollout() spends outside the policy (render + act), the environment and the verifier.
+bounds what 2 cores can do. Loop overhead per step = (total_s - policy_s - env_s - verify_s) / steps, from each
+trajectory's timings: the time rollout() spends outside the policy (render + act), the environment and the verifier.
 
 Goals: 32-worker throughput >= 25x the 1-worker throughput; loop overhead < 1 ms per step.
 """
@@ -106,7 +107,8 @@ def variant(name: str, tmp: Path, n1: int, n32: int, rounds: int) -> dict:
         warm = write_tasks(toy_tasks(32, seed=3), tmp / "warm-tasks.jsonl")
         t0 = time.perf_counter()
         run(warm, 32, tmp / "warm-up")
-        print(f"  [{name}] warm-up (not counted): 32 episodes on 32 workers, {time.perf_counter() - t0:.2f} s", flush=True)
+        print(f"  [{name}] warm-up (not counted): 32 episodes on 32 workers, {time.perf_counter() - t0:.2f} s",
+              flush=True)
     order = [1, 32, 32, 1] * rounds
     for i, w in enumerate(order[: 2 * rounds]):
         r = run(small if w == 1 else tasks_file, w, tmp / f"{name}-{i}-w{w}")

@@ -1,9 +1,9 @@
 """What the Ray backend costs per episode, against the local backend, on the same machine in the same run.
 
-Both backends run `oec.rollout.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps 50 ms
-per call, like a remote API) on toy tasks with the real sandboxed environment (new tasks for every run); runs alternate between the
-backends (local, ray, ray, local, ...) so that they share the machine's noise. One local Ray (`ray.init`, all cores)
-serves every Ray run; its start is reported, not counted. Three figures:
+Both backends run `oec.rollout.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps
+50 ms per call, like a remote API) on toy tasks with the real sandboxed environment (new tasks for every run); runs
+alternate between the backends (local, ray, ray, local, ...) so that they share the machine's noise. One local Ray
+(`ray.init`, all cores) serves every Ray run; its start is reported, not counted. Three figures:
 
   throughput   episodes/s at --workers concurrent episodes (Ray: one worker actor per core);
   per episode  the overhead Ray adds to one episode, at 1 worker: the time outside the rollout loop per episode,
@@ -48,7 +48,8 @@ def run(tasks_file: Path, out: Path, backend: str, workers: int) -> dict:
     wall = time.perf_counter() - t0
     trajs = read_trajectories(out)
     outside = wall - sum(t.timings.get("total_s", 0.0) for t in trajs)
-    return {"n": len(trajs), "wall": wall, "eps": len(trajs) / wall, "outside": outside, "resolved": sum(t.resolved for t in trajs),
+    return {"n": len(trajs), "wall": wall, "eps": len(trajs) / wall, "outside": outside,
+            "resolved": sum(t.resolved for t in trajs),
             "errors": [t.exit_message[:200] for t in trajs if t.exit_status == "error"]}
 
 
@@ -80,7 +81,8 @@ def main() -> None:
     n_tp, (n_small, n_large) = (16, (2, 8)) if args.quick else (48, (4, 20))
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     print(f"ray_overhead  {machine()}; ray {ray.__version__}")
-    print(f"  policy {POLICY}; expert mode; toy tasks seeds 100, 101, ...; throughput: {n_tp} episodes at {args.workers} workers; "
+    print(f"  policy {POLICY}; expert mode; toy tasks seeds 100, 101, ...; "
+          f"throughput: {n_tp} episodes at {args.workers} workers; "
           f"per-episode slope: {n_small} and {n_large} episodes at 1 worker; {rounds} round(s)")
     t0 = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="ERROR")
@@ -115,9 +117,9 @@ def main() -> None:
             large = run(tasks_file(n_large), tmp / f"s-{r}-{backend}-large", backend, 1)
             s = (large["outside"] - small["outside"]) / (n_large - n_small)
             slope[backend].append(s)
-            print(f"  [1 worker]   {backend:5} {n_small} episodes {small['wall']:.2f} s ({small['outside']:.2f} s outside "
-                  f"rollouts), {n_large} episodes {large['wall']:.2f} s ({large['outside']:.2f} s): {ms(s)} outside "
-                  "rollouts per episode", flush=True)
+            print(f"  [1 worker]   {backend:5} {n_small} episodes {small['wall']:.2f} s "
+                  f"({small['outside']:.2f} s outside rollouts), {n_large} episodes {large['wall']:.2f} s "
+                  f"({large['outside']:.2f} s): {ms(s)} outside rollouts per episode", flush=True)
     trajs = read_trajectories(tmp / "tp-0-local")
     tasks = {t.task_id: t for t in toy_tasks(n_tp, seed=100)}  # the first throughput run's tasks
     rt_med, rt_p90 = round_trip(tasks[trajs[0].task_id], trajs[0], 50 if args.quick else 300)

@@ -70,11 +70,11 @@ def main() -> None:
                 times[arm].append(time.perf_counter() - t0)
                 cpus[arm].append(tree_cpu() - c0)
                 first.setdefault(arm, out["losses"][0])
-                print(f"  round {r} {arm:15s} {times[arm][-1]:6.1f} s wall {cpus[arm][-1]:6.1f} s CPU  first loss {out['losses'][0]:.6f} "
-                      f"({out['steps']} steps)", flush=True)
+                print(f"  round {r} {arm:15s} {times[arm][-1]:6.1f} s wall {cpus[arm][-1]:6.1f} s CPU  "
+                      f"first loss {out['losses'][0]:.6f} ({out['steps']} steps)", flush=True)
     tok = stats["total_tokens"]
-    print(f"\n{'arm':15s} {'wall s':>7s} {'tokens/s':>9s} {'vs trl':>7s} {'CPU s':>7s} {'tok/CPU-s':>9s} {'vs trl':>7s} "
-          f"{'first-batch loss':>17s}")
+    print(f"\n{'arm':15s} {'wall s':>7s} {'tokens/s':>9s} {'vs trl':>7s} {'CPU s':>7s} {'tok/CPU-s':>9s} "
+          f"{'vs trl':>7s} {'first-batch loss':>17s}")
     base, cbase = statistics.median(times["trl-default"]), statistics.median(cpus["trl-default"])
     for arm in ARMS:
         m, c = statistics.median(times[arm]), statistics.median(cpus[arm])

@@ -34,7 +34,8 @@ def varied_tasks():
             ToyConfig(modules=1, functions_per_module=5, hops=0), ToyConfig(direct_test_prob=0.0, hops=2)]
     out = []
     for i, cfg in enumerate(cfgs):
-        out += [t.model_copy(update={"task_id": f"{t.task_id}-k{i}"}) for t in generate("heldout", 3, seed=10 + i, cfg=cfg)]
+        out += [t.model_copy(update={"task_id": f"{t.task_id}-k{i}"})
+                for t in generate("heldout", 3, seed=10 + i, cfg=cfg)]
     return out
 
 

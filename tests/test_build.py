@@ -102,7 +102,8 @@ def test_filters_weights_and_sampling(runs, tiny_model, tmp_path):
     two = build(BuildConfig(runs=[str(runs / "bc"), str(runs / "oec")], format="openai", out=str(tmp_path / "2.jsonl"),
                             weights=[2, 1]))
     assert two["stats"]["trajectories"] == one["stats"]["trajectories"] + 6
-    few = build(BuildConfig(runs=[str(runs / "bc")], format="openai", out=str(tmp_path / "3.jsonl"), max_trajectories=4))
+    few = build(BuildConfig(runs=[str(runs / "bc")], format="openai", out=str(tmp_path / "3.jsonl"),
+                            max_trajectories=4))
     assert few["stats"]["trajectories"] == 4
     with pytest.raises(InputError, match="--weights has 1 values for 2 runs"):
         build(BuildConfig(runs=[str(runs / "bc"), str(runs / "oec")], format="openai", out=str(tmp_path / "x"),

@@ -18,7 +18,8 @@ def test_generate_collect_show(tmp_path):
     assert "wrote 4 toy/train tasks" in oec("tasks", "generate", "--suite", "toy", "--split", "train", "--n", 4,
                                             "--seed", 0, "--out", tasks).stdout
     lines = tasks.read_text().splitlines()
-    assert len(lines) == 4 and {"task_id", "split", "problem_statement", "FAIL_TO_PASS", "PASS_TO_PASS"} <= set(json.loads(lines[0]))
+    assert len(lines) == 4 and \
+        {"task_id", "split", "problem_statement", "FAIL_TO_PASS", "PASS_TO_PASS"} <= set(json.loads(lines[0]))
     out = oec("collect", "--tasks", tasks, "--mode", "oec", "--student", "scripted:noisy", "--expert",
               "scripted:expert", "--switch", "uniform", "--samples", 2, "--workers", 4, "--out", tmp_path / "oec",
               "--quiet", "loop.step_limit=25").stdout
@@ -35,9 +36,11 @@ def test_generate_collect_show(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["collect", "--tasks", "nope.jsonl", "--out", "x"], "nope.jsonl: no such tasks file"),
-    (["collect", "--tasks", "t.jsonl", "--out", "x", "lop.step_limit=3"], "lop: Extra inputs are not permitted (unknown key"),
+    (["collect", "--tasks", "t.jsonl", "--out", "x", "lop.step_limit=3"],
+     "lop: Extra inputs are not permitted (unknown key"),
     (["collect", "--tasks", "t.jsonl", "--out", "x", "--mode", "oec"], "needs --student"),
-    (["collect", "--tasks", "t.jsonl", "--out", "x", "--mode", "oec", "--student", "scripted:noisy", "--switch", "sometimes"], "unknown --switch"),
+    (["collect", "--tasks", "t.jsonl", "--out", "x", "--mode", "oec", "--student", "scripted:noisy",
+      "--switch", "sometimes"], "unknown --switch"),
     (["tasks", "generate", "--out", "t.jsonl", "--hops", "9"], "hops"),
     (["show", "nowhere"], "no trajectories.jsonl"),
 ])

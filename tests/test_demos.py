@@ -31,7 +31,8 @@ def smith_record(iid, resolved=True):
                                       "</pr_description>\nCan you help me?"}]},
         {"role": "assistant", "content": "Let me look.", "tool_calls": [
             call(0, "str_replace_editor", {"command": "view", "path": "/testbed/m.py", "view_range": [1, 5]})]},
-        {"role": "tool", "tool_call_id": "c0", "content": "OBSERVATION:\n     1\tdef add(a, b):\n     2\t    return a - b"},
+        {"role": "tool", "tool_call_id": "c0",
+         "content": "OBSERVATION:\n     1\tdef add(a, b):\n     2\t    return a - b"},
         {"role": "assistant", "content": "Fix it.", "tool_calls": [call(1, "str_replace_editor", {
             "command": "str_replace", "path": "/testbed/m.py", "old_str": "    return a - b",
             "new_str": "    return a + b"})]},

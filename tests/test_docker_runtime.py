@@ -190,7 +190,8 @@ def test_a_mutated_real_package_resolves_in_podman(engine, tmp_path):
     """`oec tasks mutate` on a real PyPI package (validated in bubblewrap), then the scripted expert in podman."""
     name, ver = REAL
     dl = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                         f"{name}=={ver}", "-d", str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
+                         f"{name}=={ver}", "-d", str(tmp_path)],
+                        capture_output=True, text=True, timeout=120, check=False)
     assert dl.returncode == 0, f"cannot download {name}=={ver} from the package index: {dl.stderr.strip()[-300:]}"
     with tarfile.open(next(tmp_path.glob(f"{name}-{ver}.tar.gz"))) as tar:
         tar.extractall(tmp_path, filter="data")

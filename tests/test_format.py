@@ -8,7 +8,8 @@ from oec.formats import TextFormat, ToolCallFormat, make_format
 
 
 def C(text="", calls=()):
-    return Completion(text=text, tool_calls=[ToolCall(id=f"c{i}", name=n, arguments=a) for i, (n, a) in enumerate(calls)])
+    return Completion(text=text,
+                      tool_calls=[ToolCall(id=f"c{i}", name=n, arguments=a) for i, (n, a) in enumerate(calls)])
 
 
 def test_parse_one_block():
@@ -68,10 +69,12 @@ def test_context_rewrite_between_formats(train_tasks):
              action=Action(kind="bash", command=edit), observation="edited a.py\n", returncode=0),
     ]
     msgs = ToolCallFormat().render(train_tasks[0], text_steps)
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool", "assistant", "user", "assistant", "tool"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool",
+                                         "assistant", "user", "assistant", "tool"]
     assert msgs[2]["tool_calls"][0]["function"] == {"name": "bash", "arguments": json.dumps({"command": "ls"})}
     assert msgs[2]["content"] == "look" and msgs[3]["content"] == "a.py\n"
-    assert json.loads(msgs[6]["tool_calls"][0]["function"]["arguments"]) == {"path": "a.py", "old": "x = 1", "new": "x = 2"}
+    assert json.loads(msgs[6]["tool_calls"][0]["function"]["arguments"]) == \
+        {"path": "a.py", "old": "x = 1", "new": "x = 2"}
     # and back: a tool-call step shown to a text-format policy
     call = ToolCall(id="call_x", name="bash", arguments='{"command": "cat a.py"}')
     tc_step = Step(turn=0, actor="expert", output="read it", format="toolcalls", thought="read it",
@@ -83,7 +86,8 @@ def test_context_rewrite_between_formats(train_tasks):
 
 
 def test_observation_window(train_tasks):
-    steps = [Step(turn=i, actor="student", output=f"```bash\necho {i}\n```", action=Action(kind="bash", command=f"echo {i}"),
+    steps = [Step(turn=i, actor="student", output=f"```bash\necho {i}\n```",
+                  action=Action(kind="bash", command=f"echo {i}"),
                   observation=f"{i}\n" * 50, returncode=0) for i in range(5)]
     msgs = make_format("text?window=2").render(train_tasks[0], steps)
     obs = [m["content"] for m in msgs[3::2]]

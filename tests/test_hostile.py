@@ -55,7 +55,8 @@ ATTACKS = [
     A("write-etc", "write outside", "echo '6.6.6.6 pypi.org' >> /etc/hosts", "denied"),
     A("write-usr", "write outside", "cp /bin/sh /usr/bin/oec-evil", "denied"),
     A("write-host-tmp", "write outside", "echo pwned > {tmp_marker}", "denied"),
-    A("wipe-tmp", "write outside", "rm -rf /tmp/* /tmp/.[!.]*; ls -A /tmp", "runs", timeout=20),  # walks a venv under /tmp
+    # walks a venv under /tmp
+    A("wipe-tmp", "write outside", "rm -rf /tmp/* /tmp/.[!.]*; ls -A /tmp", "runs", timeout=20),
     A("write-home", "write outside", "echo pwned >> /root/.bashrc", "denied"),
     A("delete-repo", "write outside", "rm -rf {repo}", "denied", timeout=15, slow=True),  # guarded: see pool
     A("delete-venv-file", "write outside", "rm {venv_canary}", "denied"),
@@ -64,7 +65,8 @@ ATTACKS = [
     A("remount-rw", "write outside", "mount -o remount,rw / && touch /oec-evil", "denied"),
     A("user-namespace", "write outside", "unshare -r sh -c 'touch /usr/oec-evil'", "denied"),
     A("mknod-disk", "write outside", "mknod /tmp/sda b 8 0 && head -c 512 /tmp/sda", "denied"),
-    A("sysctl-core-pattern", "kernel", "p=$(cat /proc/sys/kernel/core_pattern); echo \"$p\" > /proc/sys/kernel/core_pattern",
+    A("sysctl-core-pattern", "kernel",
+      "p=$(cat /proc/sys/kernel/core_pattern); echo \"$p\" > /proc/sys/kernel/core_pattern",
       "denied"),  # writes the same value back: harmless if it ever got through, and proves it could
     A("sysctl-drop-caches", "kernel", "echo 1 > /proc/sys/vm/drop_caches", "denied"),
     A("sysrq", "kernel", "echo h > /proc/sysrq-trigger", "denied"),
@@ -84,7 +86,8 @@ ATTACKS = [
     A("ps-environ", "host environment", "ps eww -e", "runs"),
     A("python-environ", "host environment", "python3 -c 'import os; print(dict(os.environ))'", "runs"),
     A("test-environ", "host environment",
-      "printf 'import os\\ndef test_env():\\n    assert 0, dict(os.environ)\\n' > test_env.py; runtests test_env.py", "runs"),
+      "printf 'import os\\ndef test_env():\\n    assert 0, dict(os.environ)\\n' > test_env.py; runtests test_env.py",
+      "runs"),
     A("tcp-connect", "network", "python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\"",
       "denied"),
     A("curl", "network", "curl -sS -m 2 http://127.0.0.1:{port}/", "denied"),
@@ -164,10 +167,11 @@ ATTACKS = [
       "python3 -c 'import os, time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\n"
       "time.sleep(1000)' {marker}", "leaves"),
     A("late-writer", "background processes",
-      "bash -c 'exec -a {marker} bash -c \"while :; do date >> /workspace/{marker}.log; sleep 0.05; done\"' >/dev/null 2>&1 &",
-      "leaves"),
+      "bash -c 'exec -a {marker} bash -c \"while :; do date >> /workspace/{marker}.log; sleep 0.05; done\"'"
+      " >/dev/null 2>&1 &", "leaves"),
     A("from-a-test", "background processes",
-      "printf 'import subprocess\\ndef test_x():\\n    subprocess.Popen([\"bash\", \"-c\", \"exec -a {marker} sleep 1000\"],"
+      "printf 'import subprocess\\ndef test_x():\\n"
+      "    subprocess.Popen([\"bash\", \"-c\", \"exec -a {marker} sleep 1000\"],"
       " start_new_session=True)\\n' > test_bg.py; runtests test_bg.py >/dev/null", "leaves"),
     A("scratch-files", "background processes", "for d in /tmp /run /dev/shm; do echo x > $d/{marker}; done", "runs"),
 ]
@@ -299,7 +303,8 @@ def _baseline_ok(task, verdict) -> bool:
 
 VERDICT = {
     "baseline": _baseline_ok,
-    "killed": lambda task, v: not v.resolved and any("the sandbox killed the tests" in t.message for t in v.tests.values()),
+    "killed": lambda task, v: not v.resolved and any("the sandbox killed the tests" in t.message
+                                                     for t in v.tests.values()),
     "timeout": lambda task, v: not v.resolved and v.error == "tests timed out",
 }
 
@@ -380,9 +385,12 @@ for fd in range(3, 64):
     except OSError:
         pass
 EOF2
-mkdir -p x && printf 'import runpy\\ndef test_x():\\n    runpy.run_path("/tmp/evil.py")\\n' > x/test_e.py && runtests x/test_e.py; rm -rf x"""
+mkdir -p x && printf 'import runpy\\ndef test_x():\\n    runpy.run_path("/tmp/evil.py")\\n' > x/test_e.py && \
+runtests x/test_e.py; rm -rf x"""
 
-FSMONITOR_DAEMON = """printf '#!/bin/sh\\n(setsid sh -c "while true; do for f in tests/test_*.py; do echo \\\\"def test_ok(): pass\\\\" > \\\\$f; done; sleep 0.01; done" </dev/null >/dev/null 2>&1 &)\\nexit 1\\n' > .git/m.sh
+FSMONITOR_DAEMON = """printf '#!/bin/sh\\n(setsid sh -c "while true; do for f in tests/test_*.py; \
+do echo \\\\"def test_ok(): pass\\\\" > \\\\$f; done; sleep 0.01; done" </dev/null >/dev/null 2>&1 &)\\nexit 1\\n' \
+> .git/m.sh
 chmod +x .git/m.sh && git config core.fsmonitor /workspace/.git/m.sh && echo set"""
 
 

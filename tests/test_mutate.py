@@ -1,4 +1,5 @@
-"""`oec tasks mutate`: AST mutations, validation by the repo's own tests in the sandbox, and the expert on the result."""
+"""`oec tasks mutate`: AST mutations, validation by the repo's own tests in the sandbox, and the expert on the
+result."""
 
 import ast
 import json

@@ -35,7 +35,8 @@ def test_expert_solves_varied_tasks(varied_tasks):
 def test_expert_recovers_from_a_wrong_state(train_tasks):
     """Start the expert where a bad student left things: a wrong edit and a deleted module."""
     task = train_tasks[2]
-    others = [p for p in task.repo.files if p.endswith(".py") and not p.startswith("tests/") and p != task.meta["buggy_file"] and "__init__" not in p]
+    others = [p for p in task.repo.files if p.endswith(".py") and not p.startswith("tests/")
+              and p != task.meta["buggy_file"] and "__init__" not in p]
     with SandboxEnv(task) as env:
         env.execute(f"sed -i 's/return/return  1 +/' {task.meta['buggy_file']} && rm {others[0]}")
         traj = _run(task, env)
@@ -52,7 +53,8 @@ def test_expert_continues_from_a_fixed_state(train_tasks):
         for e in edits_from_patch(task.repo.files, task.gold_patch):
             env.execute(e.command())
         traj = _run(task, env)
-    assert [s.action.kind if s.action.kind == "submit" else s.action.command for s in traj.steps] == ["runtests", "submit"]
+    assert [s.action.kind if s.action.kind == "submit" else s.action.command for s in traj.steps] == \
+        ["runtests", "submit"]
     assert traj.resolved
 
 
@@ -66,7 +68,8 @@ def test_noisy_student_is_seeded_and_makes_mistakes(train_tasks):
 
         assert outputs("scripted:noisy", 1) == outputs("scripted:noisy", 1)
         assert outputs("scripted:noisy", 1) != outputs("scripted:noisy", 2)
-        expert_first = make_policy("scripted:expert").act([], Episode(task, env.workspace, [], random.Random(0), "expert")).text
+        expert_first = make_policy("scripted:expert").act(
+            [], Episode(task, env.workspace, [], random.Random(0), "expert")).text
         assert set(outputs("scripted:noisy?error_rate=0", 1)) == {expert_first}
         assert expert_first not in outputs("scripted:noisy?error_rate=1", 1)
 
@@ -105,7 +108,8 @@ def test_a_local_policy_closes_and_releases_its_model(tiny_model, train_tasks):
     """Each collection loads its own `local:` model; closing it ends the generation thread and drops the model."""
     policy = make_policy(f"local:{tiny_model}?temperature=0&max_new_tokens=4")
     task = train_tasks[0]
-    assert policy.act(policy.format.render(task, []), Episode(task, None, [], random.Random(0), "student")).text is not None
+    assert policy.act(policy.format.render(task, []),
+                      Episode(task, None, [], random.Random(0), "student")).text is not None
     assert policy.thread.is_alive()
     policy.close()
     policy.thread.join(timeout=10)

@@ -99,7 +99,8 @@ def test_trigger_switches_where_the_score_first_exceeds_the_threshold(shifted_ru
         if k is None:
             assert all(s.actor == "student" for s in t.steps)
             continue
-        assert all(s["distance"] <= s["threshold"] for s in scores[:k]) and scores[k]["distance"] > scores[k]["threshold"]
+        assert all(s["distance"] <= s["threshold"] for s in scores[:k]) and \
+            scores[k]["distance"] > scores[k]["threshold"]
         assert [s.actor for s in t.steps] == ["student"] * k + ["expert"] * (len(t.steps) - k)
         assert t.switch_info["reason"].startswith(f"turn {k}: Mahalanobis distance")
 

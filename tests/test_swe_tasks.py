@@ -166,7 +166,8 @@ def smith_repo(tmp_path, remove_tests: bool):
     repo = tmp_path / "repos" / "swesmith" / "owner__calc.abc1234"
     repo.mkdir(parents=True)
     write(repo, {"calc/__init__.py": "", "calc/ops.py": FIXED_OPS, "tests/test_ops.py": TESTS,
-                 "tests/test_high.py": "from calc.ops import clamp\n\n\ndef test_high():\n    assert clamp(5, 0, 3) == 3\n"})
+                 "tests/test_high.py": "from calc.ops import clamp\n\n\n"
+                                       "def test_high():\n    assert clamp(5, 0, 3) == 3\n"})
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "Initial commit")

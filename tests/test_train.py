@@ -28,7 +28,8 @@ def test_training_changes_the_weights_and_the_checkpoint_loads(data, tiny_model)
     from oec.train.sft import TrainConfig, train
 
     info = train(TrainConfig(data=str(data / "data"), model=str(tiny_model), out=str(data / "ckpt"),
-                             trl={"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 4}), progress=False)
+                             trl={"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 4}),
+                 progress=False)
     assert info["steps"] == 3 and len(info["losses"]) == 3
     before = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
     after = AutoModelForCausalLM.from_pretrained(data / "ckpt").state_dict()

@@ -54,7 +54,8 @@ FORGERIES = {
     "tests-init-monkeypatch": lambda t: [_write("tests/__init__.py", "import _pytest.python\n"
                                                 "_pytest.python.Function.runtest = lambda self: None\n")],
     "fixed-copy-in-tests-excluded": lambda t: [_fix(t), f"cp -r {t.meta['package']} tests/", _unfix(t),
-                                               f"mkdir -p .git/info && echo 'tests/{t.meta['package']}' >> .git/info/exclude"],
+                                               f"mkdir -p .git/info && echo 'tests/{t.meta['package']}' "
+                                               ">> .git/info/exclude"],
     "unchecked-hash-pyc": lambda t: [_fix(t), _pyc(t), _unfix(t)],
     "pytest.toml-plugin": lambda t: [_write("evilplug.py", FORCE_PASS_HOOK),
                                      _write("pytest.toml", '[pytest]\naddopts = ["-p", "evilplug"]\n')],
@@ -141,7 +142,8 @@ def test_every_resolved_trajectory_passes_on_a_clean_tree(tmp_path, tasks_file):
     subprocess.run(OEC + ["collect", "--tasks", tasks_file, "--mode", "oec", "--student", "scripted:noisy",
                           "--expert", "scripted:expert", "--samples", "2", "--workers", "4", "--out",
                           tmp_path / "run", "--quiet"], check=True, capture_output=True)
-    trajs = [Trajectory.model_validate_json(line) for line in (tmp_path / "run/trajectories.jsonl").read_text().splitlines()]
+    trajs = [Trajectory.model_validate_json(line)
+             for line in (tmp_path / "run/trajectories.jsonl").read_text().splitlines()]
     tasks = {t.task_id: t for t in (Task.model_validate_json(line) for line in tasks_file.read_text().splitlines())}
     resolved = [t for t in trajs if t.resolved]
     assert len(resolved) >= len(trajs) // 2

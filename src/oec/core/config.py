@@ -21,7 +21,8 @@ class _Loader(yaml.SafeLoader):
     """YAML 1.1 (PyYAML) reads `1e-4` as a string; as YAML 1.2 and every user reads it, it is a float."""
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
                               list("-+0123456789"))
 
 

@@ -36,7 +36,8 @@ class GitRepo(Record):
     """
 
     kind: Literal["git"]
-    path: str = Field(description="absolute path of the local repository (a clone, or the repo `oec tasks mutate` wrote)")
+    path: str = Field(description="absolute path of the local repository (a clone, or the repo "
+                                  "`oec tasks mutate` wrote)")
     base_commit: str = Field(min_length=4, description="commit (or ref) whose tree the agent starts from")
     bug_patch: str = Field("", description="diff applied on top of base_commit when the workspace is built "
                                            "(SWE-smith instances whose bug is not committed in the local clone)")

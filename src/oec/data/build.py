@@ -7,10 +7,10 @@ label); `all` trains every assistant turn; `custom` trains the turns whose step 
 Tokenized exports use the student's own chat template: `assistant_masks` come from its `{% generation %}` blocks, one
 block per assistant message, and blocks of untrained messages are zeroed. `context_masks` mark the tokens outside every
 assistant message (the task, the observations, the template), for `oec train context_loss=W`: a tiny student learns
-to copy names from its context much sooner when it also predicts them there (bench/RESULTS.md §8). Every trained turn is checked to be
-prefix-consistent (the tokens the student would see at inference are a prefix of the training tokens), and nothing is
-cut silently: an example longer than the budget is split, one example per trained turn, with the history windowed from
-the left exactly as the local policy windows it at inference.
+to copy names from its context much sooner when it also predicts them there (bench/RESULTS.md §8). Every trained turn is
+checked to be prefix-consistent (the tokens the student would see at inference are a prefix of the training tokens), and
+nothing is cut silently: an example longer than the budget is split, one example per trained turn, with the history
+windowed from the left exactly as the local policy windows it at inference.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ class BuildConfig(BaseModel):
     """What `oec build` reads and writes."""
 
     model_config = ConfigDict(extra="forbid")
-    runs: list[str] = Field(min_length=1, description="run directories (filtered ones contribute only kept trajectories)")
+    runs: list[str] = Field(min_length=1,
+                            description="run directories (filtered ones contribute only kept trajectories)")
     out: str = Field(description="dataset directory (hf) or JSONL file (openai, sharegpt)")
-    student: str | None = Field(None, description="student model directory: its tokenizer and chat template (hf format)")
+    student: str | None = Field(None,
+                                description="student model directory: its tokenizer and chat template (hf format)")
     student_format: str = Field("text", description="the student's Format")
     mask: Literal["expert", "all", "custom"] = "expert"
     format: Literal["hf", "openai", "sharegpt"] = "hf"

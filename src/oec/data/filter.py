@@ -84,7 +84,8 @@ def checks(cfg: FilterConfig) -> dict[str, Callable[[Trajectory], str | None]]:
 
         out["format_errors"] = fmt
     if cfg.reject_empty_patch:
-        out["empty_patch"] = lambda t: "the final workspace has no change" if not (t.verdict and t.verdict.patch.strip()) else None
+        out["empty_patch"] = lambda t: "the final workspace has no change" \
+            if not (t.verdict and t.verdict.patch.strip()) else None
     if cfg.reject_step_limit:
         out["step_limit"] = lambda t: "ran out of steps" if t.exit_status == "step_limit" else None
     if cfg.reject_errors:
@@ -108,8 +109,10 @@ def filter_run(run: str | Path, cfg: FilterConfig | None = None) -> dict:
             rejected_by.update(list(reasons))
             if len(reasons) == 1:
                 alone.update(list(reasons))
-            f.write(json.dumps({"task_id": t.task_id, "sample": t.sample, "kept": not reasons, "reasons": reasons}) + "\n")
-    summary = {"run": str(run), "config": cfg.model_dump(), "n": len(trajs), "kept": kept, "rejected": len(trajs) - kept,
+            f.write(json.dumps({"task_id": t.task_id, "sample": t.sample, "kept": not reasons,
+                                "reasons": reasons}) + "\n")
+    summary = {"run": str(run), "config": cfg.model_dump(), "n": len(trajs), "kept": kept,
+               "rejected": len(trajs) - kept,
                "filters": {name: {"rejected": rejected_by[name], "alone": alone[name]} for name in tests}}
     write_text(run / FILTER_SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary

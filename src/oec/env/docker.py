@@ -85,7 +85,8 @@ def parse_pytest_rA(output: str) -> dict[str, tuple[str, str]]:
 def pids_limit(run_args: list[str]) -> int | None:
     """The `--pids-limit` in RUN_ARGS (None: none, or unlimited)."""
     for i, arg in enumerate(run_args):
-        value = run_args[i + 1] if arg == "--pids-limit" and i + 1 < len(run_args) else arg.partition("--pids-limit=")[2]
+        value = run_args[i + 1] if arg == "--pids-limit" and i + 1 < len(run_args) \
+            else arg.partition("--pids-limit=")[2]
         if value.lstrip("-").isdigit():
             return int(value) if int(value) > 0 else None
     return None
@@ -134,7 +135,8 @@ def run_capped(argv: list[str], data: bytes, timeout: float, limit: int) -> tupl
 class DockerEnv:
     """Implements the Env protocol (protocols.py) with a container; built by SandboxEnv when env.runtime=docker."""
 
-    def __init__(self, task: Task, config):  # config: oec.env.sandbox_env.EnvConfig (not imported: env imports this module)
+    # config: oec.env.sandbox_env.EnvConfig (not imported: env imports this module)
+    def __init__(self, task: Task, config):
         self.task, self.config, self.cfg = task, config, config.docker
         if shutil.which(self.cfg.docker) is None:
             raise RuntimeError(f"env.runtime=docker: `{self.cfg.docker}` is not on PATH; install Docker or podman "
@@ -176,9 +178,9 @@ class DockerEnv:
         proc = self._bash(script, 60)
         if proc.returncode != 0:
             why = proc.stdout.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
-            raise RuntimeError(f"env.runtime=docker: image {image}: {why[0]} (after env.docker.setup); the verifier runs "
-                               "`python -m pytest` and the tools python3: use an image with both and pytest, or "
-                               "set env.docker.setup to activate its environment (docs/containers.md)")
+            raise RuntimeError(f"env.runtime=docker: image {image}: {why[0]} (after env.docker.setup); "
+                               "the verifier runs `python -m pytest` and the tools python3: use an image with both "
+                               "and pytest, or set env.docker.setup to activate its environment (docs/containers.md)")
 
     def _docker(self, *args: str, input: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         try:

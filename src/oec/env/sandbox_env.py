@@ -1,8 +1,8 @@
 """The agent's environment: a task's workspace (a git repo), a sandboxed persistent shell, and the verifier.
 
-Workspaces are copied from a per-task template repo built once per process (see repos.py), so an episode's set-up is a directory
-copy rather than `git init` + commit. Sandboxes are pooled slots (see sandbox/shell.py) with pytest already imported,
-so `runtests` and the final verification each cost one fork instead of a cold interpreter and pytest start.
+Workspaces are copied from a per-task template repo built once per process (see repos.py), so an episode's set-up is a
+directory copy rather than `git init` + commit. Sandboxes are pooled slots (see sandbox/shell.py) with pytest already
+imported, so `runtests` and the final verification each cost one fork instead of a cold interpreter and pytest start.
 """
 
 from __future__ import annotations

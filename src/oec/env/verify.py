@@ -206,7 +206,8 @@ def patch_of(base: Template, change: Change) -> str:
         shutil.copyfile(git_dir / "index", Path(scratch) / "index")
         (Path(scratch) / "objects").mkdir()
         env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(tree), "GIT_INDEX_FILE": f"{scratch}/index",
-               "GIT_OBJECT_DIRECTORY": f"{scratch}/objects", "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_dir / "objects")}
+               "GIT_OBJECT_DIRECTORY": f"{scratch}/objects",
+               "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_dir / "objects")}
         # deleted paths are absent from the scratch tree, so `add -A` stages their deletion
         spec = b"".join(p.encode(errors="surrogateescape") + b"\0" for p in change.kept)
         _git(env, "add", "-A", "-f", "--pathspec-from-file=-", "--pathspec-file-nul", input=spec)

@@ -1,1 +1,2 @@
-"""Stage 6, experiments: the paper's comparison (`oec experiment`), DAgger rounds, claims and their statistics, the report, the demo."""
+"""Stage 6, experiments: the paper's comparison (`oec experiment`), DAgger rounds, claims and their statistics, the
+report, the demo."""

@@ -3,13 +3,13 @@ could have detected, and a verdict (docs/statistics.md says how, in full).
 
 Resolve-rate claims are paired comparisons of two arms on the same held-out tasks at one named dataset size (the
 largest, unless `claims_size` names another): sizes are never pooled. The effect is the difference of resolve rates,
-its interval a bootstrap over tasks and seeds at once (`oec.experiments.stats.paired`), with the exact McNemar test per seed in
-the detail. A claim that one arm beats another is `reproduced` when the interval lies above zero, `not_reproduced`
-when it lies below, and `inconclusive` otherwise; C3 (on-policy alone gives no gain) is reproduced when the interval
-rules out a gain of NO_GAIN_MARGIN, refuted by a significant gain. `not_measured`: the config lacks an arm, an arm kept
-no trajectories (so it never trained: its row is the warm start's), or the filter ablation's filters rejected nothing.
-`half_width` is half the interval: effects much smaller than it cannot come out significant in this run. C1 uses the
-covariate-shift analysis of the final students and the expert on held-out tasks.
+its interval a bootstrap over tasks and seeds at once (`oec.experiments.stats.paired`), with the exact McNemar test per
+seed in the detail. A claim that one arm beats another is `reproduced` when the interval lies above zero,
+`not_reproduced` when it lies below, and `inconclusive` otherwise; C3 (on-policy alone gives no gain) is reproduced when
+the interval rules out a gain of NO_GAIN_MARGIN, refuted by a significant gain. `not_measured`: the config lacks an arm,
+an arm kept no trajectories (so it never trained: its row is the warm start's), or the filter ablation's filters
+rejected nothing. `half_width` is half the interval: effects much smaller than it cannot come out significant in this
+run. C1 uses the covariate-shift analysis of the final students and the expert on held-out tasks.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ class DaggerConfig(BaseModel):
                                        "this many trained tokens on its aggregate, instead of train.max_steps")
     context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss (auxiliary loss on the context)")
     filter: dict[str, Any] = Field(default_factory=dict, description="FilterConfig fields over the DAgger defaults")
-    collect: dict[str, Any] = Field(default_factory=dict, description="other CollectConfig fields, e.g. loop.step_limit")
+    collect: dict[str, Any] = Field(default_factory=dict,
+                                    description="other CollectConfig fields, e.g. loop.step_limit")
 
     # validated now, so that a typo fails before hours of rounds rather than at the first use
     @field_validator("collect")
@@ -216,9 +217,10 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         rows.append({"round": r, "beta": round(beta, 6), "episodes": spend["n"], "labels": spend["labelled_steps"],
                      "kept": fsum["kept"], "examples": stats["examples"], "trainable_tokens": stats["trainable_tokens"],
                      "train_seconds": round(tinfo["seconds"] or 0.0, 2),
-                     "resolve_rate": ev["resolve_rate"] if ev else "", "ci_lo": ev["resolve_rate_ci95"][0] if ev else "",
-                     "ci_hi": ev["resolve_rate_ci95"][1] if ev else "", "expert_tokens": expert_tokens,
-                     "expert_calls": expert_calls})
+                     "resolve_rate": ev["resolve_rate"] if ev else "",
+                     "ci_lo": ev["resolve_rate_ci95"][0] if ev else "",
+                     "ci_hi": ev["resolve_rate_ci95"][1] if ev else "",
+                     "expert_tokens": expert_tokens, "expert_calls": expert_calls})
         with atomic_output(out / ROUNDS_CSV) as tmp, tmp.open("w", newline="") as f:  # a rerun recomputes every row
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()

@@ -2,8 +2,8 @@
 
 The pools are collected on `suite.seed`, the held-out tasks come from `suite.seed + 1` and the warm start's from
 `suite.warm_seed` (default `suite.seed + 2`), or from given files. They are checked disjoint by content, and against
-the tasks the given student was trained on (`oec.tasks.disjoint`), before the experiment writes anything, so that a refused
-config leaves nothing behind that a corrected rerun would have to match.
+the tasks the given student was trained on (`oec.tasks.disjoint`), before the experiment writes anything, so that a
+refused config leaves nothing behind that a corrected rerun would have to match.
 """
 
 from __future__ import annotations

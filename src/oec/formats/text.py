@@ -14,8 +14,10 @@ SYSTEM = """You fix bugs in a Python repository at /workspace. Reply with a shor
 ```bash
 command
 ```
-Tools besides the shell: `runtests [pytest args]` runs the tests and prints one line per failure; `submit` ends the task.
-To change a file, replace one exact snippet with `edit FILE` and a quoted heredoc: the old lines, a line =======, the new lines:
+Tools besides the shell: `runtests [pytest args]` runs the tests and prints one line per failure; \
+`submit` ends the task.
+To change a file, replace one exact snippet with `edit FILE` and a quoted heredoc: the old lines, a line =======, \
+the new lines:
 ```bash
 edit pkg/mod.py <<'EOF'
     return a - b

@@ -62,7 +62,8 @@ def policy_specs(cfg: CollectConfig) -> dict[str, str]:
         spec = getattr(cfg, actor)
         if cfg.mode in modes:
             if not spec:
-                raise InputError(f"mode {cfg.mode!r} needs --{actor} (e.g. --{actor} scripted:{'expert' if actor == 'expert' else 'noisy'})")
+                raise InputError(f"mode {cfg.mode!r} needs --{actor} "
+                                 f"(e.g. --{actor} scripted:{'expert' if actor == 'expert' else 'noisy'})")
             specs[actor] = spec
     return specs
 

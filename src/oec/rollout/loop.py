@@ -74,7 +74,8 @@ def rollout(
             actor = plan.actor(turn, steps)
             policy = plan.policies[actor]
             t0 = time.monotonic()
-            completion = policy.act(policy.format.render(task, steps), Episode(task, env.workspace, steps, rngs[actor], actor))
+            completion = policy.act(policy.format.render(task, steps),
+                                    Episode(task, env.workspace, steps, rngs[actor], actor))
             label = None
             if plan.label_student_steps and actor == "student":
                 label = _label(plan.policies["expert"], task, env, steps, rngs["expert"])
@@ -100,8 +101,8 @@ def rollout(
             result = env.execute(action.command)
             t_env += time.monotonic() - t0
             steps.append(Step(turn=turn, actor=actor, output=completion.text, format=fmt, thought=thought,
-                              action=action, observation=result.output, returncode=result.returncode, completion=completion,
-                              env_latency_s=time.monotonic() - t0, label=label))
+                              action=action, observation=result.output, returncode=result.returncode,
+                              completion=completion, env_latency_s=time.monotonic() - t0, label=label))
     except Exception as e:  # a policy or environment failure ends this episode, never the collection
         status = "error"
         message = f"{e.__class__.__name__}: {e}\n" + "".join(traceback.format_exc(limit=-3))

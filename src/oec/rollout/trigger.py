@@ -1,10 +1,10 @@
 """Divergence-triggered switching: hand over to the expert when the student's state leaves the expert's distribution.
 
 `oec shift` saves, for every turn with enough expert trajectories, the expert's Gaussian (full embedding space,
-Ledoit-Wolf) and its own leave-one-out Mahalanobis distances. At each student turn the history is embedded the same way, its distance under the expert
-Gaussian of that turn (or of the last fitted turn, past the end) is computed, and the expert takes over when the
-distance exceeds the chosen quantile of the expert's own distances at that turn. Once switched, the expert keeps
-control.
+Ledoit-Wolf) and its own leave-one-out Mahalanobis distances. At each student turn the history is embedded the same way,
+its distance under the expert Gaussian of that turn (or of the last fitted turn, past the end) is computed, and the
+expert takes over when the distance exceeds the chosen quantile of the expert's own distances at that turn. Once
+switched, the expert keeps control.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class TriggerModel:
         arrays = np.load(directory / "trigger.npz")
         self.turns = {t: {k: arrays[f"t{t}_{k}"] for k in ("mean", "precision", "dists")}
                       for t in self.meta["turns"]}
-        self.embedder = make_embedder(self.meta["embedder"], self.meta.get("cache") or Path.home() / ".cache/oec/embeddings")
+        self.embedder = make_embedder(self.meta["embedder"],
+                                      self.meta.get("cache") or Path.home() / ".cache/oec/embeddings")
 
     @classmethod
     def load(cls, directory: str | Path) -> TriggerModel:

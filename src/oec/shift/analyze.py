@@ -65,7 +65,8 @@ def embed_population(run: Path, cfg: ShiftConfig, embedder, progress: bool) -> d
     return {int(t): (vecs[turns == t], groups[turns == t]) for t in np.unique(turns)}
 
 
-def analyze(populations: dict[str, str], out: str | Path, cfg: ShiftConfig | None = None, progress: bool = True) -> dict:
+def analyze(populations: dict[str, str], out: str | Path, cfg: ShiftConfig | None = None,
+            progress: bool = True) -> dict:
     cfg = cfg or ShiftConfig()
     if cfg.reference not in populations:
         raise InputError(f"--reference {cfg.reference!r} is not among the populations {sorted(populations)}; "

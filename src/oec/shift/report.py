@@ -30,7 +30,8 @@ def write_plots(rows: list[dict], out: Path, reference: str) -> None:
                 continue
             a, _, b = pair.partition("-")
             style = "--" if a == b else "-"
-            ax.plot(turns, mid, style, marker="o", ms=3, label=pair + (" (baseline: disjoint task halves)" if a == b else ""))
+            ax.plot(turns, mid, style, marker="o", ms=3,
+                    label=pair + (" (baseline: disjoint task halves)" if a == b else ""))
             ax.fill_between(turns, lo, hi, alpha=0.2)
         ax.set_xlabel("turn")
         ax.set_ylabel(label)
@@ -69,9 +70,10 @@ def write_summary(rows: list[dict], out: Path, cfg, window: int) -> str:
     baseline = f"{cfg.reference}-{cfg.reference}"
     parts = [describe_pair(rows, pair, baseline) for pair in pairs]
     note = (f"Histories were embedded with `{cfg.embedder}` (window {window}; longer histories keep their end), "
-            f"projected to at most {cfg.pca} principal dimensions per turn, Ledoit-Wolf covariances, plug-in estimates with "
-            f"95% half-sample intervals from {cfg.bootstrap} replicates, seed {cfg.seed}. Each side "
+            f"projected to at most {cfg.pca} principal dimensions per turn, Ledoit-Wolf covariances, plug-in "
+            f"estimates with 95% half-sample intervals from {cfg.bootstrap} replicates, seed {cfg.seed}. Each side "
             f"of every pair holds a disjoint half of the tasks; turns need {cfg.min_samples} trajectories per side.")
-    text = "# Covariate shift\n\n" + " ".join(parts) + "\n\n" + note + "\n\nPlots: `fd.png`, `kl.png`; numbers: `per_turn.csv`.\n"
+    text = "# Covariate shift\n\n" + " ".join(parts) + "\n\n" + note + \
+        "\n\nPlots: `fd.png`, `kl.png`; numbers: `per_turn.csv`.\n"
     write_text(out / "summary.md", text)
     return text

@@ -15,7 +15,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return (0.0, 0.0)
     p = k / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    centre, half = ((p + z * z / (2 * n)) / (1 + z * z / n),
+                    z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n))
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
@@ -29,7 +30,8 @@ def summarize(run: str | Path) -> dict:
     resolved = sum(t.resolved for t in trajs)
     steps = Counter(s.actor for t in trajs for s in t.steps)
     switch = Counter(t.switch_turn for t in trajs if t.switch_turn is not None)
-    spend = {actor: {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "calls": 0} for actor in ("student", "expert")}
+    spend = {actor: {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "calls": 0}
+             for actor in ("student", "expert")}
     for t in trajs:
         for s in t.steps:
             # a DAgger label is an expert call made at a student's step

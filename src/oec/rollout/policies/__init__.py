@@ -1,8 +1,9 @@
 """Policy specs -> policies.
 
     scripted:expert | scripted:noisy          privileged scripted policies (options: scripted:noisy?error_rate=0.5)
-    local:PATH                                a transformers model directory in this process (local:models/tiny?temperature=0;
-                                              engine=hf: transformers' generate instead of the KV-reusing engine)
+    local:PATH                                a transformers model directory in this process
+                                              (local:models/tiny?temperature=0; engine=hf: transformers' generate
+                                              instead of the KV-reusing engine)
     openai:MODEL@BASE_URL                     an OpenAI-compatible server (openai:gpt-4.1@https://api.example.com/v1?price_in=2)
 
 Each policy renders with its own Format (`text` or `toolcalls`, with options such as `text?window=4`).
@@ -63,7 +64,8 @@ def make_policy(spec: str, format: str = "text") -> Policy:
         raise PolicySpecError(str(e)) from None
     if kind == "scripted":
         if target not in SCRIPTED:
-            raise PolicySpecError(f"policy {spec!r}: unknown scripted policy {target!r}; choose from {sorted(SCRIPTED)}")
+            raise PolicySpecError(f"policy {spec!r}: unknown scripted policy {target!r}; "
+                                  f"choose from {sorted(SCRIPTED)}")
         cls, config_cls = SCRIPTED[target]
         return cls(spec, _config(spec, config_cls, options), fmt)
     if kind == "local":

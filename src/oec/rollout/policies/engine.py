@@ -211,7 +211,8 @@ class KVPolicy(LocalModel):
     def _action_ended(self, out: list[int], token: int) -> bool:
         if token not in self._newline:
             self._newline[token] = "\n" in self.tokenizer.decode([token])
-        return self._newline[token] and ACTION_END.search(self.tokenizer.decode(out, skip_special_tokens=True)) is not None
+        return self._newline[token] and \
+            ACTION_END.search(self.tokenizer.decode(out, skip_special_tokens=True)) is not None
 
     def _finish(self, r: Request) -> None:
         """Hand the reply over and keep the cache for the episode's next turn."""

@@ -37,7 +37,8 @@ class LocalConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: keep the smallest set of tokens this likely")
     max_new_tokens: int = Field(256, ge=1, description="tokens one reply may have at most")
     max_batch: int = Field(16, ge=1, description="sequences generated together at most")
-    batch_wait_ms: float = Field(5.0, ge=0, description="engine=hf: how long to wait for more prompts before generating")
+    batch_wait_ms: float = Field(5.0, ge=0, description="engine=hf: how long to wait for more prompts "
+                                 "before generating")
     step_tokens: int = Field(512, ge=1, description="engine=kv: prompt tokens read per step at most, over all "
                              "sequences (a long prompt is read in chunks, so decoding sequences are not held up)")
     cache_episodes: int = Field(128, ge=1, description="engine=kv: episode caches kept at most; the least recently "
@@ -73,7 +74,8 @@ class LocalModel:
 
         self.spec, self.config, self.format = spec, config or LocalConfig(), format or TextFormat()
         if self.format.tools:
-            raise PolicySpecError(f"policy {spec!r}: local models use the text format (native tool calls need a server)")
+            raise PolicySpecError(f"policy {spec!r}: local models use the text format "
+                                  "(native tool calls need a server)")
         if not Path(path, "config.json").is_file():
             raise PolicySpecError(f"policy {spec!r}: {path} is not a model directory (no config.json); "
                              "make one with `oec student init` or pass a transformers model path")
