@@ -35,7 +35,10 @@ demo: install
 podman-image:
 	@scripts/podman-image.sh || echo "oec: no podman base image: tests/test_docker_runtime.py will fail (docs/containers.md)"
 
+# Style (ruff) and the stage packages' layering (import-linter: no cycles) first, then every test.
 test: install podman-image
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q --durations=15
 
 bench: install

@@ -1,4 +1,5 @@
-"""The verbs that make a pipeline's inputs: `oec tasks generate|import|mutate`, `oec student init`, `oec demos import`."""
+"""The verbs that make a pipeline's inputs: `oec tasks generate|import|mutate`, `oec student init`,
+`oec demos import`."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def tasks_generate(
 def tasks_import(
     instances: Path = typer.Argument(..., help="instances JSONL (or a JSON array, as SWE-smith publishes)"),
     format: str = typer.Option(..., "--format", help="swebench (also SWE-Gym) | swesmith"),
-    repos_dir: Path = typer.Option(..., help="local clones: REPOS_DIR/owner/name, REPOS_DIR/owner__name or REPOS_DIR/name"),
+    repos_dir: Path = typer.Option(..., help="local clones: REPOS_DIR/owner/name, REPOS_DIR/owner__name or "
+                                   "REPOS_DIR/name"),
     out: Path = typer.Option(..., help="tasks JSONL to write; instances that fail go to OUT's .errors.jsonl"),
     split: str = typer.Option("train", help="split written into the tasks"),
     check: bool = typer.Option(False, help="also build each workspace once (applies the patches; slow on big repos)"),
@@ -89,7 +91,8 @@ def tasks_mutate(
     workers: Optional[int] = typer.Option(None, help="sandboxes used in parallel [cores, at most 4]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
-    """Procedural bugs in a real repo, kept only if some tests fail and some pass: `oec tasks mutate --repo R --n 50 --out tasks/m.jsonl`."""
+    """Procedural bugs in a real repo, kept only if some tests fail and some pass:
+    `oec tasks mutate --repo R --n 50 --out tasks/m.jsonl`."""
     from oec.tasks.mutate import MutateConfig, mutate
 
     options = dict(repo=str(repo), out=str(out), n=n, seed=seed, split=split, per_function=per_function,
@@ -100,7 +103,8 @@ def tasks_mutate(
         _fail(e)
     typer.echo(f"tried {stats['tried']} of {stats['candidates']} mutants: {stats['survived']} failed to break a test, "
                f"{stats['broke_all']} broke every test, {stats['timed_out']} timed out, {stats['duplicates']} "
-               f"duplicates, {stats['order_dependent']} failed on the clean code in the verifier's order; kept {stats['kept']} -> {out} (repo {stats['repo']}) in {stats['seconds']:.0f} s")
+               f"duplicates, {stats['order_dependent']} failed on the clean code in the verifier's order; kept "
+               f"{stats['kept']} -> {out} (repo {stats['repo']}) in {stats['seconds']:.0f} s")
 
 
 student_app = typer.Typer(no_args_is_help=True, help="Make student models.")

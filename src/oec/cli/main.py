@@ -21,7 +21,8 @@ from oec.shift.analyze import ShiftConfig
 from oec.train.sft import TrainConfig
 from oec.viewer.show import render, summarize
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="On-policy expert corrections and DAgger for LM agents.")
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="On-policy expert corrections and DAgger for LM agents.")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(student_app, name="student")
 app.add_typer(demos_app, name="demos")
@@ -62,7 +63,8 @@ def collect_cmd(
 @app.command("filter")
 def filter_cmd(
     run: Path = typer.Argument(..., help="run directory"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="thresholds, e.g. max_read_only_run=12 require_resolved=false"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="thresholds, e.g. max_read_only_run=12 "
+                                                    "require_resolved=false"),
     config: Optional[Path] = typer.Option(None, help="YAML with FilterConfig fields"),
     as_json: bool = typer.Option(False, "--json"),
 ):
@@ -98,7 +100,8 @@ def build(
         _fail(e)
     st = info["stats"]
     verb = "kept (complete, from the same config and inputs; remove it to rebuild)" if info.get("reused") else "wrote"
-    typer.echo(f"{verb} {options.get('out')}: {st['examples']} examples from {st['trajectories']} trajectories; tokens: "
+    typer.echo(f"{verb} {options.get('out')}: {st['examples']} examples from {st['trajectories']} trajectories; "
+               f"tokens: "
                f"{st['trainable_tokens']} trainable of {st['total_tokens']}, {st['dropped_tokens']} dropped")
 
 
@@ -106,7 +109,8 @@ def build(
 @config_options(TrainConfig, "data", "model", "out", "lora", "seed")
 def train_cmd(
     options: dict,
-    overrides: Optional[List[str]] = typer.Argument(None, help="e.g. trl.learning_rate=3e-4 trl.max_steps=200 lora_r=8"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="e.g. trl.learning_rate=3e-4 trl.max_steps=200 "
+                                                    "lora_r=8"),
 ):
     """Fine-tune the student on a built dataset (TRL SFTTrainer; masks reach the loss)."""
     from oec.train.sft import train
@@ -118,7 +122,8 @@ def train_cmd(
     verb = "kept (complete, from the same config, data and model; remove it to retrain)" if info.get("reused") \
         else "wrote"
     if info["main_process"]:  # one line, not one per `accelerate launch` process
-        typer.echo(f"{verb} {options.get('out')}: {info['steps']} steps on {info['examples']} examples in {info['processes']} "
+        typer.echo(f"{verb} {options.get('out')}: {info['steps']} steps on {info['examples']} examples in "
+                   f"{info['processes']} "
                    f"process(es), loss {info['losses'][:1]} -> {info['losses'][-1:]} in {info['seconds']:.0f} s")
 
 

@@ -12,7 +12,7 @@ function (tasks generate, student init, collect, filter, build, train, eval, dag
     seed-S/ARM/size-N/{data,ckpt,eval}         per arm and size: the dataset, the trained student, its held-out run
     seed-S/dagger/size-N/round-R/...           DAgger rounds (see `oec dagger`)
     results.csv, outcomes.csv                  one row per evaluation (its columns are a contract); per held-out task
-    claims.csv, report.html                    the paired claims (oec.experiments.claims, docs/statistics.md) and the report
+    claims.csv, report.html                    the paired claims (experiments/claims.py, docs/statistics.md), report
 
 Rigour: every arm trains from the same warm-start weights with the same `train` settings (the same number of steps,
 or with `trained_tokens` the steps that reach the same number of trained tokens), on datasets of the same number of

@@ -54,7 +54,8 @@ class Limits:
 def can_cap_workspace() -> bool:
     """Whether this process may mount a size- and inode-capped tmpfs in a private mount namespace (root, or
     CAP_SYS_ADMIN). Without it the workspace has no disk quota; the sandbox says so once."""
-    probe = "d=$(mktemp -d) && mount -t tmpfs -o size=1m,nr_inodes=100 oec-probe \"$d\" && umount \"$d\"; r=$?; rmdir \"$d\"; exit $r"
+    probe = ("d=$(mktemp -d) && mount -t tmpfs -o size=1m,nr_inodes=100 oec-probe \"$d\" && umount \"$d\"; r=$?; "
+             "rmdir \"$d\"; exit $r")
     try:
         ok = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", probe],
                             capture_output=True, timeout=30).returncode == 0

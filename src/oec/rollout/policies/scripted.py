@@ -173,7 +173,8 @@ def make_plan(task: Task) -> Plan:
     for i, fn in enumerate(chain):
         why = "The issue is about" if i == 0 else "It calls"
         explore.append((f"{why} `{fn}`; let me find where it is defined.", f"grep -rn 'def {fn}(' {pkg}"))
-        path = next(p for p, c in base.items() if c and re.search(rf"^def {fn}\(", c, re.M) and not p.startswith("tests/"))
+        path = next(p for p, c in base.items()
+                    if c and re.search(rf"^def {fn}\(", c, re.M) and not p.startswith("tests/"))
         if path not in seen_files:
             seen_files.add(path)
             explore.append((f"Let me read {path}.", f"cat {path}"))
