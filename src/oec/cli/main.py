@@ -1,5 +1,5 @@
 """The `oec` command: a thin layer over the library. Each pipeline stage is one verb (the verbs that make its inputs,
-tasks, students and imported demonstrations, are in cli_inputs.py)."""
+tasks, students and imported demonstrations, are in inputs.py)."""
 
 from __future__ import annotations
 

@@ -133,7 +133,7 @@ def run_capped(argv: list[str], data: bytes, timeout: float, limit: int) -> tupl
 
 
 class DockerEnv:
-    """Implements the Env protocol (protocols.py) with a container; built by SandboxEnv when env.runtime=docker."""
+    """Implements the Env protocol (core/protocols.py) with a container; built by SandboxEnv when env.runtime=docker."""
 
     # config: oec.env.sandbox_env.EnvConfig (not imported: env imports this module)
     def __init__(self, task: Task, config):

@@ -2,7 +2,7 @@
 
 `ast` finds the sites; the change is made in the source text itself (an operator token, a constant, a statement's
 lines), not by re-printing the function with `ast.unparse`, so comments and formatting survive and the gold
-(reverse) patch is a one- or two-line diff, like the toy suite's (suites/templates.py has the same kinds).
+(reverse) patch is a one- or two-line diff, like the toy suite's (toy_shapes.py has the same kinds).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 2. The test suite runs once in the sandbox, as plain `python -m pytest` runs it in the repo root (its config,
    testpaths and addopts apply); the tests that pass there are the candidates for FAIL_TO_PASS and PASS_TO_PASS
    (a test that already fails, e.g. for a missing optional dependency, is never used).
-3. Mutants (mutations.py) are tried in a seeded order, in parallel over sandbox slots. One is kept only if some
+3. Mutants (bugs.py) are tried in a seeded order, in parallel over sandbox slots. One is kept only if some
    passing tests now fail (FAIL_TO_PASS) and some still pass (PASS_TO_PASS); at most `per_function` per function,
    no two with the same patch. Each kept mutant is a commit in OUT.repo (branch = task id, as SWE-smith keeps a
    branch per bug), and its gold patch is the diff back to the clean file.

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from oec.viewer.judge import Judge
 
 FAILURES = "failures.jsonl"
-REPEAT_IN_A_ROW = 3  # the same command this many times in a row: the agent is looping (filter.py's default too)
+REPEAT_IN_A_ROW = 3  # the same command this many times in a row: the agent is looping (data/filter.py's default too)
 REPEAT_TOTAL = 5  # ... or this many times in all
 TEST_COMMAND = re.compile(r"\b(runtests|pytest|unittest|tox|nox)\b|\bmake\s+test")
 # commands that change a file: the toy tools' `edit`, and the usual shell ways

@@ -2,7 +2,8 @@
 student split by failure category (failures.py), summed over seeds. Plain HTML and CSS (no script), like the report.
 
 An experiment directory keeps each student's held-out run at warm/eval (the warm start), seed-S/ARM/size-N/eval,
-and for DAgger seed-S/dagger/size-N/round-R/eval, of which the last round's is the arm's student (experiment.py).
+and for DAgger seed-S/dagger/size-N/round-R/eval, of which the last round's is the arm's
+student (experiments/experiment.py).
 """
 
 from __future__ import annotations
