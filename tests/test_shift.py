@@ -50,7 +50,8 @@ def shifted_runs(tmp_path_factory):
     tasks = write_tasks(generate_tasks("toy", "train", 48, seed=5), root / "tasks.jsonl")
     for name, opts in (("bc", {"mode": "expert"}), ("s0", {"mode": "student", "student": "scripted:noisy"})):
         collect(CollectConfig(tasks=str(tasks), out=str(root / name), workers=4, **opts), progress=False)
-    from oec.shift.analyze import ShiftConfig, analyze
+    from oec.shift.analyze import analyze
+    from oec.shift.config import ShiftConfig
 
     cfg = ShiftConfig(cache=str(root / "cache"), bootstrap=60)
     result = analyze({"student": str(root / "s0"), "expert": str(root / "bc")}, root / "out", cfg, progress=False)

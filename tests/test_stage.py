@@ -4,11 +4,12 @@ killed with -9 mid-way and rerun for real. (`oec experiment`, killed at three st
 test_robust_outputs.py.)"""
 
 import json
-import subprocess
 
 import pytest
-from test_robust_outputs import ENV, OEC, kill_when_seen
+from test_robust_outputs import OEC, kill_when_seen
+from typer.testing import CliRunner
 
+from oec.cli import app
 from oec.core.atomic import partial_path
 from oec.core.errors import InputError
 from oec.core.stage import BUILD_INFO, TRAIN_INFO, completed, fingerprint, guard_config, making
@@ -80,9 +81,10 @@ def run(tmp_path_factory, train_tasks):
 
 
 def _cli(*args):
-    r = subprocess.run([str(a) for a in OEC + list(args)], env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r.stdout.splitlines()[-1]  # the command's own line, after TRL's log
+    """The command in this process (the killed ones are real processes)."""
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output[-3000:]
+    return r.output
 
 
 @pytest.mark.slow
@@ -94,12 +96,12 @@ def test_kill_9_mid_build_then_rerun_builds_the_same_dataset(run, tiny_model, tm
     out = tmp_path / "d"
     kill_when_seen(OEC + build + ["--out", out], out)
     assert completed(out, BUILD_INFO) is None  # the real name never holds a half-written dataset
-    assert _cli(*build, "--out", out).startswith("wrote ")
+    assert f"wrote {out}" in _cli(*build, "--out", out)
     assert load_from_disk(str(out))["input_ids"] == load_from_disk(str(tmp_path / "ref"))["input_ids"]
-    assert _cli(*build, "--out", out).startswith("kept ")  # complete from the same inputs: skipped
+    assert f"kept (complete, from the same config and inputs; remove it to rebuild) {out}" in _cli(*build, "--out", out)
     _cli("filter", run / "bc")  # the run's verdicts are written: an input changed, so it is built again
     try:
-        assert _cli(*build, "--out", out).startswith("wrote ")
+        assert f"wrote {out}" in _cli(*build, "--out", out)
     finally:
         for name in ("filter.jsonl", "filter.json"):
             (run / "bc" / name).unlink()
@@ -113,9 +115,10 @@ def test_kill_9_mid_train_then_rerun_trains_from_scratch(run, tiny_model, tmp_pa
     out = tmp_path / "ckpt"
     kill_when_seen(OEC + train + ["--out", out], out)
     assert completed(out, TRAIN_INFO) is None
-    assert _cli(*train, "--out", out).startswith("wrote ")
+    assert f"wrote {out}" in _cli(*train, "--out", out)
     info = completed(out, TRAIN_INFO)
     assert info["steps"] == 2 and len(info["losses"]) == 2 and (out / "model.safetensors").exists()
-    assert _cli(*train, "--out", out).startswith("kept ")
+    kept = f"kept (complete, from the same config, data and model; remove it to retrain) {out}"
+    assert kept in _cli(*train, "--out", out)
     assert "differs" not in _cli(*train[:-2], "trl.max_steps=3", "trl.logging_steps=1", "--out", out)
     assert completed(out, TRAIN_INFO)["steps"] == 3  # another config: trained again, replacing it

@@ -17,7 +17,7 @@ from oec.core.config import load_config
 from oec.core.errors import USER_ERRORS, InputError
 from oec.data.build import BuildConfig
 from oec.rollout.collect import CollectConfig, collect
-from oec.shift.analyze import ShiftConfig
+from oec.shift.config import ShiftConfig
 from oec.train.sft import TrainConfig
 from oec.viewer.show import render, summarize
 

@@ -190,7 +190,8 @@ def write_claims(root: Path, cfg, log: Callable[[str], None] = print) -> list[di
 def run_shift(root: Path, cfg, log) -> tuple[list[dict], str] | tuple[None, None]:
     """The final BC student (at the claims' size, first seed) and the expert, on the held-out tasks."""
     from oec.rollout.collect import CollectConfig, collect
-    from oec.shift.analyze import ShiftConfig, analyze
+    from oec.shift.analyze import analyze
+    from oec.shift.config import ShiftConfig
 
     bc = next((a.name for a in cfg.arms if a.kind == "bc"), None)
     if bc is None:

@@ -258,7 +258,8 @@ class Experiment:
 
     def trigger(self, seed: int, warm: Path, train_tasks: Path) -> Path:
         """The divergence trigger's reference: Gaussians of the expert pool's states per turn (`oec shift`)."""
-        from oec.shift.analyze import ShiftConfig, analyze
+        from oec.shift.analyze import analyze
+        from oec.shift.config import ShiftConfig
 
         out = self.root / f"seed-{seed}/trigger"
         if not _done(out / "trigger.json"):

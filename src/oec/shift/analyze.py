@@ -14,35 +14,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from oec.core.atomic import atomic_output, write_text
 from oec.core.errors import InputError
 from oec.core.store import read_trajectories
+from oec.shift.config import ShiftConfig
 from oec.shift.embed import history_text, make_embedder
 from oec.shift.report import write_plots, write_summary
 from oec.shift.stats import compare, ledoit_wolf, loo_mahalanobis
 from oec.tasks.io import tasks_of_run
 
 COLUMNS = ["turn", "pair", "n_a", "n_b", "fd", "fd_lo", "fd_hi", "kl", "kl_lo", "kl_hi"]
-
-
-class ShiftConfig(BaseModel):
-    """How `oec shift` embeds and compares."""
-
-    model_config = ConfigDict(extra="forbid")
-    embedder: str = Field("minilm", description="minilm | st:PATH_OR_NAME | openai:MODEL@URL")
-    pca: int = Field(16, ge=1, description="principal dimensions kept per turn (at most half the smaller sample)")
-    bootstrap: int = Field(200, ge=0, description="bootstrap replicates for the 95% intervals")
-    role_only: bool = Field(False, description="drop the system note and the problem statement from histories")
-    actions_only: bool = Field(False, description="embed only the actions, not the observations")
-    min_samples: int = Field(8, ge=3, description="trajectories each side of a pair needs at a turn (each side holds "
-                             "half of the tasks) for the turn to be reported")
-    max_turn: int | None = Field(None, ge=0)
-    reference: str = Field("expert", description="the population the others are compared with")
-    seed: int = 0
-    cache: str | None = Field(None, description="embedding cache directory (default: ~/.cache/oec/embeddings)")
-    tasks: str | None = Field(None, description="tasks file (default: the one named in each run's manifest)")
 
 
 def embed_population(run: Path, cfg: ShiftConfig, embedder, progress: bool) -> dict[int, tuple[np.ndarray, np.ndarray]]:
