@@ -39,7 +39,8 @@ podman-image:
 test: install podman-image
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q --durations=15
+	# two workers, each taking whole files (their module fixtures are built once)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: install
 	$(BIN)/python bench/run_all.py
