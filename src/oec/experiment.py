@@ -40,6 +40,7 @@ from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.stats import OUTCOME_COLUMNS, outcome_rows
 from oec.student import StudentConfig, init_student
+from oec.suites.toy import PRESETS
 from oec.task_sets import TaskSets, warm_seed
 from oec.tasks import InputError, load_tasks, write_tasks
 from oec.train import TrainConfig, check_trl, matched_steps, train
@@ -58,6 +59,8 @@ class SuiteConfig(BaseModel):
     train: int = Field(200, ge=1, description="train tasks (pools are collected on these)")
     heldout: int = Field(100, ge=1, description="held-out tasks every student is evaluated on")
     seed: int = 0
+    preset: str | None = Field(None, description="named toy knobs (oec.suites.toy.PRESETS: easy, multihop); "
+                                                 "`knobs` override its values")
     knobs: dict[str, Any] = Field(default_factory=dict, description="toy generator knobs: hops, modules, ...")
     train_file: str | None = Field(None, description="use this tasks file instead of generating")
     heldout_file: str | None = None
@@ -65,6 +68,14 @@ class SuiteConfig(BaseModel):
                                                     "are seed, the held-out ones seed + 1")
     warm_file: str | None = Field(None, description="the warm-start tasks file (needed with train_file when the "
                                                     "warm start trains)")
+
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown toy preset {v!r}; known presets: {', '.join(sorted(PRESETS))}")
+        return v
 
 
 class ArmConfig(BaseModel):
@@ -167,6 +178,8 @@ class Experiment:
         if path.exists():
             old = read_json_object(path, "move it aside to start this experiment's tables over (its stages are kept)"
                                    ).get("config", {})
+            if isinstance(old.get("suite"), dict):  # written before suite.preset existed: it had none
+                old["suite"].setdefault("preset", None)
             # a key missing from an older experiment.json is a field added since, at its default; `out` is where the
             # experiment is now, which may be another place than where it ran (moved or copied: it resumes)
             diff = sorted(k for k in old if k not in MAY_CHANGE | {"out"} and old[k] != mine.get(k))
@@ -246,7 +259,8 @@ class Experiment:
         if not _done(w / "ckpt" / TRAINED_TASKS):  # so that a later experiment from this student can check its tasks
             s, trained = self.cfg.suite, load_tasks(seed_tasks)
             source = {"file": str(warm_tasks), "split": "train", "n": len(trained)} if s.warm_file else \
-                {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained), "knobs": s.knobs}
+                {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained),
+                 "preset": s.preset, "knobs": {**PRESETS.get(s.preset or "", {}), **s.knobs}}
             write_trained_on(w / "ckpt", trained, source, self.cfg.student_model)
         self.log(f"warm-start: {row['resolve_rate']:.1%} held-out")
         return w / "ckpt"
