@@ -148,6 +148,10 @@ def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_mod
     assert f"report: {out / 'report.html'}" in r.stdout and (out / "report.html").exists()
     pools = json.loads((out / "calibration.json").read_text())["oec_pools"]
     assert set(pools) == {"seed-0/pools/oec-uniform"} and "the expert corrected a student mistake in" in r.stdout
+    # the mechanism check is logged before the first arm trains, and kept in calibration.json
+    assert r.stdout.index("mechanism seed-0/pools/oec-uniform: ") < r.stdout.index("seed 0 size 2 bc:")
+    check = json.loads((out / "calibration.json").read_text())["mechanism"]["seed-0/pools/oec-uniform"]
+    assert set(check["goals"]) == {"corrected >= 50%", "restored > 0"} and check["student_episodes"] == 4
 
 
 def test_oec_contents_counts_the_corrections(tmp_path, train_tasks):

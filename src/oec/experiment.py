@@ -36,6 +36,7 @@ from oec.collect import CollectConfig, collect
 from oec.config import load_config, merge
 from oec.disjoint import TRAINED_TASKS, write_trained_on
 from oec.filter import FilterConfig, filter_run, read_verdicts
+from oec.mechanism import experiment_checks
 from oec.policies import check_local_options, local_spec
 from oec.show import summarize
 from oec.stats import OUTCOME_COLUMNS, outcome_rows
@@ -349,6 +350,9 @@ class Experiment:
                  "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",
                  "note": f"given: {self.cfg.student_model}" if given else ""}]
         self.write_tables(rows)
+        early = experiment_checks(self, self.cfg.seeds[:1], warm, train_tasks)  # before any arm trains
+        write_text(self.root / "calibration.json", json.dumps({"warm_start_resolve_rate": rows[0]["resolve_rate"],
+                                                               "mechanism": early}, indent=2) + "\n")
         for seed in self.cfg.seeds:
             for size in self.cfg.sizes:
                 for arm in self.cfg.arms:
@@ -359,7 +363,8 @@ class Experiment:
                     self.write_tables(rows)
         contents = {str(pool.relative_to(self.root)): oec_contents(pool)
                     for pool in sorted(self.root.glob("seed-*/pools/oec-*"))}
-        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents}
+        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents,
+                       "mechanism": experiment_checks(self, self.cfg.seeds, warm, train_tasks, quiet=True)}
         write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
         for pool, c in contents.items():
             self.log(f"{pool}: {c['kept']} kept; the expert corrected a student mistake in {c['corrected']:.0%} "
