@@ -133,3 +133,21 @@ def test_the_expert_goes_back_only_when_a_lasting_cd_left_the_root():
     assert moved_to("cd tests && ls") == "tests" and moved_to("ls; cd") == "~"
     assert moved_to("cd /workspace && cat a.py") == "/workspace"  # back at the root: no `cd /workspace` needed
     assert moved_to("(cd tests; ls)") is None and moved_to("grep -rn abcd .") is None
+
+
+def test_shipped_configs_on_the_multihop_preset_leave_room_to_recover():
+    """A student who goes wrong on a multihop task needs turns to recover: a step limit of at least 20."""
+    from pathlib import Path
+
+    from oec.config import load_config
+    from oec.experiment import ExperimentConfig
+    from oec.rollout import LoopConfig
+
+    root = Path(__file__).resolve().parent.parent
+    on_preset = []
+    for path in sorted((root / "configs").glob("*.yaml")):
+        cfg = load_config(ExperimentConfig, path, {}) if "dagger" not in path.name else None
+        if cfg is not None and cfg.suite.preset == "multihop":
+            on_preset.append(path.name)
+            assert LoopConfig(**cfg.collect.get("loop", {})).step_limit >= 20, path
+    assert "warm-student-multihop.yaml" in on_preset

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
