@@ -214,6 +214,7 @@ def test_the_command_that_reproduces_the_shipped_student_runs(tmp_path):
 
 
 @pytest.mark.parametrize("path", ["configs/paper-tiny.yaml", "configs/warm-student.yaml", "configs/dagger-tiny.yaml",
+                                  "configs/warm-student-multihop.yaml",
                                   "bench/expert_tokens.yaml", "src/oec/assets/demo.yaml"])
 def test_shipped_configs_validate(path):
     """A typo in a shipped config would surface only hours into a run (or never, for the ones CI does not run)."""

@@ -151,3 +151,23 @@ def test_shipped_configs_on_the_multihop_preset_leave_room_to_recover():
             on_preset.append(path.name)
             assert LoopConfig(**cfg.collect.get("loop", {})).step_limit >= 20, path
     assert "warm-student-multihop.yaml" in on_preset
+
+
+def test_an_experiment_from_before_presets_still_resumes(tmp_path):
+    """experiment.json written before suite.preset existed has no such key: it was no preset, not another config."""
+    import json
+
+    from oec.experiment import Experiment, ExperimentConfig
+    from oec.tasks import InputError
+
+    base = {"name": "x", "out": str(tmp_path / "run"), "arms": [], "warm_start": {"trajectories": 0},
+            "suite": {"knobs": {"hops": 0}}}
+    Experiment(ExperimentConfig(**base)).check_config()
+    path = tmp_path / "run/experiment.json"
+    old = json.loads(path.read_text())
+    del old["config"]["suite"]["preset"]
+    path.write_text(json.dumps(old))
+    Experiment(ExperimentConfig(**base)).check_config()  # resumes
+    path.write_text(json.dumps(old))
+    with pytest.raises(InputError, match="differs in: suite"):  # but a preset now is another suite
+        Experiment(ExperimentConfig(**{**base, "suite": {"preset": "easy", "knobs": {"hops": 0}}})).check_config()
