@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
-from oec.build import BuildConfig, build  # noqa: E402
-from oec.collect import CollectConfig, collect  # noqa: E402
-from oec.show import summarize  # noqa: E402
-from oec.student import StudentConfig, init_student  # noqa: E402
-from oec.tasks import generate_tasks, write_tasks  # noqa: E402
-from oec.train import TrainConfig, train  # noqa: E402
+from oec.data.build import BuildConfig, build  # noqa: E402
+from oec.rollout.collect import CollectConfig, collect  # noqa: E402
+from oec.viewer.show import summarize  # noqa: E402
+from oec.train.student import StudentConfig, init_student  # noqa: E402
+from oec.tasks.io import generate_tasks, write_tasks  # noqa: E402
+from oec.train.sft import TrainConfig, train  # noqa: E402
 
 # The easy end of the toy suite: the bug is in the function the issue names, which has its own test.
 KNOBS = {"hops": 0, "direct_test_prob": 1.0, "modules": 2, "functions_per_module": 2}
@@ -42,8 +42,8 @@ def evaluate(model: Path, tasks: Path, out: Path) -> dict:
 
 def copied(run: Path, tasks: Path) -> float:
     """Share of episodes in which some student command contains the function name of the issue."""
-    from oec.store import read_trajectories
-    from oec.tasks import load_tasks
+    from oec.core.store import read_trajectories
+    from oec.tasks.io import load_tasks
 
     named = {t.task_id: t.problem_statement.split("`")[1].split("(")[0] for t in load_tasks(tasks)}
     trajs = read_trajectories(run)
@@ -73,7 +73,7 @@ def main() -> None:
     t0 = time.perf_counter()
     collect(CollectConfig(tasks=str(train_tasks), out=str(root / "bc"), workers=4), progress=False)
     print(f"collect: {summarize(root / 'bc')['resolved']} expert demonstrations in {time.perf_counter() - t0:.0f} s")
-    from oec.tasks import load_tasks
+    from oec.tasks.io import load_tasks
 
     fields = {k: int(v) for k, v in (a.split("=", 1) for a in args.student)}
     model = init_student(load_tasks(train_tasks), root / "student", StudentConfig(**fields))

@@ -9,8 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from oec.suites.toy import ToyConfig, generate
-from oec.types import Task
+from oec.tasks.toy import ToyConfig, generate
+from oec.core.types import Task
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@localhost", "GIT_CONFIG_NOSYSTEM": "1"}

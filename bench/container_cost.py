@@ -18,11 +18,11 @@ from pathlib import Path
 
 from common import machine, med, toy_tasks
 
-from oec.env import EnvConfig, SandboxEnv
-from oec.policies import make_policy
-from oec.rollout import rollout
-from oec.runtimes.docker import DockerConfig
-from oec.schedules import make_schedule
+from oec.env.sandbox_env import EnvConfig, SandboxEnv
+from oec.rollout.policies import make_policy
+from oec.rollout.loop import rollout
+from oec.env.docker import DockerConfig
+from oec.rollout.schedules import make_schedule
 
 PARTS = ("setup", "commands", "verify", "close", "total")
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from common import machine, med, ms, pct, toy_tasks, tree_cpu, verdict_line, write_files
 
-import oec.repos
-from oec.env import SandboxEnv
-from oec.policies import make_policy
-from oec.rollout import rollout
-from oec.schedules import make_schedule
-from oec.types import Task
+import oec.env.repos
+from oec.env.sandbox_env import SandboxEnv
+from oec.rollout.policies import make_policy
+from oec.rollout.loop import rollout
+from oec.rollout.schedules import make_schedule
+from oec.core.types import Task
 
 GOAL_S = 0.100
 PARTS = ("template", "setup", "runtests_first", "runtests_rest", "commands", "verify", "close")
@@ -39,7 +39,7 @@ PARTS = ("template", "setup", "runtests_first", "runtests_rest", "commands", "ve
 def episode(task: Task, policy) -> dict:
     c0 = tree_cpu()
     t0 = time.perf_counter()
-    oec.repos.template(task)  # cached per process; SandboxEnv would build it on first use
+    oec.env.repos.template(task)  # cached per process; SandboxEnv would build it on first use
     t1 = time.perf_counter()
     env = SandboxEnv(task)
     t2 = time.perf_counter()

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
 import oec  # noqa: E402
-from oec.collect import CollectConfig, Collector  # noqa: E402
-from oec.protocols import Episode  # noqa: E402
-from oec.rollout import LoopConfig  # noqa: E402
-from oec.suites.toy import ToyConfig, generate  # noqa: E402
-from oec.tasks import write_tasks  # noqa: E402
+from oec.rollout.collect import CollectConfig, Collector  # noqa: E402
+from oec.core.protocols import Episode  # noqa: E402
+from oec.rollout.loop import LoopConfig  # noqa: E402
+from oec.tasks.toy import ToyConfig, generate  # noqa: E402
+from oec.tasks.io import write_tasks  # noqa: E402
 
 STUDENT = Path(oec.__file__).parent / "assets/warm-student"
 KNOBS = {"hops": 0, "direct_test_prob": 1.0, "modules": 2, "functions_per_module": 2}

@@ -95,7 +95,7 @@ def main() -> None:
     print(f"# expert_tokens: {machine()}")
     path = Path(args.results) if args.results else None
     if path is None:
-        from oec.experiment import run_experiment
+        from oec.experiments.experiment import run_experiment
 
         t0 = time.perf_counter()
         report_path = run_experiment(args.config, args.overrides)

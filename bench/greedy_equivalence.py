@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 from eval_throughput import KNOBS, OPTIONS, STUDENT  # noqa: E402
 
-from oec.collect import CollectConfig, Collector  # noqa: E402
+from oec.rollout.collect import CollectConfig, Collector  # noqa: E402
 from oec.formats.text import ACTION_END  # noqa: E402
-from oec.protocols import Episode  # noqa: E402
-from oec.rollout import LoopConfig  # noqa: E402
-from oec.suites.toy import ToyConfig, generate  # noqa: E402
-from oec.tasks import write_tasks  # noqa: E402
+from oec.core.protocols import Episode  # noqa: E402
+from oec.rollout.loop import LoopConfig  # noqa: E402
+from oec.tasks.toy import ToyConfig, generate  # noqa: E402
+from oec.tasks.io import write_tasks  # noqa: E402
 
 
 def cut_at_action(text: str) -> str:
@@ -65,7 +65,7 @@ def main() -> None:
         with ThreadPoolExecutor(8) as pool:
             trajs = list(pool.map(lambda t: collector.run_episode(t, 0), tasks))
         collector.close()
-    from oec.policies import make_policy
+    from oec.rollout.policies import make_policy
 
     hf = make_policy(f"local:{STUDENT}?{options}&engine=hf&max_batch=1")
     tok, fmt = hf.tokenizer, hf.format

@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, toy_tasks  # noqa: E402
 
-from oec.policies import make_policy  # noqa: E402
-from oec.protocols import Episode  # noqa: E402
-from oec.student import StudentConfig, init_student  # noqa: E402
+from oec.rollout.policies import make_policy  # noqa: E402
+from oec.core.protocols import Episode  # noqa: E402
+from oec.train.student import StudentConfig, init_student  # noqa: E402
 
 
 def run(policy, tasks, concurrent: bool) -> tuple[int, float]:

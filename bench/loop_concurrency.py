@@ -1,12 +1,12 @@
 """Collection throughput with 32 workers vs 1, and the rollout loop's own overhead per step.
 
-Runs `oec.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps 50 ms per call, like
+Runs `oec.rollout.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps 50 ms per call, like
 a remote API) on the same toy tasks with 1 worker and with 32 workers, alternating the two runs (1, 32, 32, 1, ...) so
 they share the machine's noise, and reports episodes/s and their ratio. Two variants:
 
   sandbox  the real `SandboxEnv` (bubblewrap shell, warm test server, verifier sandbox): on 2 cores, 32 concurrent
            episodes may be bound by the environment's CPU cost rather than by the loop;
-  canned   `oec.collect.SandboxEnv` replaced, in this process only, by `CannedEnv` below: a plain directory as the
+  canned   `oec.rollout.collect.SandboxEnv` replaced, in this process only, by `CannedEnv` below: a plain directory as the
            workspace, the expert's `edit`s applied in Python, every other command answered "ok" at once, and a canned
            passing verdict. No subprocess at all: this isolates the loop + collector from the environment's cost.
 
@@ -33,11 +33,11 @@ from unittest import mock
 
 from common import machine, med, ms, toy_tasks, tree_cpu, verdict_line, write_files
 
-from oec.collect import CollectConfig, collect
-from oec.sandbox.shell import CommandResult
-from oec.store import read_trajectories
-from oec.tasks import write_tasks
-from oec.types import TestResult, Verdict
+from oec.rollout.collect import CollectConfig, collect
+from oec.env.sandbox.shell import CommandResult
+from oec.core.store import read_trajectories
+from oec.tasks.io import write_tasks
+from oec.core.types import TestResult, Verdict
 
 POLICY = "scripted:expert?latency=0.05"
 GOAL_RATIO, GOAL_OVERHEAD_S = 25.0, 0.001
@@ -77,9 +77,9 @@ class CannedEnv:
 
 def run(tasks_file: Path, workers: int, out: Path) -> dict:
     cfg = CollectConfig(tasks=str(tasks_file), out=str(out), mode="expert", expert=POLICY, workers=workers)
-    # task template repos are cached per process (oec.repos.template): forget them, and start a new template root
+    # task template repos are cached per process (oec.env.repos.template): forget them, and start a new template root
     # (their names count from t0), so every run builds its own as a fresh process would
-    repos_module = sys.modules["oec.repos"]
+    repos_module = sys.modules["oec.env.repos"]
     repos_module._templates.clear()
     repos_module._root = None
     c0, t0 = tree_cpu(), time.perf_counter()
@@ -151,7 +151,7 @@ def main() -> None:
         if args.only and args.only != name:
             continue
         if name == "canned":
-            with mock.patch.object(sys.modules["oec.collect"], "SandboxEnv", CannedEnv):
+            with mock.patch.object(sys.modules["oec.rollout.collect"], "SandboxEnv", CannedEnv):
                 results[name] = variant(name, tmp, *sizes[name], rounds)
         else:
             results[name] = variant(name, tmp, *sizes[name], rounds)

@@ -1,6 +1,6 @@
 """What the Ray backend costs per episode, against the local backend, on the same machine in the same run.
 
-Both backends run `oec.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps 50 ms
+Both backends run `oec.rollout.collect.collect` in expert mode with `scripted:expert?latency=0.05` (the expert sleeps 50 ms
 per call, like a remote API) on toy tasks with the real sandboxed environment (new tasks for every run); runs alternate between the
 backends (local, ray, ray, local, ...) so that they share the machine's noise. One local Ray (`ray.init`, all cores)
 serves every Ray run; its start is reported, not counted. Three figures:
@@ -31,10 +31,10 @@ from pathlib import Path
 import ray
 from common import machine, med, ms, toy_tasks, verdict_line
 
-from oec.collect import CollectConfig, collect
-from oec.ray_backend import RayBackend
-from oec.store import read_trajectories
-from oec.tasks import write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.rollout.backends.ray import RayBackend
+from oec.core.store import read_trajectories
+from oec.tasks.io import write_tasks
 
 POLICY = "scripted:expert?latency=0.05"
 GOAL_S = 0.005

@@ -1,4 +1,4 @@
-"""What each speed trick of the in-sandbox pytest runner (src/oec/sandbox/tools/testserver.py) saves per run.
+"""What each speed trick of the in-sandbox pytest runner (src/oec/env/sandbox/tools/testserver.py) saves per run.
 
 The runner forks a child per run from a process with pytest imported; the child's CPU time (user + sys, from
 RUSAGE_CHILDREN, so other load on the machine moves it less than wall time) is measured for the runner as it is and

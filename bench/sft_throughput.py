@@ -3,7 +3,7 @@
 Goal (issue: data -> training): our default >= 1.5x the tokens/s of TRL's padded default, with the same loss on the
 first batch (the masks reach the loss the same way).
 
-Arms, each a full `oec.train.train` call from the same initial weights over the same examples in the same order:
+Arms, each a full `oec.train.sft.train` call from the same initial weights over the same examples in the same order:
   - `trl-default`: SFTConfig as TRL ships it (padded batches, activation checkpointing on), our data and schedule;
   - `padding-free`: flattened batches (TRL's padding_free), checkpointing off: what padding-free buys without flash
     attention (SDPA then attends over the whole flattened batch under a block-diagonal mask);
@@ -27,11 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, toy_tasks, tree_cpu, verdict_line  # noqa: E402
 
-from oec.build import BuildConfig, build  # noqa: E402
-from oec.collect import CollectConfig, collect  # noqa: E402
-from oec.student import StudentConfig, init_student  # noqa: E402
-from oec.tasks import write_tasks  # noqa: E402
-from oec.train import TrainConfig, train  # noqa: E402
+from oec.data.build import BuildConfig, build  # noqa: E402
+from oec.rollout.collect import CollectConfig, collect  # noqa: E402
+from oec.train.student import StudentConfig, init_student  # noqa: E402
+from oec.tasks.io import write_tasks  # noqa: E402
+from oec.train.sft import TrainConfig, train  # noqa: E402
 
 ARMS = {
     "trl-default": {"padding_free": False, "activation_checkpointing": True},

@@ -1,7 +1,7 @@
 """Per-command latency: oec's sandboxed persistent shell vs mini-swe-agent's LocalEnvironment.
 
 Measures the median wall time of one agent command (`ls`, `cat`, `grep -rn`, `git status/diff`, `sed -n`, `wc`,
-`python -c`, a few `python -m pytest`, ...) run through `oec.sandbox.shell.PersistentShell.run` (bubblewrap sandbox,
+`python -c`, a few `python -m pytest`, ...) run through `oec.env.sandbox.shell.PersistentShell.run` (bubblewrap sandbox,
 one long-lived bash) and through mini-swe-agent's `LocalEnvironment.execute` (no sandbox, one `subprocess.Popen`
 with shell=True per command), on the same 200 commands over two identical copies of a toy task's git repo.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import git_repo, machine, med, ms, pct, toy_tasks, verdict_line
 
-from oec.sandbox.shell import PersistentShell
+from oec.env.sandbox.shell import PersistentShell
 
 BENCH = Path(__file__).resolve().parent
 VENV = BENCH / ".venv-minisweagent"

@@ -19,12 +19,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
-from oec.collect import CollectConfig, collect  # noqa: E402
+from oec.rollout.collect import CollectConfig, collect  # noqa: E402
 from oec.shift.analyze import ShiftConfig, analyze  # noqa: E402
 from oec.shift.embed import history_text, make_embedder  # noqa: E402
 from oec.shift.stats import compare  # noqa: E402
-from oec.store import read_trajectories  # noqa: E402
-from oec.tasks import generate_tasks, load_tasks, write_tasks  # noqa: E402
+from oec.core.store import read_trajectories  # noqa: E402
+from oec.tasks.io import generate_tasks, load_tasks, write_tasks  # noqa: E402
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ SRC = HERE.parent / "src"
 def measure(n: int) -> dict:
     from common import toy_tasks, tree_cpu
 
-    from oec.env import SandboxEnv
+    from oec.env.sandbox_env import SandboxEnv
 
     tasks = toy_tasks(n + 1, seed=3)
     walls, cpus, resolved = [], [], 0

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from oec.suites.toy import ToyConfig, generate
-from oec.tasks import write_tasks
+from oec.tasks.toy import ToyConfig, generate
+from oec.tasks.io import write_tasks
 
 # A test run started in the background (`make test &`, nohup) inherits SIGINT *ignored*, and so would every
 # `oec collect` a test starts, since an ignored signal stays ignored across exec; the Ctrl-C tests need it delivered.
@@ -51,7 +51,7 @@ def rng():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A tiny untrained student built offline from the toy tasks (the real `oec student init` code path)."""
-    from oec.student import StudentConfig, init_student
+    from oec.train.student import StudentConfig, init_student
 
     return init_student(generate("train", 30, seed=0), tmp_path_factory.mktemp("models") / "tiny",
                         StudentConfig(hidden_size=64, layers=2, heads=2, vocab_size=1024, context=1024))

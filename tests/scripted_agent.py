@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from local_http import LocalServer, chat_completion, send
 
 from oec.formats.text import text_reply
-from oec.types import Action
+from oec.core.types import Action
 
 
 class ScriptedAgentServer(LocalServer):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from oec.collect import CollectConfig, collect
-from oec.show import summarize
-from oec.tasks import generate_tasks, write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.viewer.show import summarize
+from oec.tasks.io import generate_tasks, write_tasks
 
 
 @pytest.mark.slow

@@ -6,16 +6,16 @@ from collections import Counter
 import pytest
 from conftest import trained_texts as _trained_texts
 
-from oec.build import BuildConfig, build
-from oec.collect import CollectConfig, collect
-from oec.filter import filter_run
-from oec.store import read_trajectories
-from oec.tasks import InputError
+from oec.data.build import BuildConfig, build
+from oec.rollout.collect import CollectConfig, collect
+from oec.data.filter import filter_run
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, train_tasks):
-    from oec.tasks import write_tasks
+    from oec.tasks.io import write_tasks
 
     root = tmp_path_factory.mktemp("build")
     tasks = write_tasks(train_tasks[:6], root / "tasks.jsonl")
@@ -118,7 +118,7 @@ def test_a_generation_prompt_that_stops_short_of_the_reply_is_refused(runs, tiny
 
     from transformers import AutoTokenizer
 
-    from oec.student import CHAT_TEMPLATE
+    from oec.train.student import CHAT_TEMPLATE
 
     model = shutil.copytree(tiny_model, tmp_path / "model")
     tok = AutoTokenizer.from_pretrained(model)

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from oec.collect import CollectConfig, collect
-from oec.config import load_config
-from oec.show import summarize
-from oec.store import read_trajectories
-from oec.tasks import InputError, load_tasks, write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.core.config import load_config
+from oec.viewer.show import summarize
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError, load_tasks, write_tasks
 
 
 def _collect(tasks_file, out, **kw):
@@ -101,7 +101,7 @@ def test_bad_inputs_name_file_line_and_field(tmp_path, train_tasks):
     cfg_file.write_text("tasks: t\nout: o\nloop: {step_limit: 5}\n")
     assert load_config(CollectConfig, cfg_file, {"mode": "expert"}, ["env.output_limit=500"]).loop.step_limit == 5
     # `1e-4` is a number, in a file and in an override (PyYAML alone reads it as a string, and TRL then fails)
-    from oec.config import load_yaml, parse_overrides
+    from oec.core.config import load_yaml, parse_overrides
 
     assert parse_overrides(["trl.learning_rate=1e-4", "x=3E5", "y=abc", "z=1_000"]) == \
         {"trl": {"learning_rate": 1e-4}, "x": 3e5, "y": "abc", "z": 1000}
@@ -128,7 +128,7 @@ def test_format_errors_become_observations(tasks_file, tmp_path):
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume(tasks_file, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "oec.cli", "collect", "--tasks", str(tasks_file), "--mode", "oec",
+    cmd = [sys.executable, "-m", "oec.cli.main", "collect", "--tasks", str(tasks_file), "--mode", "oec",
            "--student", "scripted:noisy", "--samples", "3", "--workers", "4", "--out", str(out), "--quiet"]
     rng = random.Random(0)
     for _ in range(4):
@@ -168,7 +168,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_completes(tasks_file, tmp_path):
 
 
 def test_two_writers_on_one_run_directory_are_refused(tmp_path):
-    from oec.store import TrajectoryWriter
+    from oec.core.store import TrajectoryWriter
 
     first = TrajectoryWriter(tmp_path / "trajectories.jsonl")
     with pytest.raises(InputError, match="another `oec collect` is writing"):

@@ -7,12 +7,12 @@ import yaml
 from typer.testing import CliRunner
 from conftest import trained_texts as _trained_texts
 
-from oec.cli import app
-from oec.config import load_config
-from oec.dagger import COLUMNS, DaggerConfig, run_dagger
-from oec.store import read_trajectories
-from oec.suites.toy import generate
-from oec.tasks import InputError, write_tasks
+from oec.cli.main import app
+from oec.core.config import load_config
+from oec.experiments.dagger import COLUMNS, DaggerConfig, run_dagger
+from oec.core.store import read_trajectories
+from oec.tasks.toy import generate
+from oec.tasks.io import InputError, write_tasks
 
 
 def test_beta_schedules():

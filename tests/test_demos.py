@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from oec.build import BuildConfig, build
-from oec.demos import import_demos
-from oec.filter import FilterConfig, filter_run
-from oec.store import read_trajectories
+from oec.data.build import BuildConfig, build
+from oec.data.demos import import_demos
+from oec.data.filter import FilterConfig, filter_run
+from oec.core.store import read_trajectories
 
 DATA = Path(__file__).parent / "data"
 
@@ -119,6 +119,6 @@ def test_cli_reports_counts_and_resolved_ids(tmp_path):
     ("OBSERVATION:\nplain", ("plain", None)),
 ])
 def test_observation_templates(text, expected):
-    from oec.demos import observation_of
+    from oec.data.demos import observation_of
 
     assert observation_of(text) == expected

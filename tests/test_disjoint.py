@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from oec.demo import warm_student
-from oec.disjoint import check_disjoint, content_hash, trained_on
-from oec.tasks import InputError, generate_tasks
+from oec.experiments.demo import warm_student
+from oec.tasks.disjoint import check_disjoint, content_hash, trained_on
+from oec.tasks.io import InputError, generate_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOBS = {"hops": 0, "direct_test_prob": 1.0, "modules": 2, "functions_per_module": 2}
@@ -55,8 +55,8 @@ def test_an_experiment_on_the_students_training_tasks_stops_before_any_work(tmp_
 
 
 def test_dagger_refuses_the_students_training_tasks(tmp_path):
-    from oec.dagger import DaggerConfig, run_dagger
-    from oec.tasks import write_tasks
+    from oec.experiments.dagger import DaggerConfig, run_dagger
+    from oec.tasks.io import write_tasks
 
     tasks = write_tasks(generate_tasks("toy", "train", 3, 1, **KNOBS), tmp_path / "train.jsonl")  # stage 2's first
     cfg = DaggerConfig(tasks=str(tasks), student=str(warm_student()), out=str(tmp_path / "dagger"))

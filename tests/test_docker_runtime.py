@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from test_swe_tasks import swebench, write_jsonl  # noqa: F401 (swebench: a fixture)
 
-from oec.collect import CollectConfig, collect
-from oec.env import EnvConfig, SandboxEnv
-from oec.importers import import_instances
-from oec.mutate import MutateConfig, mutate
-from oec.runtimes.docker import DockerConfig, DockerEnv
-from oec.store import read_trajectories
-from oec.suites.toy import generate
-from oec.tasks import load_tasks, write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.env.sandbox_env import EnvConfig, SandboxEnv
+from oec.tasks.importers import import_instances
+from oec.tasks.mutate import MutateConfig, mutate
+from oec.env.docker import DockerConfig, DockerEnv
+from oec.core.store import read_trajectories
+from oec.tasks.toy import generate
+from oec.tasks.io import load_tasks, write_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("OEC_PODMAN_IMAGE", "localhost/oec-base:bookworm")

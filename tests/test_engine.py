@@ -16,15 +16,15 @@ import pytest
 from transformers import AutoTokenizer
 
 import oec
-from oec.collect import CollectConfig, collect
+from oec.rollout.collect import CollectConfig, collect
 from oec.formats.text import ACTION_END
-from oec.policies import PolicySpecError, make_policy
-from oec.policies.engine import KVPolicy
-from oec.policies.local import LocalPolicy
-from oec.protocols import Episode
-from oec.rollout import LoopConfig
-from oec.suites.toy import ToyConfig, generate
-from oec.tasks import write_tasks
+from oec.rollout.policies import PolicySpecError, make_policy
+from oec.rollout.policies.engine import KVPolicy
+from oec.rollout.policies.local import LocalPolicy
+from oec.core.protocols import Episode
+from oec.rollout.loop import LoopConfig
+from oec.tasks.toy import ToyConfig, generate
+from oec.tasks.io import write_tasks
 
 WARM = Path(oec.__file__).parent / "assets/warm-student"
 KNOBS = ToyConfig(hops=0, direct_test_prob=1.0, modules=2, functions_per_module=2)

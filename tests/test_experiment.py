@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from oec.claims import shift_claim
-from oec.store import read_trajectories
-from oec.train import steps_for_tokens
+from oec.experiments.claims import shift_claim
+from oec.core.store import read_trajectories
+from oec.train.sft import steps_for_tokens
 
 TINY = {
     "name": "tiny",
@@ -59,8 +59,8 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     assert claims_rows["C2"]["size"] == "2" and (claims_rows["C2"]["half_width"] != "") == (
         claims_rows["C2"]["verdict"] != "not_measured")
     # the warm start trained on its own seed's tasks, disjoint from the pool's, and its checkpoint says which
-    from oec.disjoint import content_hash, trained_on
-    from oec.tasks import load_tasks
+    from oec.tasks.disjoint import content_hash, trained_on
+    from oec.tasks.io import load_tasks
 
     warm = set(trained_on(run / "warm/ckpt")["hashes"])
     assert len(warm) == 3 and not warm & {content_hash(t) for t in load_tasks(run / "tasks/train.jsonl")}
@@ -78,8 +78,8 @@ def test_a_bad_experiment_config_names_the_key(tmp_path):
 
 def test_a_rerun_must_be_the_same_experiment_but_may_grow(tmp_path):
     """Stages resume by their outputs' paths, so a changed training config would mix old and new students."""
-    from oec.experiment import Experiment, ExperimentConfig
-    from oec.tasks import InputError
+    from oec.experiments.experiment import Experiment, ExperimentConfig
+    from oec.tasks.io import InputError
 
     base = {**TINY, "out": str(tmp_path / "run")}
     Experiment(ExperimentConfig(**base)).check_config()
@@ -156,10 +156,10 @@ def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_mod
 
 def test_oec_contents_counts_the_corrections(tmp_path, train_tasks):
     """The noisy student makes wrong edits and format errors; the expert restores files after some switches."""
-    from oec.collect import CollectConfig, collect
-    from oec.experiment import oec_contents
-    from oec.store import read_trajectories
-    from oec.tasks import write_tasks
+    from oec.rollout.collect import CollectConfig, collect
+    from oec.experiments.experiment import oec_contents
+    from oec.core.store import read_trajectories
+    from oec.tasks.io import write_tasks
 
     tasks = write_tasks(train_tasks[:8], tmp_path / "tasks.jsonl")
     collect(CollectConfig(tasks=str(tasks), out=str(tmp_path / "oec"), mode="oec", student="scripted:noisy",
@@ -176,9 +176,9 @@ def test_oec_contents_counts_the_corrections(tmp_path, train_tasks):
 def test_the_shipped_warm_start_student_loads_and_the_demo_config_is_valid():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oec.config import load_config
-    from oec.demo import demo_config, warm_student
-    from oec.experiment import ExperimentConfig
+    from oec.core.config import load_config
+    from oec.experiments.demo import demo_config, warm_student
+    from oec.experiments.experiment import ExperimentConfig
 
     cfg = load_config(ExperimentConfig, demo_config(), {}, [])
     assert cfg.warm_start.trajectories == 0 and len(cfg.seeds) == 1
@@ -220,9 +220,9 @@ def test_shipped_configs_validate(path):
     """A typo in a shipped config would surface only hours into a run (or never, for the ones CI does not run)."""
     from pathlib import Path
 
-    from oec.config import load_config
-    from oec.dagger import DaggerConfig
-    from oec.experiment import ExperimentConfig
+    from oec.core.config import load_config
+    from oec.experiments.dagger import DaggerConfig
+    from oec.experiments.experiment import ExperimentConfig
 
     root = Path(__file__).resolve().parent.parent
     model = DaggerConfig if "dagger" in path else ExperimentConfig
@@ -233,7 +233,7 @@ def test_shipped_configs_validate(path):
 
 def test_trained_tokens_count_epochs_and_token_matching_reaches_its_target():
     """The arithmetic behind results.csv's trained_tokens and the token-matched option (the demo test runs it)."""
-    from oec.train import examples_seen, trained_tokens
+    from oec.train.sft import examples_seen, trained_tokens
 
     # 10 examples, batch 4: an epoch is 3 steps (the last batch short); 7 steps = 2 epochs and one batch of 4
     assert examples_seen(7, 10, 4) == 24 and examples_seen(3, 10, 4) == 10 and examples_seen(1, 10, 2, 2) == 4
@@ -246,7 +246,7 @@ def test_trained_tokens_count_epochs_and_token_matching_reaches_its_target():
 def test_claims_are_made_at_a_trained_size():
     from pydantic import ValidationError
 
-    from oec.experiment import ExperimentConfig
+    from oec.experiments.experiment import ExperimentConfig
 
     assert ExperimentConfig(**{**TINY, "sizes": [2, 4], "claims_size": 2}).claims_size == 2
     with pytest.raises(ValidationError, match=r"claims_size\n.*7 is not one of sizes \[2\]"):

@@ -11,14 +11,14 @@ import pytest
 from test_report import DOM
 from typer.testing import CliRunner
 
-from oec.cli import app
-from oec.collect import CollectConfig, collect
-from oec.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
-from oec.failures_report import COLOURS
-from oec.report import write_report
-from oec.store import read_trajectories
-from oec.tasks import write_tasks
-from oec.types import Action, Step, TestResult, Trajectory, Verdict
+from oec.cli.main import app
+from oec.rollout.collect import CollectConfig, collect
+from oec.viewer.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
+from oec.viewer.failures_report import COLOURS
+from oec.experiments.report import write_report
+from oec.core.store import read_trajectories
+from oec.tasks.io import write_tasks
+from oec.core.types import Action, Step, TestResult, Trajectory, Verdict
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
                        "RU5ErkJggg==")

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from oec.filter import FilterConfig, filter_run, kept_keys
-from oec.store import TrajectoryWriter
-from oec.tasks import InputError
-from oec.types import Action, Step, Trajectory, Verdict
+from oec.data.filter import FilterConfig, filter_run, kept_keys
+from oec.core.store import TrajectoryWriter
+from oec.tasks.io import InputError
+from oec.core.types import Action, Step, Trajectory, Verdict
 
 
 def _traj(i, cmds, resolved=True, status="submitted", patch="diff --git a/x b/x\n", fmt_errors=0):

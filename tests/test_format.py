@@ -3,8 +3,8 @@ import json
 import pytest
 
 from oec.formats import TextFormat, ToolCallFormat, make_format
-from oec.protocols import FormatError
-from oec.types import Action, Completion, Step, ToolCall
+from oec.core.protocols import FormatError
+from oec.core.types import Action, Completion, Step, ToolCall
 
 
 def C(text="", calls=()):
@@ -96,10 +96,10 @@ def test_oec_with_text_student_and_toolcall_expert(train_tasks):
     """The stored trajectory is canonical; at the switch the expert's prompt holds the student's turns as tool calls."""
     import random
 
-    from oec.env import SandboxEnv
-    from oec.policies import make_policy
-    from oec.rollout import rollout
-    from oec.schedules import Switch
+    from oec.env.sandbox_env import SandboxEnv
+    from oec.rollout.policies import make_policy
+    from oec.rollout.loop import rollout
+    from oec.rollout.schedules import Switch
 
     expert = make_policy("scripted:expert", "toolcalls")
     prompts = []

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from oec.env import EnvConfig, SandboxEnv
+from oec.env.sandbox_env import EnvConfig, SandboxEnv
 from oec.formats.text import TextFormat, text_reply
-from oec.policies import make_policy
-from oec.rollout import LoopConfig, rollout
-from oec.sandbox.shell import Limits, SlotPool
-from oec.schedules import make_schedule
-from oec.types import Action, Completion
+from oec.rollout.policies import make_policy
+from oec.rollout.loop import LoopConfig, rollout
+from oec.env.sandbox.shell import Limits, SlotPool
+from oec.rollout.schedules import make_schedule
+from oec.core.types import Action, Completion
 
 REPO = Path(__file__).resolve().parents[1]
 # Small enough that the memory and fork-bomb attacks cannot hurt a shared 24 GiB, 2-core machine
@@ -431,7 +431,7 @@ def test_a_client_that_stops_reading_does_not_block_the_slot(train_tasks):
 
 
 def test_nothing_written_outside_workspace_survives_into_the_next_episode(train_tasks):
-    from oec.sandbox.shell import SlotPool
+    from oec.env.sandbox.shell import SlotPool
 
     pool = SlotPool()
     with SandboxEnv(train_tasks[0], pool=pool) as env:

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from oec.failures import CATEGORIES, FAILURES, RESOLVED, failures_of
-from oec.judge import RUBRIC, judge_messages, parse_answer
-from oec.tasks import InputError
-from oec.types import Action, Step, TestResult, Trajectory, Verdict
+from oec.viewer.failures import CATEGORIES, FAILURES, RESOLVED, failures_of
+from oec.viewer.judge import RUBRIC, judge_messages, parse_answer
+from oec.tasks.io import InputError
+from oec.core.types import Action, Step, TestResult, Trajectory, Verdict
 
 
 def _traj(task_id, status, resolved=False):

@@ -1,7 +1,7 @@
-"""The mechanism check (oec.mechanism) on synthetic trajectories whose content is known."""
+"""The mechanism check (oec.experiments.mechanism) on synthetic trajectories whose content is known."""
 
-from oec.mechanism import describe, mechanism_check, mistakes
-from oec.types import Action, Step, Trajectory, Verdict
+from oec.experiments.mechanism import describe, mechanism_check, mistakes
+from oec.core.types import Action, Step, Trajectory, Verdict
 
 PATCH = "--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n"
 
@@ -71,7 +71,7 @@ def test_shares_goals_and_the_student_only_rate():
 
 
 def test_the_pool_check_uses_the_default_filters_whatever_filter_jsonl_says(tmp_path):
-    from oec.mechanism import pool_check
+    from oec.experiments.mechanism import pool_check
 
     run = tmp_path / "oec"
     run.mkdir()

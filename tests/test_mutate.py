@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from oec.collect import CollectConfig, collect
-from oec.mutate import MutateConfig, mutate
-from oec.mutations import KINDS, mutants
-from oec.show import summarize
-from oec.store import read_trajectories
-from oec.tasks import load_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.mutate import MutateConfig, mutate
+from oec.tasks.bugs import KINDS, mutants
+from oec.viewer.show import summarize
+from oec.core.store import read_trajectories
+from oec.tasks.io import load_tasks
 
 SAMPLE = '''def f(a, b, items):
     """Docstring stays."""

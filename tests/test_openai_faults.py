@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from oec.collect import CollectConfig, collect
-from oec.policies import make_policy
-from oec.protocols import Episode, PolicyError
-from oec.store import read_trajectories
-from oec.tasks import write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.rollout.policies import make_policy
+from oec.core.protocols import Episode, PolicyError
+from oec.core.store import read_trajectories
+from oec.tasks.io import write_tasks
 
 OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
       "choices": [{"index": 0, "finish_reason": "stop",

@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from oec.collect import CollectConfig, collect
-from oec.policies import make_policy
-from oec.protocols import Episode, PolicyError
-from oec.store import read_trajectories
-from oec.tasks import write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.rollout.policies import make_policy
+from oec.core.protocols import Episode, PolicyError
+from oec.core.store import read_trajectories
+from oec.tasks.io import write_tasks
 
 
 def _episode(task):

@@ -4,11 +4,11 @@ import random
 
 import pytest
 
-from oec.env import SandboxEnv
-from oec.policies import PolicySpecError, make_policy
-from oec.protocols import Episode
-from oec.rollout import rollout
-from oec.schedules import make_schedule
+from oec.env.sandbox_env import SandboxEnv
+from oec.rollout.policies import PolicySpecError, make_policy
+from oec.core.protocols import Episode
+from oec.rollout.loop import rollout
+from oec.rollout.schedules import make_schedule
 
 
 def _run(task, env, mode="expert", student="scripted:noisy", seed=0):
@@ -45,7 +45,7 @@ def test_expert_recovers_from_a_wrong_state(train_tasks):
 
 def test_expert_continues_from_a_fixed_state(train_tasks):
     task = train_tasks[3]
-    from oec.policies.scripted import edits_from_patch
+    from oec.rollout.policies.scripted import edits_from_patch
 
     with SandboxEnv(task) as env:
         for e in edits_from_patch(task.repo.files, task.gold_patch):
@@ -85,7 +85,7 @@ def test_read_workspace_never_leaves_the_workspace(tmp_path):
     """The privileged policies read the agent's workspace on the host: no symlink at any depth, no `..`, no FIFO."""
     import os
 
-    from oec.policies.scripted import read_workspace
+    from oec.rollout.policies.scripted import read_workspace
 
     ws, host = tmp_path / "ws", tmp_path / "host"
     (ws / "pkg").mkdir(parents=True)
@@ -113,7 +113,7 @@ def test_a_local_policy_closes_and_releases_its_model(tiny_model, train_tasks):
 
 def test_expert_goes_back_to_the_root_only_after_a_cd(train_tasks):
     """A student's failed `cat` of a wrong path is not a `cd`: the expert takes over without a wasted turn."""
-    from oec.types import Action, Step
+    from oec.core.types import Action, Step
 
     task = train_tasks[4]
 

@@ -1,4 +1,4 @@
-"""Named toy presets (oec.suites.toy.PRESETS) and the scripted expert's seeded routes (oec.policies.routes)."""
+"""Named toy presets (oec.tasks.toy.PRESETS) and the scripted expert's seeded routes (oec.rollout.policies.routes)."""
 
 import random
 import subprocess
@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from oec.suites.toy import PRESETS, ToyConfig, generate, toy_config
-from oec.tasks import InputError, generate_tasks
+from oec.tasks.toy import PRESETS, ToyConfig, generate, toy_config
+from oec.tasks.io import InputError, generate_tasks
 
 
 def test_a_preset_sets_its_knobs_and_given_knobs_override_it():
@@ -32,16 +32,16 @@ def test_an_unknown_preset_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "unknown toy preset 'multi'" in r.stdout + r.stderr
     from pydantic import ValidationError
 
-    from oec.experiment import SuiteConfig
+    from oec.experiments.experiment import SuiteConfig
 
     with pytest.raises(ValidationError, match="unknown toy preset 'hard'"):
         SuiteConfig(preset="hard")
 
 
 def test_the_cli_and_an_experiment_generate_the_presets_tasks(tmp_path):
-    from oec.experiment import ExperimentConfig
-    from oec.task_sets import TaskSets
-    from oec.tasks import load_tasks
+    from oec.experiments.experiment import ExperimentConfig
+    from oec.experiments.task_sets import TaskSets
+    from oec.tasks.io import load_tasks
 
     out = tmp_path / "t.jsonl"
     subprocess.run([sys.executable, "-m", "oec", "tasks", "generate", "--preset", "multihop", "--hops", "2", "--n",
@@ -63,8 +63,8 @@ def _commands(traj):
 def test_seeded_routes_differ_by_seed_and_every_route_resolves(tmp_path):
     """The expert through `oec collect` on preset tasks: 4 samples of each of 5 tasks, all resolved, with more than
     one command sequence per task; the same seed takes the same routes again."""
-    from oec.store import read_trajectories
-    from oec.tasks import write_tasks
+    from oec.core.store import read_trajectories
+    from oec.tasks.io import write_tasks
 
     tasks = write_tasks(generate_tasks("toy", "train", 5, 12, preset="multihop"), tmp_path / "tasks.jsonl")
 
@@ -88,7 +88,7 @@ def test_seeded_routes_differ_by_seed_and_every_route_resolves(tmp_path):
 
 
 def test_routes_are_drawn_without_consuming_the_stream_and_fixed_is_the_old_script():
-    from oec.policies.routes import FIXED, draw_route
+    from oec.rollout.policies.routes import FIXED, draw_route
 
     stream = random.Random("7:expert")
     state = stream.getstate()
@@ -100,11 +100,11 @@ def test_routes_are_drawn_without_consuming_the_stream_and_fixed_is_the_old_scri
 def test_the_expert_counts_a_students_equivalent_command_and_edits_in_its_routes_style(train_tasks):
     """Taking over from a student who already found and read the buggy module another way, the expert goes on from
     there; the sed and rewrite styles leave the file exactly as the edit tool does."""
-    from oec.env import SandboxEnv
-    from oec.policies.routes import Route, edit_command_for
-    from oec.policies.scripted import ScriptedExpert, edits_from_patch, make_plan
-    from oec.protocols import Episode
-    from oec.types import Action, Step
+    from oec.env.sandbox_env import SandboxEnv
+    from oec.rollout.policies.routes import Route, edit_command_for
+    from oec.rollout.policies.scripted import ScriptedExpert, edits_from_patch, make_plan
+    from oec.core.protocols import Episode
+    from oec.core.types import Action, Step
 
     task = train_tasks[1]
     plan = make_plan(task)
@@ -128,7 +128,7 @@ def test_the_expert_counts_a_students_equivalent_command_and_edits_in_its_routes
 
 
 def test_the_expert_goes_back_only_when_a_lasting_cd_left_the_root():
-    from oec.policies.scripted import moved_to
+    from oec.rollout.policies.scripted import moved_to
 
     assert moved_to("cd tests && ls") == "tests" and moved_to("ls; cd") == "~"
     assert moved_to("cd /workspace && cat a.py") == "/workspace"  # back at the root: no `cd /workspace` needed
@@ -139,9 +139,9 @@ def test_shipped_configs_on_the_multihop_preset_leave_room_to_recover():
     """A student who goes wrong on a multihop task needs turns to recover: a step limit of at least 20."""
     from pathlib import Path
 
-    from oec.config import load_config
-    from oec.experiment import ExperimentConfig
-    from oec.rollout import LoopConfig
+    from oec.core.config import load_config
+    from oec.experiments.experiment import ExperimentConfig
+    from oec.rollout.loop import LoopConfig
 
     root = Path(__file__).resolve().parent.parent
     on_preset = []
@@ -157,8 +157,8 @@ def test_an_experiment_from_before_presets_still_resumes(tmp_path):
     """experiment.json written before suite.preset existed has no such key: it was no preset, not another config."""
     import json
 
-    from oec.experiment import Experiment, ExperimentConfig
-    from oec.tasks import InputError
+    from oec.experiments.experiment import Experiment, ExperimentConfig
+    from oec.tasks.io import InputError
 
     base = {"name": "x", "out": str(tmp_path / "run"), "arms": [], "warm_start": {"trajectories": 0},
             "suite": {"knobs": {"hops": 0}}}

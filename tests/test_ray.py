@@ -17,12 +17,12 @@ import ray
 from local_http import LocalServer, chat_completion, send
 from typer.testing import CliRunner
 
-from oec.cli import app
-from oec.collect import CollectConfig, collect
-from oec.policies import PolicySpecError
-from oec.store import read_trajectories
-from oec.suites.toy import generate
-from oec.tasks import InputError, write_tasks
+from oec.cli.main import app
+from oec.rollout.collect import CollectConfig, collect
+from oec.rollout.policies import PolicySpecError
+from oec.core.store import read_trajectories
+from oec.tasks.toy import generate
+from oec.tasks.io import InputError, write_tasks
 
 
 @pytest.fixture(scope="module")

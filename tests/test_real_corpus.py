@@ -13,10 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from real_corpus import CORPUS, compare, fetch, plain_outcomes, sandbox_outcomes, unpack  # noqa: E402
 
-from oec.collect import CollectConfig, collect  # noqa: E402
-from oec.mutate import MutateConfig, mutate  # noqa: E402
-from oec.show import summarize  # noqa: E402
-from oec.tasks import load_tasks  # noqa: E402
+from oec.rollout.collect import CollectConfig, collect  # noqa: E402
+from oec.tasks.mutate import MutateConfig, mutate  # noqa: E402
+from oec.viewer.show import summarize  # noqa: E402
+from oec.tasks.io import load_tasks  # noqa: E402
 
 # unittest.TestCase suites (every test "failed" in the sandbox while its `debugging` plugin was disabled; colorama
 # also has a CRLF file the expert once took for a wrong edit), and semver: src/ layout, conftest, and doctests that run

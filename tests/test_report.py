@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from oec.collect import CollectConfig, collect
-from oec.report import write_report
-from oec.store import read_trajectories
-from oec.tasks import InputError, write_tasks
+from oec.rollout.collect import CollectConfig, collect
+from oec.experiments.report import write_report
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError, write_tasks
 
 RESULTS = """arm,size,seed,resolve_rate,ci_lo,ci_hi,expert_tokens,n,mean_turns
 bc,10,0,0.30,0.20,0.40,1000,100,7.5

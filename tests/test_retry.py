@@ -15,12 +15,12 @@ import pytest
 from local_http import LocalServer, chat_completion, send
 from typer.testing import CliRunner
 
-from oec.cli import app
-from oec.collect import CollectConfig, collect
-from oec.filter import FilterConfig, filter_run
-from oec.show import summarize
-from oec.store import iter_trajectories, read_trajectories
-from oec.tasks import write_tasks
+from oec.cli.main import app
+from oec.rollout.collect import CollectConfig, collect
+from oec.data.filter import FilterConfig, filter_run
+from oec.viewer.show import summarize
+from oec.core.store import iter_trajectories, read_trajectories
+from oec.tasks.io import write_tasks
 
 REPLY = chat_completion("THOUGHT: done\n\n```bash\nsubmit\n```")
 

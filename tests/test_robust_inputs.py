@@ -11,13 +11,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from oec.build import BuildConfig, build
-from oec.cli import app
-from oec.collect import CollectConfig, collect
-from oec.filter import filter_run, kept_keys
-from oec.show import summarize
-from oec.store import read_trajectories
-from oec.tasks import InputError, load_tasks, write_tasks
+from oec.data.build import BuildConfig, build
+from oec.cli.main import app
+from oec.rollout.collect import CollectConfig, collect
+from oec.data.filter import filter_run, kept_keys
+from oec.viewer.show import summarize
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError, load_tasks, write_tasks
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +156,8 @@ def test_build_selection_depends_on_the_pool_content_and_seed_only(pool, tmp_pat
 
 
 def test_a_bad_line_in_imported_problems_is_skipped(tmp_path):
-    from oec.demos import PROBLEMS, read_problems
-    from oec.types import Problem
+    from oec.data.demos import PROBLEMS, read_problems
+    from oec.core.types import Problem
 
     good = [Problem(task_id=f"t{i}", problem_statement=f"bug {i}").model_dump_json().encode() for i in range(2)]
     (tmp_path / PROBLEMS).write_bytes(good[0] + b"\n\xff{\n" + good[1] + b"\n")

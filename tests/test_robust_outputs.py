@@ -16,13 +16,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from oec.atomic import partial_path
-from oec.cli import app
-from oec.collect import CollectConfig, collect
-from oec.experiment import remove_experiment
-from oec.sandbox.shell import Slot, sweep_stale_dirs
-from oec.store import read_trajectories
-from oec.tasks import InputError, generate_tasks, write_tasks
+from oec.core.atomic import partial_path
+from oec.cli.main import app
+from oec.rollout.collect import CollectConfig, collect
+from oec.experiments.experiment import remove_experiment
+from oec.env.sandbox.shell import Slot, sweep_stale_dirs
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError, generate_tasks, write_tasks
 
 OEC = [sys.executable, "-m", "oec"]
 # One thread per process: the reference run and the killed runs go side by side on 2 cores, and equal thread counts
@@ -76,7 +76,7 @@ def test_a_killed_tasks_write_is_never_read_as_complete(tmp_path):
 
 
 def test_stale_sandboxes_of_a_killed_process_are_swept_at_collection_start(tmp_path, train_tasks):
-    code = "from oec.sandbox.shell import Slot; import time; print(Slot()._dir, flush=True); time.sleep(300)"
+    code = "from oec.env.sandbox.shell import Slot; import time; print(Slot()._dir, flush=True); time.sleep(300)"
     proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
     stale = Path(proc.stdout.readline().strip())

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from oec.env import EnvConfig, SandboxEnv
-from oec.policies.scripted import edits_from_patch
-from oec.sandbox.shell import PersistentShell
+from oec.env.sandbox_env import EnvConfig, SandboxEnv
+from oec.rollout.policies.scripted import edits_from_patch
+from oec.env.sandbox.shell import PersistentShell
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_verifier_restores_tests_and_kills_agent_processes(train_tasks):
 
 
 def test_missing_bwrap_is_a_clear_error(monkeypatch, tmp_path):
-    from oec.sandbox import bwrap
+    from oec.env.sandbox import bwrap
 
     bwrap.bwrap_path.cache_clear()
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -136,7 +136,7 @@ def test_env_config_rejects_unknown_keys():
 
 def test_a_reused_slot_starts_clean(train_tasks):
     """Slots are pooled: nothing of one episode (processes, /tmp, workspace edits) may reach the next."""
-    from oec.sandbox.shell import SlotPool
+    from oec.env.sandbox.shell import SlotPool
 
     pool = SlotPool()
     a, b = train_tasks[0], train_tasks[1]
@@ -158,7 +158,7 @@ def test_a_sandbox_that_dies_mid_command_is_an_error_not_a_hang(tmp_path):
     import threading
     import time
 
-    from oec.sandbox.shell import SandboxError
+    from oec.env.sandbox.shell import SandboxError
 
     sh = PersistentShell(tmp_path, timeout=30)
     threading.Timer(0.3, lambda: os.killpg(sh.slot._proc.pid, signal.SIGKILL)).start()
@@ -170,8 +170,8 @@ def test_a_sandbox_that_dies_mid_command_is_an_error_not_a_hang(tmp_path):
 
 
 def test_a_src_layout_package_imports_in_runtests_and_the_verifier():
-    from oec.env import SandboxEnv
-    from oec.types import Task
+    from oec.env.sandbox_env import SandboxEnv
+    from oec.core.types import Task
 
     files = {"src/calc/__init__.py": "", "src/calc/ops.py": "def add(a, b):\n    return a - b\n",
              "tests/test_ops.py": "from calc.ops import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from oec.collect import CollectConfig, collect
+from oec.rollout.collect import CollectConfig, collect
 from oec.shift.embed import history_text
 from oec.shift.stats import Gaussian, compare, frechet, kl
-from oec.store import read_trajectories
-from oec.tasks import InputError, generate_tasks, write_tasks
-from oec.types import Action, Step
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError, generate_tasks, write_tasks
+from oec.core.types import Action, Step
 
 
 def test_distances_of_known_gaussians():
@@ -109,7 +109,7 @@ def test_bad_shift_inputs(tmp_path):
     with pytest.raises(InputError, match="--reference 'expert' is not among"):
         analyze({"a": str(tmp_path), "b": str(tmp_path)}, tmp_path / "o")
     with pytest.raises(ValueError, match="no trigger.json"):
-        from oec.schedules import make_schedule
+        from oec.rollout.schedules import make_schedule
 
         make_schedule("oec", f"trigger:{tmp_path}")
     assert json.dumps(1)

@@ -5,9 +5,9 @@ import threading
 
 import pytest
 
-from oec.policies import PolicySpecError, make_policy
-from oec.policies.local import fit_to_context
-from oec.protocols import Episode, PolicyError
+from oec.rollout.policies import PolicySpecError, make_policy
+from oec.rollout.policies.local import fit_to_context
+from oec.core.protocols import Episode, PolicyError
 
 
 def test_student_dir_loads_with_auto_classes(tiny_model, train_tasks):

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from oec.collect import CollectConfig, collect
-from oec.env import SandboxEnv
-from oec.importers import import_instances
-from oec.repos import GIT_ENV, reverse_patch
-from oec.store import read_trajectories
-from oec.tasks import load_tasks, write_tasks
-from oec.types import Task
+from oec.rollout.collect import CollectConfig, collect
+from oec.env.sandbox_env import SandboxEnv
+from oec.tasks.importers import import_instances
+from oec.env.repos import GIT_ENV, reverse_patch
+from oec.core.store import read_trajectories
+from oec.tasks.io import load_tasks, write_tasks
+from oec.core.types import Task
 
 OPS = '''def add(a, b):
     return a + b
@@ -219,7 +219,7 @@ def test_old_task_files_without_repo_kind_still_load(train_tasks):
 
 
 def test_noisy_student_and_student_init_work_on_git_tasks(swebench, tmp_path):
-    from oec.student import StudentConfig, init_student
+    from oec.train.student import StudentConfig, init_student
 
     repos, inst = swebench
     tasks, _ = import_instances(write_jsonl(tmp_path / "i.jsonl", [inst]), "swebench", repos)

@@ -1,7 +1,7 @@
 import re
 
-from oec.suites.templates import LEAF_SHAPES, MUTATION_KINDS, leaf
-from oec.suites.toy import ToyConfig, generate, split_of
+from oec.tasks.toy_shapes import LEAF_SHAPES, MUTATION_KINDS, leaf
+from oec.tasks.toy import ToyConfig, generate, split_of
 
 
 def _identifiers(task):

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from oec.build import BuildConfig, build
-from oec.collect import CollectConfig, collect
-from oec.tasks import InputError, write_tasks
+from oec.data.build import BuildConfig, build
+from oec.rollout.collect import CollectConfig, collect
+from oec.tasks.io import InputError, write_tasks
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def test_training_changes_the_weights_and_the_checkpoint_loads(data, tiny_model)
     import torch
     from transformers import AutoModelForCausalLM
 
-    from oec.train import TrainConfig, train
+    from oec.train.sft import TrainConfig, train
 
     info = train(TrainConfig(data=str(data / "data"), model=str(tiny_model), out=str(data / "ckpt"),
                              trl={"max_steps": 3, "logging_steps": 1, "per_device_train_batch_size": 4}), progress=False)
@@ -51,7 +51,7 @@ def test_context_loss_also_teaches_the_context(data, tiny_model):
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM
 
-    from oec.train import TrainConfig, train
+    from oec.train.sft import TrainConfig, train
 
     rows = load_from_disk(str(data / "data"))
 
@@ -77,7 +77,7 @@ def test_context_loss_also_teaches_the_context(data, tiny_model):
 
 
 def test_lora_trains_and_merges(data, tiny_model):
-    from oec.train import TrainConfig, train
+    from oec.train.sft import TrainConfig, train
 
     info = train(TrainConfig(data=str(data / "data"), model=str(tiny_model), out=str(data / "lora"), lora=True,
                              lora_r=4, trl={"max_steps": 2, "logging_steps": 1}), progress=False)
@@ -85,8 +85,8 @@ def test_lora_trains_and_merges(data, tiny_model):
 
 
 def test_a_dataset_from_another_tokenizer_is_refused(data, tmp_path, train_tasks):
-    from oec.student import StudentConfig, init_student
-    from oec.train import TrainConfig, train
+    from oec.train.student import StudentConfig, init_student
+    from oec.train.sft import TrainConfig, train
 
     other = init_student(train_tasks[:3], tmp_path / "other", StudentConfig(hidden_size=32, layers=1, heads=2,
                                                                              vocab_size=700, context=512))

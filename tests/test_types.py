@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from oec.types import SCHEMA_VERSION, Action, Step, Task, Trajectory, Verdict
+from oec.core.types import SCHEMA_VERSION, Action, Step, Task, Trajectory, Verdict
 
 
 def test_trajectory_json_round_trip(train_tasks):

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from scripted_agent import ScriptedAgentServer
 
-from oec.repos import template
-from oec.suites.toy import generate
-from oec.tasks import write_tasks
-from oec.types import Task, Trajectory
+from oec.env.repos import template
+from oec.tasks.toy import generate
+from oec.tasks.io import write_tasks
+from oec.core.types import Task, Trajectory
 
 OEC = [sys.executable, "-m", "oec"]
 

@@ -10,15 +10,15 @@ from conftest import trained_texts
 from test_report import DOM
 from typer.testing import CliRunner
 
-from oec.build import BuildConfig, build
-from oec.cli import app
-from oec.collect import CollectConfig, collect
-from oec.filter import filter_run
-from oec.store import read_trajectories
-from oec.tasks import InputError, write_tasks
-from oec.types import Action, Label
-from oec.view import load, write_view
-from oec.view_page import render_text
+from oec.data.build import BuildConfig, build
+from oec.cli.main import app
+from oec.rollout.collect import CollectConfig, collect
+from oec.data.filter import filter_run
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError, write_tasks
+from oec.core.types import Action, Label
+from oec.viewer.view import load, write_view
+from oec.viewer.page import render_text
 
 WARM = Path(__file__).parents[1] / "src/oec/assets/warm-student"
 STUDENT_BG, EXPERT_BG, SWITCH = (0xE8, 0xF0, 0xFE), (0xFD, 0xF0, 0xE0), (0xCC, 0x00, 0x00)

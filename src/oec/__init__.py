@@ -9,15 +9,15 @@ The CLI is a thin layer over these functions:
     print(summarize("runs/oec")["resolve_rate"])
 """
 
-from oec.collect import CollectConfig, collect
-from oec.env import EnvConfig, SandboxEnv
-from oec.policies import make_policy
-from oec.rollout import LoopConfig, rollout
-from oec.schedules import make_schedule
-from oec.show import summarize
-from oec.store import read_trajectories
-from oec.tasks import generate_tasks, load_tasks, write_tasks
-from oec.types import Action, Step, Task, Trajectory, Verdict
+from oec.rollout.collect import CollectConfig, collect
+from oec.env.sandbox_env import EnvConfig, SandboxEnv
+from oec.rollout.policies import make_policy
+from oec.rollout.loop import LoopConfig, rollout
+from oec.rollout.schedules import make_schedule
+from oec.viewer.show import summarize
+from oec.core.store import read_trajectories
+from oec.tasks.io import generate_tasks, load_tasks, write_tasks
+from oec.core.types import Action, Step, Task, Trajectory, Verdict
 
 __all__ = [
     "Action", "CollectConfig", "EnvConfig", "LoopConfig", "SandboxEnv", "Step", "Task", "Trajectory", "Verdict",

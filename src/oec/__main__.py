@@ -1,3 +1,3 @@
-from oec.cli import app
+from oec.cli.main import app
 
 app()

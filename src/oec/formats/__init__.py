@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from oec.formats.base import FormatConfig
 from oec.formats.text import TextFormat, text_reply
 from oec.formats.toolcalls import ToolCallFormat, tool_call
-from oec.tasks import describe
+from oec.tasks.io import describe
 
 FORMATS = {"text": TextFormat, "toolcalls": ToolCallFormat}
 

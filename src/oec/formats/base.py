@@ -6,7 +6,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.types import Problem, Step, Task
+from oec.core.types import Problem, Step, Task
 
 
 class FormatConfig(BaseModel):

@@ -6,8 +6,8 @@ import re
 from typing import Sequence
 
 from oec.formats.base import FormatConfig, opening, windowed
-from oec.protocols import FormatError, Message
-from oec.types import Action, Completion, Problem, Step, Task
+from oec.core.protocols import FormatError, Message
+from oec.core.types import Action, Completion, Problem, Step, Task
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Reply with a short thought and exactly one bash block:
 ```bash

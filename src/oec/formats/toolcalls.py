@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from oec.commands import edit_command, parse_edit
+from oec.core.shell_facts import edit_command, parse_edit
 from oec.formats.base import FormatConfig, opening, windowed
-from oec.protocols import FormatError, Message
-from oec.types import Action, Completion, Problem, Step, Task, ToolCall
+from oec.core.protocols import FormatError, Message
+from oec.core.types import Action, Completion, Problem, Step, Task, ToolCall
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Call exactly one tool per reply: `bash` runs a shell
 command (`runtests [pytest args]` runs the tests and prints one line per failure), `edit` replaces one exact, unique

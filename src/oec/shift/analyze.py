@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.atomic import atomic_output, write_text
+from oec.core.atomic import atomic_output, write_text
 from oec.shift.embed import history_text, make_embedder
 from oec.shift.report import write_plots, write_summary
 from oec.shift.stats import compare, ledoit_wolf, loo_mahalanobis
-from oec.store import read_trajectories
-from oec.tasks import InputError, tasks_of_run
+from oec.core.store import read_trajectories
+from oec.tasks.io import InputError, tasks_of_run
 
 COLUMNS = ["turn", "pair", "n_a", "n_b", "fd", "fd_lo", "fd_hi", "kl", "kl_lo", "kl_hi"]
 

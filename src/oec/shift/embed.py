@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from oec.formats.base import observation_text
-from oec.types import Step
+from oec.core.types import Step
 
 _LOAD_LOCK = threading.Lock()
 SYSTEM_NOTE = "[system] You fix bugs in a Python repository. Reply with one bash command per turn."

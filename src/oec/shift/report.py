@@ -6,7 +6,7 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from oec.atomic import atomic_output, write_text
+from oec.core.atomic import atomic_output, write_text
 
 
 def _series(rows: list[dict], pair: str, key: str) -> tuple[list[int], list[float], list[float], list[float]]:

@@ -1,0 +1,82 @@
+"""One config path: a YAML file, then command-line options, then `a.b=value` overrides, merged once and validated.
+
+Every config model forbids unknown keys, so a typo is an error that names the key instead of a silently ignored one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from oec.tasks.io import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads `1e-4` as a string; as YAML 1.2 and every user reads it, it is a float."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise InputError(f"override {dotted!r}: {key!r} is not a section")
+        tree = node
+    tree[leaf] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    tree: dict = {}
+    for item in overrides:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise InputError(f"override {item!r}: expected KEY=VALUE, e.g. loop.step_limit=20")
+        _set(tree, key.strip(), load_yaml(raw) if raw else "")
+    return tree
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(model: type[M], path: str | Path | None = None, options: dict | None = None,
+                overrides: list[str] | None = None) -> M:
+    data: dict = {}
+    where = "command line"
+    if path:
+        path = Path(path)
+        try:
+            data = load_yaml(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise InputError(f"{path}: cannot read config: {e}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: a config file must be a mapping of keys to values")
+        where = f"{path} + command line"
+    data = merge(data, {k: v for k, v in (options or {}).items() if v is not None})
+    data = merge(data, parse_overrides(overrides or []))
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(map(str, err["loc"]))
+            hint = " (unknown key: check its spelling)" if err["type"] == "extra_forbidden" else ""
+            problems.append(f"{key}: {err['msg']}{hint}")
+        raise InputError(f"invalid config ({where}): " + "; ".join(problems)) from None

@@ -1,0 +1,458 @@
+"""`oec experiment CONFIG`: the paper's comparison in one resumable command.
+
+One YAML file names the tasks, the student, the expert, the budget and the arms. Every stage is an earlier command's
+function (tasks generate, student init, collect, filter, build, train, eval, dagger, shift), writing under
+`runs/<name>/`; a stage whose output is complete is skipped, so a rerun resumes.
+
+    tasks/{train,heldout,warm}.jsonl           the suite (the toy generator, or files): disjoint seeds, checked
+                                               disjoint by content before any work (oec.experiments.task_sets)
+    student0/                                  the untrained student (`oec student init`)
+    warm/{bc,data,ckpt,eval}                   the warm-start: BC on a small seed set; every arm starts from it
+    seed-S/pools/{bc,student,oec-uniform,...}  data pools, one collection per kind, filtered
+    seed-S/ARM/size-N/{data,ckpt,eval}         per arm and size: the dataset, the trained student, its held-out run
+    seed-S/dagger/size-N/round-R/...           DAgger rounds (see `oec dagger`)
+    results.csv, outcomes.csv                  one row per evaluation (its columns are a contract); per held-out task
+    claims.csv, report.html                    the paired claims (oec.experiments.claims, docs/statistics.md) and the report
+
+Rigour: every arm trains from the same warm-start weights with the same `train` settings (the same number of steps,
+or with `trained_tokens` the steps that reach the same number of trained tokens), on datasets of the same number of
+trajectories, and is evaluated greedily on the same held-out tasks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
+
+from oec.core.atomic import atomic_output, check_output, write_text
+from oec.data.build import BuildConfig, build
+from oec.rollout.collect import CollectConfig, collect
+from oec.core.config import load_config, merge
+from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
+from oec.data.filter import FilterConfig, filter_run, read_verdicts
+from oec.experiments.mechanism import experiment_checks
+from oec.rollout.policies import check_local_options, local_spec
+from oec.viewer.show import summarize
+from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
+from oec.train.student import StudentConfig, init_student
+from oec.tasks.toy import PRESETS
+from oec.experiments.task_sets import TaskSets, warm_seed
+from oec.tasks.io import InputError, load_tasks, write_tasks
+from oec.train.sft import TrainConfig, check_trl, matched_steps, train
+
+Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
+NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
+RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens", "n", "resolved",
+                  "submitted", "mean_turns", "trajectories", "kept", "examples", "trained_tokens", "train_seconds",
+                  "note"]
+
+
+class SuiteConfig(BaseModel):
+    """The toy suite's size and difficulty (`oec tasks generate` knobs), or task files."""
+
+    model_config = ConfigDict(extra="forbid")
+    train: int = Field(200, ge=1, description="train tasks (pools are collected on these)")
+    heldout: int = Field(100, ge=1, description="held-out tasks every student is evaluated on")
+    seed: int = 0
+    preset: str | None = Field(None, description="named toy knobs (oec.tasks.toy.PRESETS: easy, multihop); "
+                                                 "`knobs` override its values")
+    knobs: dict[str, Any] = Field(default_factory=dict, description="toy generator knobs: hops, modules, ...")
+    train_file: str | None = Field(None, description="use this tasks file instead of generating")
+    heldout_file: str | None = None
+    warm_seed: int | None = Field(None, description="generator seed of the warm-start tasks [seed + 2]; the pool's "
+                                                    "are seed, the held-out ones seed + 1")
+    warm_file: str | None = Field(None, description="the warm-start tasks file (needed with train_file when the "
+                                                    "warm start trains)")
+
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown toy preset {v!r}; known presets: {', '.join(sorted(PRESETS))}")
+        return v
+
+
+class ArmConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: Kind
+    switch: str = Field("uniform", description="oec / oec_bc: uniform | late[:A,B] | fixed:K | trigger (a model of "
+                                             "the expert pool's states, fitted by the runner)")
+    mask: Literal["expert", "all"] = Field("expert", description="all: the mask ablation (student turns trained too)")
+    filters: bool = Field(True, description="false: the repetition/read-only filters off (the filter ablation)")
+
+
+class WarmConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trajectories: int = Field(40, ge=0, description="expert demonstrations the warm-start student is trained on; 0: "
+                                                    "`student_model` already is the warm start (e.g. shipped)")
+    train: dict[str, Any] = Field(default_factory=dict, description="trl overrides for the warm-start")
+
+
+DEFAULT_ARMS = [ArmConfig(name="bc", kind="bc"), ArmConfig(name="on_policy", kind="on_policy"),
+                ArmConfig(name="oec", kind="oec"), ArmConfig(name="oec_late", kind="oec", switch="late"),
+                ArmConfig(name="oec_bc", kind="oec_bc"), ArmConfig(name="oec_all_turns", kind="oec", mask="all"),
+                ArmConfig(name="oec_no_filter", kind="oec", filters=False), ArmConfig(name="dagger", kind="dagger")]
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    out: str | None = Field(None, description="run directory [runs/<name>]")
+    suite: SuiteConfig = Field(default_factory=SuiteConfig)
+    student: dict[str, Any] = Field(default_factory=dict, description="StudentConfig fields (`oec student init`)")
+    student_model: str | None = Field(None, description="start from this model directory instead of a fresh one")
+    expert: str = "scripted:expert"
+    warm_start: WarmConfig = Field(default_factory=WarmConfig)
+    arms: list[ArmConfig] = Field(default_factory=lambda: list(DEFAULT_ARMS))
+    sizes: list[PositiveInt] = Field([50], min_length=1, description="trajectories per dataset (the scaling axis)")
+    seeds: list[int] = Field([0], min_length=1)
+    pool_samples: int = Field(2, ge=1, description="episodes per train task in the student and OEC pools "
+                                                   "(the expert pool has one)")
+    student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
+    student_options: str = Field("", description="more local: policy options, e.g. max_new_tokens=128")
+    train: dict[str, Any] = Field(default_factory=dict, description="trl overrides, the same for every arm")
+    context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss for every training (copying)")
+    dagger: dict[str, Any] = Field(default_factory=dict, description="DaggerConfig fields: rounds, beta, schedule")
+    collect: dict[str, Any] = Field(default_factory=dict, description="CollectConfig fields, e.g. loop.step_limit")
+    workers: int = Field(8, ge=1)
+    shift: bool = Field(True, description="covariate shift of the final students vs the expert (claim C1)")
+    claims_size: int | None = Field(None, description="the dataset size the claims are made at [the largest of "
+                                                      "sizes]; sizes are never pooled")
+    trained_tokens: int | None = Field(None, ge=1, description="token-matched arms: each arm trains the steps that "
+                                       "reach this many trained tokens on its own dataset instead of train.max_steps "
+                                       "(unset: every arm trains the same steps)")
+
+    @field_validator("student_options")
+    @classmethod
+    def _check_options(cls, v: str) -> str:
+        return check_local_options(v)
+
+    @field_validator("claims_size")
+    @classmethod
+    def _check_claims_size(cls, v: int | None, info: ValidationInfo) -> int | None:
+        sizes = info.data.get("sizes", [])  # declared above, so validated first
+        if v is not None and v not in sizes:
+            raise ValueError(f"{v} is not one of sizes {sizes}; claims are made at a size the arms were trained at")
+        return v
+
+
+MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size"}  # arms: new ones only (checked by name)
+
+
+def _done(path: Path) -> bool:
+    return path.exists()
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print):
+        self.cfg, self.log = cfg, log
+        self.root = check_output(cfg.out or f"runs/{cfg.name}", "dir", "out")
+        names = [a.name for a in cfg.arms]
+        if len(set(names)) != len(names):
+            raise InputError(f"arms: names repeat ({names}); give each arm its own name")
+        check_trl(cfg.train, "train")  # before hours of collection, not at the first training
+        check_trl({**cfg.train, **cfg.warm_start.train}, "warm_start.train")
+        for key, path in (("student_model", cfg.student_model), ("suite.train_file", cfg.suite.train_file),
+                          ("suite.heldout_file", cfg.suite.heldout_file)):
+            if path and not Path(path).exists():
+                raise InputError(f"{key}: {path} does not exist (paths are relative to the working directory)")
+
+    def spec(self, model: Path, temperature: float) -> str:
+        return local_spec(model, temperature, self.cfg.student_options)
+
+    def check_config(self) -> None:
+        """A rerun resumes by skipping every stage whose output exists, so it must be the same experiment: a changed
+        `train` or suite would silently mix old and new students in one table. It may grow (more seeds, sizes or arms)
+        and change what only affects speed or extras; then the config is (re)written."""
+        from oec.core.store import read_json_object
+
+        path = self.root / "experiment.json"
+        mine = self.cfg.model_dump()
+        if path.exists():
+            old = read_json_object(path, "move it aside to start this experiment's tables over (its stages are kept)"
+                                   ).get("config", {})
+            if isinstance(old.get("suite"), dict):  # written before suite.preset existed: it had none
+                old["suite"].setdefault("preset", None)
+            # a key missing from an older experiment.json is a field added since, at its default; `out` is where the
+            # experiment is now, which may be another place than where it ran (moved or copied: it resumes)
+            diff = sorted(k for k in old if k not in MAY_CHANGE | {"out"} and old[k] != mine.get(k))
+            arms = {a["name"]: a for a in old.get("arms", [])}
+            diff += [f"arms[{a['name']}]" for a in mine["arms"] if arms.get(a["name"], a) != a]
+            if diff:
+                raise InputError(f"{path}: this experiment was run with another config (differs in: "
+                                 f"{', '.join(diff)}); use another name or out (`oec demo --fresh` starts the demo "
+                                 f"over), or the same values to resume ({', '.join(sorted(MAY_CHANGE))} may change; "
+                                 "arms may be added)")
+        write_text(path, json.dumps({"config": mine}, indent=2) + "\n")
+
+    # ---- shared stages ------------------------------------------------------------------------------------------
+    def student0(self, train_tasks: Path) -> Path:
+        if self.cfg.student_model:
+            return Path(self.cfg.student_model)
+        out = self.root / "student0"
+        if not _done(out / "oec_student.json"):
+            init_student(load_tasks(train_tasks), out, StudentConfig(**self.cfg.student))
+            self.log(f"student: initialised {out}")
+        return out
+
+    def collect(self, out: Path, tasks: Path, **fields) -> Path:
+        cfg = load_config(CollectConfig, None, merge(self.cfg.collect, {"tasks": str(tasks), "out": str(out),
+                                                                        "workers": self.cfg.workers, **fields}))
+        t0 = time.perf_counter()
+        result = collect(cfg, progress=False)
+        if result["written"]:
+            self.log(f"collect {out.relative_to(self.root)}: {result['written']} episodes in "
+                     f"{time.perf_counter() - t0:.0f} s")
+        return out
+
+    def train_eval(self, where: Path, runs: list[Path], model: Path, heldout: Path, size: int | None, seed: int,
+                   mask: str = "expert", filters: dict | None = None, trl: dict | None = None) -> dict:
+        """Build SIZE trajectories from RUNS, train from MODEL, evaluate on HELDOUT; each step skipped when done.
+        The row's `eval` is the evaluation's run directory (absent when nothing was trained: no outcomes of its own)."""
+        for run in runs:  # the pool's verdicts under this arm's filter settings, written beside it
+            filter_run(run, FilterConfig(**(filters or {})))
+        kept = sum(_kept(r) for r in runs)
+        if kept == 0 and where == self.root / "warm":
+            raise InputError(f"{runs[0]}: the expert resolved none of the warm-start tasks, so there is no student "
+                             "to start from; check the expert and collect.loop.step_limit")
+        if kept == 0:  # e.g. an on-policy pool with no resolved episode: there is nothing to train on
+            return {"trajectories": 0, "kept": 0, "examples": 0, "trained_tokens": 0, "train_seconds": 0,
+                    **_eval_row(self.root / "warm/eval"),
+                    "note": "no kept trajectories: this arm's student is the warm-start student (claims: not measured)"}
+        note = f"only {kept} kept trajectories (asked for {size})" if size and kept < size else ""
+        size = min(size, kept) if size else None
+        data, ckpt, ev = where / "data", where / "ckpt", where / "eval"
+        if not _done(data / "oec_build.json"):
+            build(BuildConfig(runs=[str(r) for r in runs], out=str(data), student=str(model), mask=mask,
+                              max_trajectories=size, seed=seed))
+        trl = self.cfg.train if trl is None else trl
+        if self.cfg.trained_tokens and where != self.root / "warm":
+            trl = {**trl, "max_steps": matched_steps(data, trl, self.cfg.trained_tokens)}
+        if not _done(ckpt / "oec_train.json"):
+            train(TrainConfig(data=str(data), model=str(model), out=str(ckpt), seed=seed,
+                              context_loss=self.cfg.context_loss, trl=trl), progress=False)
+        self.collect(ev, heldout, mode="student", student=self.spec(ckpt, 0), seed=seed)
+        built = json.loads((data / "oec_build.json").read_text())["stats"]
+        trained = json.loads((ckpt / "oec_train.json").read_text())
+        return {"trajectories": built["trajectories"], "kept": kept, "examples": built["examples"],
+                "trained_tokens": trained.get("trained_tokens", ""), "train_seconds": trained["seconds"],
+                **_eval_row(ev), "eval": ev, "note": note}
+
+    def warm(self, warm_tasks: Path | None, heldout: Path, student0: Path) -> Path:
+        w = self.root / "warm"
+        if self.cfg.warm_start.trajectories == 0:  # given: only its held-out row is needed
+            if not self.cfg.student_model:
+                raise InputError("warm_start.trajectories=0 means `student_model` is the warm start; set student_model")
+            self.collect(w / "eval", heldout, mode="student", student=self.spec(student0, 0), seed=0)
+            return student0
+        tasks = load_tasks(warm_tasks)[: self.cfg.warm_start.trajectories]
+        seed_tasks = write_tasks(tasks, w / "tasks.jsonl") if not _done(w / "tasks.jsonl") else w / "tasks.jsonl"
+        bc = self.collect(w / "bc", seed_tasks, mode="expert", expert=self.cfg.expert)
+        row = self.train_eval(w, [bc], student0, heldout, None, 0, trl={**self.cfg.train, **self.cfg.warm_start.train})
+        if not _done(w / "ckpt" / TRAINED_TASKS):  # so that a later experiment from this student can check its tasks
+            s, trained = self.cfg.suite, load_tasks(seed_tasks)
+            source = {"file": str(warm_tasks), "split": "train", "n": len(trained)} if s.warm_file else \
+                {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained),
+                 "preset": s.preset, "knobs": {**PRESETS.get(s.preset or "", {}), **s.knobs}}
+            write_trained_on(w / "ckpt", trained, source, self.cfg.student_model)
+        self.log(f"warm-start: {row['resolve_rate']:.1%} held-out")
+        return w / "ckpt"
+
+    # ---- arms ---------------------------------------------------------------------------------------------------
+    def pool(self, seed: int, kind: str, warm: Path, train_tasks: Path, switch: str = "uniform") -> Path:
+        student = self.spec(warm, self.cfg.student_temperature)
+        base = self.root / f"seed-{seed}/pools"
+        common = {"samples": self.cfg.pool_samples, "seed": seed}
+        if kind == "bc":  # one demonstration per task: a second sample of a deterministic expert is a duplicate
+            return self.collect(base / "bc", train_tasks, mode="expert", expert=self.cfg.expert, seed=seed)
+        if kind == "student":
+            return self.collect(base / "student", train_tasks, mode="student", student=student, **common)
+        name = "oec-" + switch.replace(":", "-").replace(",", "-")
+        if switch == "trigger":
+            switch = f"trigger:{self.trigger(seed, warm, train_tasks)}"
+        return self.collect(base / name, train_tasks, mode="oec", student=student, expert=self.cfg.expert,
+                            switch=switch, **common)
+
+    def trigger(self, seed: int, warm: Path, train_tasks: Path) -> Path:
+        """The divergence trigger's reference: Gaussians of the expert pool's states per turn (`oec shift`)."""
+        from oec.shift.analyze import ShiftConfig, analyze
+
+        out = self.root / f"seed-{seed}/trigger"
+        if not _done(out / "trigger.json"):
+            pops = {"expert": str(self.pool(seed, "bc", warm, train_tasks)),
+                    "student": str(self.pool(seed, "student", warm, train_tasks))}
+            analyze(pops, out, ShiftConfig(bootstrap=0), progress=False)
+            self.log(f"trigger: fitted on the expert pool -> {out}")
+        return out
+
+    def arm(self, arm: ArmConfig, seed: int, size: int, warm: Path, train_tasks: Path, heldout: Path) -> dict:
+        where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
+        filters = None if arm.filters else NO_REPETITION_FILTERS
+        if arm.kind == "bc":
+            runs, mask = [self.pool(seed, "bc", warm, train_tasks)], "expert"
+        elif arm.kind == "on_policy":  # the student's own successful episodes: all its turns are the targets
+            runs, mask = [self.pool(seed, "student", warm, train_tasks)], "all"
+        elif arm.kind == "oec":
+            runs, mask = [self.pool(seed, "oec", warm, train_tasks, arm.switch)], arm.mask
+        elif arm.kind == "oec_bc":
+            runs = [self.pool(seed, "oec", warm, train_tasks, arm.switch), self.pool(seed, "bc", warm, train_tasks)]
+            mask = arm.mask
+        else:
+            return self.dagger_arm(arm, seed, size, warm, train_tasks, heldout)
+        row = self.train_eval(where, runs, warm, heldout, size, seed, mask, filters)
+        spent = sum(_expert_tokens(r) for r in runs)  # expert tokens of the pools this arm drew on, per trajectory
+        kept = sum(_kept(r) for r in runs)
+        return {**row, "expert_tokens": round(spent / max(kept, 1) * size)}
+
+    def dagger_arm(self, arm: ArmConfig, seed: int, size: int, warm: Path, train_tasks: Path, heldout: Path) -> dict:
+        from oec.experiments.dagger import DaggerConfig, run_dagger
+
+        where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
+        fields = {"rounds": 3, **self.cfg.dagger}
+        cfg = DaggerConfig(tasks=str(train_tasks), heldout=str(heldout), student=str(warm), expert=self.cfg.expert,
+                           out=str(where), seed=seed, workers=self.cfg.workers, trained_tokens=self.cfg.trained_tokens,
+                           episodes_per_round=max(1, size // fields["rounds"]),
+                           student_temperature=self.cfg.student_temperature, train=self.cfg.train,
+                           student_options=self.cfg.student_options or None,
+                           context_loss=self.cfg.context_loss,
+                           collect=self.cfg.collect, **fields)
+        rows = run_dagger(cfg, progress=False, log=lambda m: self.log(f"dagger {arm.name} seed {seed}: {m}"))
+        last = rows[-1]
+        evals = sorted(where.glob("round-*/eval"))  # the last round's student is this arm's student
+        trained = json.loads((evals[-1].parent / "ckpt/oec_train.json").read_text())
+        return {"trajectories": sum(r["episodes"] for r in rows), "kept": sum(r["kept"] for r in rows),
+                "examples": last["examples"], "trained_tokens": trained.get("trained_tokens", ""),
+                "train_seconds": sum(r["train_seconds"] or 0 for r in rows), **_eval_row(evals[-1]),
+                "eval": evals[-1], "expert_tokens": last["expert_tokens"], "note": f"{len(rows)} rounds"}
+
+    # ---- the whole experiment -----------------------------------------------------------------------------------
+    def run(self) -> Path:
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()  # the log has a line per stage; datasets' bars (per save, per map) would bury it
+        sets = TaskSets(self.cfg, self.root)
+        sets.check()  # before anything is written: a refused config leaves no experiment.json behind
+        self.check_config()
+        train_tasks, heldout, warm_tasks = sets.write(self.log)
+        warm = self.warm(warm_tasks, heldout, self.student0(train_tasks))
+        given = self.cfg.warm_start.trajectories == 0
+        trained = {} if given else json.loads((self.root / "warm/ckpt/oec_train.json").read_text())
+        rows = [{"arm": "warm_start", "size": self.cfg.warm_start.trajectories, "seed": 0, "expert_tokens":
+                 0 if given else _expert_tokens(self.root / "warm/bc"), **_eval_row(self.root / "warm/eval"),
+                 "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",
+                 "note": f"given: {self.cfg.student_model}" if given else ""}]
+        self.write_tables(rows)
+        early = experiment_checks(self, self.cfg.seeds[:1], warm, train_tasks)  # before any arm trains
+        write_text(self.root / "calibration.json", json.dumps({"warm_start_resolve_rate": rows[0]["resolve_rate"],
+                                                               "mechanism": early}, indent=2) + "\n")
+        for seed in self.cfg.seeds:
+            for size in self.cfg.sizes:
+                for arm in self.cfg.arms:
+                    row = self.arm(arm, seed, size, warm, train_tasks, heldout)
+                    rows.append({"arm": arm.name, "size": size, "seed": seed, **row})
+                    self.log(f"seed {seed} size {size} {arm.name}: {row['resolve_rate']:.1%} "
+                             f"(95% CI {row['ci_lo']:.1%}-{row['ci_hi']:.1%}; {row['trained_tokens']} trained tokens)")
+                    self.write_tables(rows)
+        contents = {str(pool.relative_to(self.root)): oec_contents(pool)
+                    for pool in sorted(self.root.glob("seed-*/pools/oec-*"))}
+        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents,
+                       "mechanism": experiment_checks(self, self.cfg.seeds, warm, train_tasks, quiet=True)}
+        write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
+        for pool, c in contents.items():
+            self.log(f"{pool}: {c['kept']} kept; the expert corrected a student mistake in {c['corrected']:.0%} "
+                     f"(student erred {c['student_erred']:.0%}, expert restored files {c['expert_restored']:.0%})")
+        from oec.experiments.claims import write_claims
+
+        write_claims(self.root, self.cfg, log=self.log)
+        from oec.experiments.report import plots, write_report
+
+        plots(self.root)
+        return write_report(self.root)
+
+    def write_tables(self, rows: list[dict]) -> None:
+        """results.csv, and outcomes.csv: per held-out task, every evaluation a row of results.csv points at."""
+        _write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
+        _write_csv(self.root / "outcomes.csv", outcome_rows(rows), OUTCOME_COLUMNS)
+
+
+def remove_experiment(root: Path) -> None:
+    """`--fresh`: delete ROOT, but only if it is an experiment directory that oec made (it has experiment.json):
+    never a directory of the user's own that happens to be named as the output."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise InputError(f"--out {root}: is a file, not a directory; give a directory path")
+    if any(root.iterdir()) and not (root / "experiment.json").is_file():
+        raise InputError(f"--out {root}: --fresh deletes only an experiment directory that oec made (one with "
+                         "experiment.json), and this one holds other files; give another --out, or remove it yourself")
+    shutil.rmtree(root)
+
+
+def _eval_row(run: Path) -> dict:
+    s = summarize(run)
+    return {"resolve_rate": s["resolve_rate"], "ci_lo": s["resolve_rate_ci95"][0], "ci_hi": s["resolve_rate_ci95"][1],
+            "n": s["n"], "resolved": s["resolved"], "mean_turns": round(s["mean_steps"], 2),
+            # resolved / submitted: how often a submit is right (OEC data raises it: bench/RESULTS.md §9)
+            "submitted": s["by_exit_status"].get("submitted", 0)}
+
+
+def _expert_tokens(run: Path) -> int:
+    t = summarize(run)["tokens"]["expert"]
+    return t["prompt_tokens"] + t["completion_tokens"]
+
+
+RESTORES = ("git checkout", "git restore", "git stash", "rm ")
+
+
+def oec_contents(run: Path) -> dict:
+    """What the kept OEC trajectories of RUN contain (OEC has something to teach only where the expert corrects
+    a student mistake: docs/method.md). `student_erred`: the student's part has a format error or a failed command (the
+    test runs, which fail by design until the fix, not counted); `student_changed_files`: it ran a command that
+    writes; `expert_restored`: after the switch the expert put files back (git checkout/restore/stash, rm);
+    `corrected`: erred or restored."""
+    from oec.core.shell_facts import is_read_only
+    from oec.data.filter import kept_keys
+    from oec.core.store import read_trajectories
+
+    keep = kept_keys(run)
+    trajs = [t for t in read_trajectories(run) if (t.resolved if keep is None else t.key in keep)]
+    counts = dict.fromkeys(("student_erred", "student_changed_files", "expert_restored", "corrected"), 0)
+    for t in trajs:
+        student = [s for s in t.steps if s.actor == "student"]
+        expert_cmds = [s.action.command for s in t.steps if s.actor == "expert" and s.action and s.action.command]
+        cmds = [s.action.command for s in student if s.action and s.action.command]
+        erred = any(s.format_error or (s.returncode not in (0, None) and s.action and s.action.command
+                                       and not s.action.command.startswith("runtests")) for s in student)
+        restored = any(c.startswith(RESTORES) for c in expert_cmds)
+        for key, hit in (("student_erred", erred), ("student_changed_files", any(not is_read_only(c) for c in cmds)),
+                         ("expert_restored", restored), ("corrected", erred or restored)):
+            counts[key] += hit
+    return {"kept": len(trajs), **{k: round(v / max(1, len(trajs)), 3) for k, v in counts.items()}}
+
+
+def _kept(run: Path) -> int:
+    verdicts = run / "filter.jsonl"
+    if not verdicts.exists():
+        return summarize(run)["resolved"]
+    return sum(r["kept"] for r in read_verdicts(verdicts))
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def run_experiment(path: str | Path | None, overrides: list[str] | None = None,
+                   log: Callable[[str], None] = print) -> Path:
+    cfg = load_config(ExperimentConfig, path, {}, overrides)
+    return Experiment(cfg, log).run()

@@ -1,0 +1,390 @@
+"""Scripted policies: an expert that solves a task from any reachable state, and a noisy student.
+
+The expert is privileged (it knows the gold patch and reads the workspace) but acts only through ordinary commands a
+student can imitate: run the tests, follow the call chain with grep and cat, edit, re-run the tests, submit. When it
+finds edits it did not make, it inspects them with `git diff` and reverts them: that recovery is what OEC and DAgger
+data teach a student, so the expert must act well in states it would never reach by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from oec.core.shell_facts import edit_command, is_read_only
+from oec.formats import TextFormat, text_reply, tool_call
+from oec.rollout.policies.routes import FIXED, Need, Route, chain_probes, draw_route, edit_command_for, satisfied
+from oec.core.protocols import Episode, Format, Message
+from oec.env.repos import patch_paths, template
+from oec.core.types import Action, Completion, Task
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One step of the fix: replace OLD by NEW in PATH; or, for files the patch creates or deletes, write NEW whole
+    (`create`) or remove the file (`delete`)."""
+
+    path: str
+    old: str
+    new: str
+    kind: str = "edit"
+
+    def command(self) -> str:
+        if self.kind == "create":
+            return rewrite_command(self.path, self.new)
+        if self.kind == "delete":
+            return f"rm {self.path}"
+        return edit_command(self.path, self.old, self.new)
+
+    def applies(self, now: str | None) -> bool:
+        """Whether this step is still to do when PATH holds NOW (None: no such file)."""
+        if self.kind == "create":
+            return now != self.new
+        if self.kind == "delete":
+            return now is not None
+        return now is not None and now.count(self.old) == 1
+
+
+def parse_patch(patch: str) -> dict[str, list[list[tuple[str, str]]]]:
+    """Unified diff -> {path: [hunk, ...]}, a hunk being [(tag, line)] with tag in ' ', '-', '+'. A deleted file
+    is keyed by its old path."""
+    files: dict[str, list] = {}
+    path, old_path, hunk = None, None, None
+    for line in patch.splitlines():
+        if line.startswith("+++ ") and hunk is None:
+            path = line[4:].split("\t")[0].removeprefix("b/")
+            if path == "/dev/null":
+                path = old_path
+            files.setdefault(path, [])
+        elif line.startswith("--- ") and hunk is None or line.startswith("diff "):
+            hunk = None
+            if line.startswith("--- "):
+                old_path = line[4:].split("\t")[0].removeprefix("a/")
+        elif line.startswith("@@"):
+            hunk = []
+            files[path].append(hunk)
+        elif hunk is not None and line[:1] in (" ", "-", "+"):
+            hunk.append((line[0], line[1:]))
+        elif hunk is not None and line == "":
+            hunk.append((" ", ""))
+    return files
+
+
+def edits_from_patch(base: dict[str, str | None], patch: str) -> list[Edit]:
+    """The gold patch as shell edits, each with the least context that makes its snippet unique in the file.
+    BASE maps each path the patch touches to its base text (None or absent: the patch creates the file)."""
+    edits = []
+    status = file_status(patch)
+    for path, hunks in parse_patch(patch).items():
+        text = base.get(path)
+        if status.get(path) == "create" or text is None:
+            lines = [s for h in hunks for t, s in h if t != "-"]
+            edits.append(Edit(path, "", "\n".join(lines) + "\n" if lines else "", kind="create"))
+            continue
+        if status.get(path) == "delete":
+            edits.append(Edit(path, text, "", kind="delete"))
+            continue
+        for hunk in hunks:
+            changed = [i for i, (tag, _) in enumerate(hunk) if tag != " "]
+            lo, hi = changed[0], changed[-1] + 1
+            while True:
+                old = "\n".join(s for t, s in hunk[lo:hi] if t != "+")
+                new = "\n".join(s for t, s in hunk[lo:hi] if t != "-")
+                if old.strip() and text.count(old) == 1 or (lo == 0 and hi == len(hunk)):
+                    break
+                # grow towards the side with a non-blank line first: a bare blank line is rarely distinctive
+                if lo > 0 and (hi == len(hunk) or hunk[lo - 1][1].strip()):
+                    lo -= 1
+                else:
+                    hi += 1
+            edits.append(Edit(path, old, new))
+            text = text.replace(old, new, 1)
+    return edits
+
+
+def file_status(patch: str) -> dict[str, str]:
+    """{path: 'create' | 'delete'} for the files PATCH creates or deletes (from its ---/+++ headers)."""
+    out, old = {}, None
+    for line in patch.splitlines():
+        if line.startswith("--- "):
+            old = line[4:].split("\t")[0]
+        elif line.startswith("+++ ") and old is not None:
+            new = line[4:].split("\t")[0]
+            if old == "/dev/null":
+                out[new.removeprefix("b/")] = "create"
+            elif new == "/dev/null":
+                out[old.removeprefix("a/")] = "delete"
+            old = None
+    return out
+
+
+def base_texts(task: Task) -> dict[str, str | None]:
+    """Base versions of the files the expert watches: every file of an inline repo; for a git repo the files the
+    gold patch touches, plus its Python sources when there are few (a wrong edit elsewhere is then seen too)."""
+    if task.repo.kind == "inline":
+        return dict(task.repo.files)
+    base = template(task)
+    watched = set(patch_paths(task.gold_patch or ""))
+    sources = [p for p in base.files if p.endswith(".py") and p not in base.restore]
+    if len(sources) <= MAX_WATCHED:
+        watched |= set(sources)
+    return {p: base.read(p) for p in sorted(watched)}
+
+
+MAX_WATCHED = 300  # files read per expert turn at most (a big repo's other files are not watched)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The expert's route through one task: explore commands, then the fix."""
+
+    explore: tuple[tuple[str, str], ...]  # (thought, command)
+    needs: tuple[Need, ...]  # what each explore command is for (an equivalent one already run counts)
+    edits: tuple[Edit, ...]
+    stages: dict  # path -> [base content, after the 1st edit of it, ..., fixed content]
+    focus: str  # the function with the bug, for thoughts
+
+
+@lru_cache(maxsize=4096)
+def _plan(task_json: str, route: Route) -> Plan:
+    return make_plan(Task.model_validate_json(task_json), route)
+
+
+def make_plan(task: Task, route: Route = FIXED) -> Plan:
+    if not task.gold_patch:
+        raise ValueError(f"task {task.task_id}: the scripted expert needs a gold_patch")
+    base = base_texts(task)
+    edits = edits_from_patch(base, task.gold_patch)
+    stages = {p: [c] for p, c in base.items()}
+    for e in edits:
+        before = stages.setdefault(e.path, [base.get(e.path)])[-1]
+        stages[e.path].append(e.new if e.kind == "create" else None if e.kind == "delete" else
+                              before.replace(e.old, e.new, 1))
+    chain = task.meta.get("chain") or []
+    pkg = task.meta.get("package", ".")
+    home = {fn: next(p for p, c in base.items() if c and re.search(rf"^def {fn}\(", c, re.M)
+                     and not p.startswith("tests/")) for fn in chain}
+    tests = {fn: next((p for p, c in base.items() if c and p.startswith("tests/") and f"def test_{fn}(" in c), "")
+             for fn in chain[:1]}
+    probes = chain_probes(chain, pkg, home, tests, route) if chain else []
+    if not any(need.kind == "tests" for _, _, need in probes):  # no call chain: the failing tests come first
+        probes.insert(0, ("Let me run the tests to see what fails.", "runtests", Need("tests")))
+    seen_files = set(home.values())
+    if task.meta.get("function"):  # mutated tasks: the function with the bug
+        name = task.meta["function"].rsplit(".", 1)[-1]
+        command = f"grep -rn 'def {name}(' ."
+        probes.append((f"The failing tests exercise `{name}`; let me find it.", command, Need("exact", command)))
+    explore = [(thought, command) for thought, command, _ in probes]
+    needs = [need for _, _, need in probes]
+    for e in edits:  # tasks without a call chain (imported ones): read the files the fix touches
+        text = base.get(e.path)
+        if e.path in seen_files or e.kind != "edit" or text is None:
+            continue
+        seen_files.add(e.path)
+        lines = text.count("\n")
+        if lines <= LONG_FILE:
+            explore.append((f"Let me read {e.path}.", f"cat {e.path}"))
+            needs.append(Need("exact", f"cat {e.path}", "fresh"))
+        else:  # a long file: read the lines around the change, as `cat` output would be cut
+            at = text[: text.index(e.old)].count("\n") + 1
+            explore.append((f"Let me read the relevant part of {e.path}.",
+                            f"sed -n '{max(1, at - 15)},{at + e.old.count(chr(10)) + 15}p' {e.path}"))
+            needs.append(Need("exact", explore[-1][1]))
+    focus = chain[-1] if chain else task.meta.get("function") or edits[0].path
+    return Plan(tuple(explore), tuple(needs), tuple(edits), stages, focus)
+
+
+LONG_FILE = 60  # lines; longer files are read in part
+
+
+def read_workspace(ws: Path, rel: str, limit: int = 1 << 20) -> str | None:
+    """A workspace file as the agent could read it, or None. Never follows a symlink or opens a FIFO or device:
+    the workspace is agent-controlled and this runs on the host."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        return None
+    # Walk one component at a time from a directory fd, refusing symlinks at every step: resolving the path first
+    # and opening it after would let a process in the sandbox swap a directory for a symlink to the host in between.
+    try:
+        fd = os.open(ws, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            nxt = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except OSError:
+        os.close(fd)
+        return None
+    try:
+        st = os.fstat(fd)
+        readable = st.st_mode & stat.S_IRUSR and st.st_mode & stat.S_IWUSR  # root reads anything; the agent not
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit or not readable:
+            return None
+        return os.read(fd, limit + 1).decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def rewrite_command(path: str, content: str) -> str:
+    """Put a file back by writing it whole: the fallback when git cannot (no .git, a staged edit, a chmod)."""
+    if not content:
+        return f"chmod u+rw {path} 2>/dev/null; : > {path}"
+    tail = "" if content.endswith("\n") else f" && truncate -s -1 {path}"
+    body = content if content.endswith("\n") else content + "\n"
+    parent = os.path.dirname(path)
+    mkdir = f"mkdir -p {parent} && " if parent else ""
+    return f"chmod u+rw {path} 2>/dev/null; {mkdir}cat > {path} <<'OEC_EOF'\n{body}OEC_EOF{tail}"
+
+
+CD = re.compile(r"(?:^|[;&|(]\s*)(?P<cd>cd)(?:[ \t]+(?P<to>[^\s;&|)]+))?(?=\s|[;&|)]|$)")
+HOME = ("/workspace", "/workspace/", ".")  # where a `cd` leaves the shell in the workspace root
+RESTARTED = "a fresh shell was started"
+
+
+NOT_FOUND = re.compile(r"^[\w./-]+: (?:cannot access ')?([^:'\n]+)'?: No such file", re.M)
+
+
+def missed(episode: Episode) -> bool:
+    """Whether the last command failed to find a path that does exist in the workspace."""
+    last = episode.steps[-1] if episode.steps else None
+    if last is None or last.returncode in (0, None):
+        return False
+    paths = NOT_FOUND.findall(last.observation)
+    return any(not os.path.isabs(p) and ".." not in p and os.path.lexists(episode.workspace / p) for p in paths)
+
+
+def moved_to(command: str) -> str | None:
+    """Where COMMAND's last `cd` leaves the shell (`~` for a bare `cd`), or None when it runs none that lasts: a `cd`
+    inside `( )` changes only a subshell's directory."""
+    target = None
+    for m in CD.finditer(command):
+        before = command[: m.start("cd")]
+        if before.count("(") <= before.count(")"):
+            target = m.group("to") or "~"
+    return target
+
+
+def elsewhere(steps) -> bool:
+    """Whether the shell's working directory may not be the workspace: the last lasting `cd` after the last shell
+    restart (a restarted shell starts in /workspace) went somewhere else than the workspace root."""
+    for step in reversed(steps):
+        command = step.action.command if step.action and step.action.kind == "bash" else ""
+        target = moved_to(command)
+        if target is not None:
+            return target not in HOME
+        if RESTARTED in step.observation:
+            return False
+    return False
+
+
+def workspace_state(ws: Path, task: Task, plan: Plan) -> tuple[str, list[str]]:
+    """('clean' | 'fixed' | 'wrong', files that are neither base, fixed, nor on the way between them)."""
+    wrong, done = [], True
+    for path, stages in plan.stages.items():
+        now = read_workspace(ws, path)
+        if now not in stages:
+            wrong.append(path)
+        elif now != stages[-1]:
+            done = False
+    return ("wrong" if wrong else "fixed" if done else "clean"), wrong
+
+
+def reply(fmt: Format, thought: str, command: str, turn: int) -> Completion:
+    """A scripted decision written the way FMT expects a model to write it (text, or a native tool call)."""
+    action = Action(kind="submit") if command == "submit" else Action(kind="bash", command=command)
+    if fmt.tools:
+        return Completion(text=thought, tool_calls=[tool_call(action, f"call_{turn}")])
+    return Completion(text=text_reply(thought, action))
+
+
+class ExpertConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    latency: float = Field(0.0, ge=0, description="seconds to sleep per call (benchmarks: simulate an API)")
+    chars_per_token: float = Field(4.0, gt=0, description="for the token counts an API expert would be billed")
+    routes: Literal["fixed", "seeded"] = Field("fixed", description="seeded: one of several equivalent routes per "
+                                               "episode (oec.rollout.policies.routes), so BC data is not one script")
+
+
+def estimated_tokens(text: str, chars_per_token: float) -> int:
+    return -int(-len(text) // chars_per_token)  # rounded up: a non-empty text is at least one token
+
+
+class ScriptedExpert:
+    def __init__(self, spec: str = "scripted:expert", config: ExpertConfig | None = None, format: Format | None = None):
+        self.spec, self.config, self.format = spec, config or ExpertConfig(), format or TextFormat()
+
+    def close(self) -> None:
+        pass
+
+    def act(self, messages: list[Message], episode: Episode) -> Completion:
+        t0 = time.monotonic()
+        if self.config.latency:
+            time.sleep(self.config.latency)
+        completion = reply(self.format, *self.decide(episode), len(episode.steps))
+        # What an API expert would be billed, estimated from characters (~4 per token for GPT-style BPE on English
+        # and code): without it the expert's effort, the quantity OEC saves, would read 0 in every budget and plot.
+        shown = "".join(str(m.get("content") or "") + (json.dumps(m["tool_calls"]) if m.get("tool_calls") else "")
+                        for m in messages)
+        said = completion.text + "".join(c.arguments for c in completion.tool_calls)
+        cpt = self.config.chars_per_token
+        return completion.model_copy(update={"latency_s": time.monotonic() - t0,
+                                             "prompt_tokens": estimated_tokens(shown, cpt),
+                                             "completion_tokens": estimated_tokens(said, cpt)})
+
+    def route(self, episode: Episode) -> Route:
+        return draw_route(episode.rng) if self.config.routes == "seeded" else FIXED
+
+    def decide(self, episode: Episode) -> tuple[str, str]:
+        task = episode.task
+        route = self.route(episode)
+        plan = _plan(task.model_dump_json(), route)
+        state, wrong = workspace_state(episode.workspace, task, plan)
+        done = [s.action.command if s.action.kind == "bash" else "submit" for s in episode.steps if s.action]
+        # commands since the workspace last changed: a view older than that may show stale code
+        last_change = max((i for i, c in enumerate(done) if not is_read_only(c)), default=-1)
+        fresh = done[last_change + 1 :]
+        # every command below is relative to the workspace: go back there after a `cd` elsewhere, or when a path
+        # that exists in the workspace was not found (a `cd` we did not see). A wrong path is no reason to `cd`:
+        # that wasted turn once made up most of OEC's "corrections".
+        if elsewhere(episode.steps) or (done[-1:] != ["cd /workspace"] and missed(episode)):
+            return "Let me go back to the repository root.", "cd /workspace"
+        if state == "wrong":
+            if done and done[-1].startswith("git checkout -- "):  # git did not bring them back: write them out
+                path = wrong[0]
+                base = plan.stages[path][0]
+                if base is None:  # the file is not in the base: it goes
+                    return f"{path} should not exist; let me remove it.", f"rm -rf {path}"
+                return f"git could not restore {path}; let me write it back as it was.", rewrite_command(path, base)
+            if not fresh or fresh[-1] != "git diff":
+                return "There are changes I did not expect; let me look at them.", "git diff"
+            return "These changes are wrong; let me revert them.", "git checkout -- " + " ".join(sorted(wrong))
+        if state == "fixed":
+            if route.review and "git diff" not in fresh and "runtests" not in fresh:
+                return "Let me look at the change before testing it.", "git diff"
+            if "runtests" not in fresh:
+                return "Let me check that the tests pass now.", "runtests"
+            return "The tests pass; the fix is done.", "submit"
+        acted = [s for s in episode.steps if s.action]  # indexed like `done`
+        for (thought, command), need in zip(plan.explore, plan.needs):
+            if not satisfied(need, acted, last_change + 1):
+                return thought, command
+        current = {e.path: read_workspace(episode.workspace, e.path) for e in plan.edits}
+        for e in plan.edits:
+            if e.applies(current[e.path]):
+                return f"The bug is in `{plan.focus}`; let me fix it.", edit_command_for(e, current[e.path], route)
+        return "I cannot find the code to fix; let me look at the changes.", "git diff"

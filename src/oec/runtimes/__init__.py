@@ -1,1 +1,0 @@
-"""Runtimes other than the default bubblewrap sandbox (env.runtime=...)."""
