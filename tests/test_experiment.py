@@ -148,6 +148,10 @@ def test_demo_runs_the_packaged_config_and_prints_both_tables(tmp_path, tiny_mod
     assert f"report: {out / 'report.html'}" in r.stdout and (out / "report.html").exists()
     pools = json.loads((out / "calibration.json").read_text())["oec_pools"]
     assert set(pools) == {"seed-0/pools/oec-uniform"} and "the expert corrected a student mistake in" in r.stdout
+    # the mechanism check is logged before the first arm trains, and kept in calibration.json
+    assert r.stdout.index("mechanism seed-0/pools/oec-uniform: ") < r.stdout.index("seed 0 size 2 bc:")
+    check = json.loads((out / "calibration.json").read_text())["mechanism"]["seed-0/pools/oec-uniform"]
+    assert set(check["goals"]) == {"corrected >= 50%", "restored > 0"} and check["student_episodes"] == 4
 
 
 def test_oec_contents_counts_the_corrections(tmp_path, train_tasks):
@@ -210,6 +214,7 @@ def test_the_command_that_reproduces_the_shipped_student_runs(tmp_path):
 
 
 @pytest.mark.parametrize("path", ["configs/paper-tiny.yaml", "configs/warm-student.yaml", "configs/dagger-tiny.yaml",
+                                  "configs/warm-student-multihop.yaml",
                                   "bench/expert_tokens.yaml", "src/oec/assets/demo.yaml"])
 def test_shipped_configs_validate(path):
     """A typo in a shipped config would surface only hours into a run (or never, for the ones CI does not run)."""

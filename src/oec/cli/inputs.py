@@ -25,6 +25,7 @@ def tasks_generate(
     split: str = typer.Option("train", help="train | heldout (disjoint names)"),
     n: int = typer.Option(100, min=1, help="number of tasks"),
     seed: int = typer.Option(0, help="generator seed"),
+    preset: Optional[str] = typer.Option(None, help="named knobs (easy | multihop); knobs given too override it"),
     modules: Optional[int] = typer.Option(None, help="modules per package [3]"),
     functions_per_module: Optional[int] = typer.Option(None, help="functions per module [3]"),
     hops: Optional[int] = typer.Option(None, help="call hops from the reported function to the bug [1]"),
@@ -36,7 +37,7 @@ def tasks_generate(
     try:
         check_output(out, "file")
         tasks = generate_tasks(
-            suite, split, n, seed, modules=modules, functions_per_module=functions_per_module, hops=hops,
+            suite, split, n, seed, preset=preset, modules=modules, functions_per_module=functions_per_module, hops=hops,
             shapes=shapes.split(",") if shapes else None, mutation_kinds=mutations.split(",") if mutations else None,
             direct_test_prob=direct_test_prob,
         )

@@ -34,6 +34,7 @@ from oec.core.errors import InputError
 from oec.core.stage import TRAIN_INFO, guard_config, load_info
 from oec.data.build import BuildConfig, build
 from oec.data.filter import FilterConfig, filter_run
+from oec.experiments.mechanism import experiment_checks
 from oec.experiments.rows import eval_row, expert_tokens, kept_count, oec_contents, write_csv
 from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
 from oec.experiments.task_sets import TaskSets, warm_seed
@@ -41,6 +42,7 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import check_local_options, local_spec
 from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
 from oec.tasks.io import load_tasks, write_tasks
+from oec.tasks.toy import PRESETS
 from oec.train.sft import TrainConfig, check_trl, matched_steps, train
 from oec.train.student import StudentConfig, init_student
 
@@ -58,6 +60,8 @@ class SuiteConfig(BaseModel):
     train: int = Field(200, ge=1, description="train tasks (pools are collected on these)")
     heldout: int = Field(100, ge=1, description="held-out tasks every student is evaluated on")
     seed: int = 0
+    preset: str | None = Field(None, description="named toy knobs (oec.tasks.toy.PRESETS: easy, multihop); "
+                                                 "`knobs` override its values")
     knobs: dict[str, Any] = Field(default_factory=dict, description="toy generator knobs: hops, modules, ...")
     train_file: str | None = Field(None, description="use this tasks file instead of generating")
     heldout_file: str | None = None
@@ -65,6 +69,14 @@ class SuiteConfig(BaseModel):
                                                     "are seed, the held-out ones seed + 1")
     warm_file: str | None = Field(None, description="the warm-start tasks file (needed with train_file when the "
                                                     "warm start trains)")
+
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str | None) -> str | None:
+        if v is not None and v not in PRESETS:
+            raise ValueError(f"unknown toy preset {v!r}; known presets: {', '.join(sorted(PRESETS))}")
+        return v
 
 
 class ArmConfig(BaseModel):
@@ -163,6 +175,8 @@ class Experiment:
 
         def differs(old: dict, mine: dict) -> list[str]:
             old = old.get("config", {})
+            if isinstance(old.get("suite"), dict):  # written before suite.preset existed: it had none
+                old["suite"].setdefault("preset", None)
             # a key missing from an older experiment.json is a field added since, at its default; `out` is where the
             # experiment is now, which may be another place than where it ran (moved or copied: it resumes)
             diff = sorted(k for k in old if k not in MAY_CHANGE | {"out"} and old[k] != mine.get(k))
@@ -236,7 +250,8 @@ class Experiment:
         if not _done(w / "ckpt" / TRAINED_TASKS):  # so that a later experiment from this student can check its tasks
             s, trained = self.cfg.suite, load_tasks(seed_tasks)
             source = {"file": str(warm_tasks), "split": "train", "n": len(trained)} if s.warm_file else \
-                {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained), "knobs": s.knobs}
+                {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained),
+                 "preset": s.preset, "knobs": {**PRESETS.get(s.preset or "", {}), **s.knobs}}
             write_trained_on(w / "ckpt", trained, source, self.cfg.student_model)
         self.log(f"warm-start: {row['resolve_rate']:.1%} held-out")
         return w / "ckpt"
@@ -326,6 +341,9 @@ class Experiment:
                  "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",
                  "note": f"given: {self.cfg.student_model}" if given else ""}]
         self.write_tables(rows)
+        early = experiment_checks(self, self.cfg.seeds[:1], warm, train_tasks)  # before any arm trains
+        write_text(self.root / "calibration.json", json.dumps({"warm_start_resolve_rate": rows[0]["resolve_rate"],
+                                                               "mechanism": early}, indent=2) + "\n")
         for seed in self.cfg.seeds:
             for size in self.cfg.sizes:
                 for arm in self.cfg.arms:
@@ -336,7 +354,8 @@ class Experiment:
                     self.write_tables(rows)
         contents = {str(pool.relative_to(self.root)): oec_contents(pool)
                     for pool in sorted(self.root.glob("seed-*/pools/oec-*"))}
-        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents}
+        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents,
+                       "mechanism": experiment_checks(self, self.cfg.seeds, warm, train_tasks, quiet=True)}
         write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
         for pool, c in contents.items():
             self.log(f"{pool}: {c['kept']} kept; the expert corrected a student mistake in {c['corrected']:.0%} "

@@ -36,7 +36,7 @@ class TaskSets:
                                             ("warm", "train", n_warm, warm_seed(s), s.warm_file)):
             if n:
                 self.sets[name] = (Path(given), None) if given else (
-                    root / f"tasks/{name}.jsonl", generate_tasks("toy", split, n, seed, **s.knobs))
+                    root / f"tasks/{name}.jsonl", generate_tasks("toy", split, n, seed, s.preset, **s.knobs))
 
     def check(self) -> None:
         """The sets in use share no task, and the given student trained on none of them."""

@@ -72,11 +72,13 @@ def write_tasks(tasks: list[Task], path: str | Path) -> Path:
     return path
 
 
-def generate_tasks(suite: str, split: str, n: int, seed: int, **knobs) -> list[Task]:
+def generate_tasks(suite: str, split: str, n: int, seed: int, preset: str | None = None, **knobs) -> list[Task]:
     if suite != "toy":
         raise InputError(f"unknown suite {suite!r}; the embedded suite is 'toy' (real repos: `oec tasks import`)")
     try:
-        cfg = toy.ToyConfig(**{k: v for k, v in knobs.items() if v is not None})
+        cfg = toy.toy_config(preset, **knobs)
     except ValidationError as e:
         raise InputError(f"toy suite options: {describe(e)}") from None
+    except ValueError as e:  # an unknown preset
+        raise InputError(str(e)) from None
     return toy.generate(split, n, seed, cfg)

@@ -35,6 +35,27 @@ class ToyConfig(BaseModel):
     direct_test_prob: float = Field(0.5, ge=0, le=1, description="chance the buggy function has its own visible test")
 
 
+# Named sets of knobs, the one place a setting is defined: configs say `suite.preset: multihop` and
+# `oec tasks generate --preset multihop`; knobs given beside a preset override its values.
+PRESETS: dict[str, dict] = {
+    # the shipped warm student's setting: the issue names the buggy function, the expert's route is 6 turns, and the
+    # student's failures are mis-copied names rather than wrong decisions
+    "easy": {"hops": 0, "direct_test_prob": 1.0, "modules": 2, "functions_per_module": 2},
+    # where OEC's mechanism acts (issue 14): the bug is one or two calls away from the function the issue names, in
+    # another module, and often has no test of its own, so the student must decide where to look and what to edit;
+    # the values were chosen by measurement (bench/RESULTS.md §14)
+    "multihop": {"hops": 1, "direct_test_prob": 0.5, "modules": 3, "functions_per_module": 2},
+}
+
+
+def toy_config(preset: str | None = None, **knobs) -> ToyConfig:
+    """PRESET's knobs (if any) with KNOBS on top (None values are left out: an option that was not given)."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown toy preset {preset!r}; known presets: {', '.join(sorted(PRESETS))}")
+    base = dict(PRESETS[preset]) if preset else {}
+    return ToyConfig(**{**base, **{k: v for k, v in knobs.items() if v is not None}})
+
+
 def split_of(name: str) -> str:
     """Every identifier belongs to exactly one split, so the splits' names are disjoint whatever the seeds."""
     return SPLITS[hashlib.sha256(name.encode()).digest()[0] % 2]

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,7 @@ from oec.core.shell_facts import edit_command, is_read_only
 from oec.core.types import Action, Completion, Task
 from oec.env.repos import patch_paths, template
 from oec.formats import TextFormat, text_reply, tool_call
+from oec.rollout.policies.routes import FIXED, Need, Route, chain_probes, draw_route, edit_command_for, satisfied
 
 
 @dataclass(frozen=True)
@@ -146,17 +148,18 @@ class Plan:
     """The expert's route through one task: explore commands, then the fix."""
 
     explore: tuple[tuple[str, str], ...]  # (thought, command)
+    needs: tuple[Need, ...]  # what each explore command is for (an equivalent one already run counts)
     edits: tuple[Edit, ...]
     stages: dict  # path -> [base content, after the 1st edit of it, ..., fixed content]
     focus: str  # the function with the bug, for thoughts
 
 
 @lru_cache(maxsize=4096)
-def _plan(task_json: str) -> Plan:
-    return make_plan(Task.model_validate_json(task_json))
+def _plan(task_json: str, route: Route) -> Plan:
+    return make_plan(Task.model_validate_json(task_json), route)
 
 
-def make_plan(task: Task) -> Plan:
+def make_plan(task: Task, route: Route = FIXED) -> Plan:
     if not task.gold_patch:
         raise ValueError(f"task {task.task_id}: the scripted expert needs a gold_patch")
     base = base_texts(task)
@@ -166,21 +169,22 @@ def make_plan(task: Task) -> Plan:
         before = stages.setdefault(e.path, [base.get(e.path)])[-1]
         stages[e.path].append(e.new if e.kind == "create" else None if e.kind == "delete" else
                               before.replace(e.old, e.new, 1))
-    explore = [("Let me run the tests to see what fails.", "runtests")]
     chain = task.meta.get("chain") or []
     pkg = task.meta.get("package", ".")
-    seen_files = set()
-    for i, fn in enumerate(chain):
-        why = "The issue is about" if i == 0 else "It calls"
-        explore.append((f"{why} `{fn}`; let me find where it is defined.", f"grep -rn 'def {fn}(' {pkg}"))
-        path = next(p for p, c in base.items()
-                    if c and re.search(rf"^def {fn}\(", c, re.M) and not p.startswith("tests/"))
-        if path not in seen_files:
-            seen_files.add(path)
-            explore.append((f"Let me read {path}.", f"cat {path}"))
+    home = {fn: next(p for p, c in base.items() if c and re.search(rf"^def {fn}\(", c, re.M)
+                     and not p.startswith("tests/")) for fn in chain}
+    tests = {fn: next((p for p, c in base.items() if c and p.startswith("tests/") and f"def test_{fn}(" in c), "")
+             for fn in chain[:1]}
+    probes = chain_probes(chain, pkg, home, tests, route) if chain else []
+    if not any(need.kind == "tests" for _, _, need in probes):  # no call chain: the failing tests come first
+        probes.insert(0, ("Let me run the tests to see what fails.", "runtests", Need("tests")))
+    seen_files = set(home.values())
     if task.meta.get("function"):  # mutated tasks: the function with the bug
         name = task.meta["function"].rsplit(".", 1)[-1]
-        explore.append((f"The failing tests exercise `{name}`; let me find it.", f"grep -rn 'def {name}(' ."))
+        command = f"grep -rn 'def {name}(' ."
+        probes.append((f"The failing tests exercise `{name}`; let me find it.", command, Need("exact", command)))
+    explore = [(thought, command) for thought, command, _ in probes]
+    needs = [need for _, _, need in probes]
     for e in edits:  # tasks without a call chain (imported ones): read the files the fix touches
         text = base.get(e.path)
         if e.path in seen_files or e.kind != "edit" or text is None:
@@ -189,12 +193,14 @@ def make_plan(task: Task) -> Plan:
         lines = text.count("\n")
         if lines <= LONG_FILE:
             explore.append((f"Let me read {e.path}.", f"cat {e.path}"))
+            needs.append(Need("exact", f"cat {e.path}", "fresh"))
         else:  # a long file: read the lines around the change, as `cat` output would be cut
             at = text[: text.index(e.old)].count("\n") + 1
             explore.append((f"Let me read the relevant part of {e.path}.",
                             f"sed -n '{max(1, at - 15)},{at + e.old.count(chr(10)) + 15}p' {e.path}"))
+            needs.append(Need("exact", explore[-1][1]))
     focus = chain[-1] if chain else task.meta.get("function") or edits[0].path
-    return Plan(tuple(explore), tuple(edits), stages, focus)
+    return Plan(tuple(explore), tuple(needs), tuple(edits), stages, focus)
 
 
 LONG_FILE = 60  # lines; longer files are read in part
@@ -245,7 +251,8 @@ def rewrite_command(path: str, content: str) -> str:
     return f"chmod u+rw {path} 2>/dev/null; {mkdir}cat > {path} <<'OEC_EOF'\n{body}OEC_EOF{tail}"
 
 
-CD = re.compile(r"(^|[;&|(]\s*)cd\b")
+CD = re.compile(r"(?:^|[;&|(]\s*)(?P<cd>cd)(?:[ \t]+(?P<to>[^\s;&|)]+))?(?=\s|[;&|)]|$)")
+HOME = ("/workspace", "/workspace/", ".")  # where a `cd` leaves the shell in the workspace root
 RESTARTED = "a fresh shell was started"
 
 
@@ -261,13 +268,25 @@ def missed(episode: Episode) -> bool:
     return any(not os.path.isabs(p) and ".." not in p and os.path.lexists(episode.workspace / p) for p in paths)
 
 
+def moved_to(command: str) -> str | None:
+    """Where COMMAND's last `cd` leaves the shell (`~` for a bare `cd`), or None when it runs none that lasts: a `cd`
+    inside `( )` changes only a subshell's directory."""
+    target = None
+    for m in CD.finditer(command):
+        before = command[: m.start("cd")]
+        if before.count("(") <= before.count(")"):
+            target = m.group("to") or "~"
+    return target
+
+
 def elsewhere(steps) -> bool:
-    """Whether the shell's working directory may not be the workspace: a `cd` other than `cd /workspace` came after
-    the last shell restart (a restarted shell starts in /workspace)."""
+    """Whether the shell's working directory may not be the workspace: the last lasting `cd` after the last shell
+    restart (a restarted shell starts in /workspace) went somewhere else than the workspace root."""
     for step in reversed(steps):
         command = step.action.command if step.action and step.action.kind == "bash" else ""
-        if CD.search(command):
-            return command.strip() != "cd /workspace"
+        target = moved_to(command)
+        if target is not None:
+            return target not in HOME
         if RESTARTED in step.observation:
             return False
     return False
@@ -297,6 +316,8 @@ class ExpertConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     latency: float = Field(0.0, ge=0, description="seconds to sleep per call (benchmarks: simulate an API)")
     chars_per_token: float = Field(4.0, gt=0, description="for the token counts an API expert would be billed")
+    routes: Literal["fixed", "seeded"] = Field("fixed", description="seeded: one of several equivalent routes per "
+                                               "episode (oec.rollout.policies.routes), so BC data is not one script")
 
 
 def estimated_tokens(text: str, chars_per_token: float) -> int:
@@ -325,9 +346,13 @@ class ScriptedExpert:
                                              "prompt_tokens": estimated_tokens(shown, cpt),
                                              "completion_tokens": estimated_tokens(said, cpt)})
 
+    def route(self, episode: Episode) -> Route:
+        return draw_route(episode.rng) if self.config.routes == "seeded" else FIXED
+
     def decide(self, episode: Episode) -> tuple[str, str]:
         task = episode.task
-        plan = _plan(task.model_dump_json())
+        route = self.route(episode)
+        plan = _plan(task.model_dump_json(), route)
         state, wrong = workspace_state(episode.workspace, task, plan)
         done = [s.action.command if s.action.kind == "bash" else "submit" for s in episode.steps if s.action]
         # commands since the workspace last changed: a view older than that may show stale code
@@ -349,14 +374,17 @@ class ScriptedExpert:
                 return "There are changes I did not expect; let me look at them.", "git diff"
             return "These changes are wrong; let me revert them.", "git checkout -- " + " ".join(sorted(wrong))
         if state == "fixed":
+            if route.review and "git diff" not in fresh and "runtests" not in fresh:
+                return "Let me look at the change before testing it.", "git diff"
             if "runtests" not in fresh:
                 return "Let me check that the tests pass now.", "runtests"
             return "The tests pass; the fix is done.", "submit"
-        for thought, command in plan.explore:
-            if command not in (fresh if command.startswith("cat ") else done):
+        acted = [s for s in episode.steps if s.action]  # indexed like `done`
+        for (thought, command), need in zip(plan.explore, plan.needs):
+            if not satisfied(need, acted, last_change + 1):
                 return thought, command
         current = {e.path: read_workspace(episode.workspace, e.path) for e in plan.edits}
         for e in plan.edits:
             if e.applies(current[e.path]):
-                return f"The bug is in `{plan.focus}`; let me fix it.", e.command()
+                return f"The bug is in `{plan.focus}`; let me fix it.", edit_command_for(e, current[e.path], route)
         return "I cannot find the code to fix; let me look at the changes.", "git diff"
