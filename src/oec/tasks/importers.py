@@ -15,12 +15,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from oec.tasks.mutate import statement
-from oec.core.errors import MaterialiseError
-from oec.env.repos import check_commit, git, patch_paths, reverse_patch, template
-from oec.core.errors import InputError, describe
+from oec.core.errors import InputError, InstanceError, MaterialiseError, describe
 from oec.core.types import GitRepo, Task
-from oec.core.errors import InstanceError
+from oec.env.repos import check_commit, git, patch_paths, reverse_patch, template
+from oec.tasks.mutate import statement
 
 FORMATS = ("swebench", "swesmith")
 SWEBENCH_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement", "patch", "test_patch",
@@ -168,7 +166,8 @@ def import_instances(path: str | Path, fmt: str, repos_dir: str | Path, split: s
         except ValidationError as e:
             errors.append({"instance_id": iid, "line": lineno, "reason": describe(e)})
         except (InstanceError, MaterialiseError, subprocess.CalledProcessError) as e:
-            reason = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
+            failed = isinstance(e, subprocess.CalledProcessError)
+            reason = e.stderr.decode(errors="replace").strip() if failed else str(e)
             errors.append({"instance_id": iid, "line": lineno, "reason": reason})
         else:
             seen.add(iid)

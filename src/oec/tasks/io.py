@@ -8,10 +8,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from oec.core.atomic import atomic_output
-from oec.core.store import read_manifest, read_problems
-from oec.tasks import toy
-from oec.core.types import Problem, Task
 from oec.core.errors import InputError, describe
+from oec.core.store import read_manifest, read_problems
+from oec.core.types import Problem, Task
+from oec.tasks import toy
 
 
 def load_tasks(path: str | Path) -> list[Task]:

@@ -33,14 +33,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from oec.core.atomic import check_output
-from oec.tasks.bugs import KINDS, Mutant, mutants
+from oec.core.errors import InputError, SandboxError
+from oec.core.types import GitRepo, Task
 from oec.env.repos import git
 from oec.env.sandbox.bwrap import WORKSPACE
 from oec.env.sandbox.shell import POOL, Slot
-from oec.core.errors import SandboxError
-from oec.core.errors import InputError
+from oec.tasks.bugs import KINDS, Mutant, mutants
 from oec.tasks.io import write_tasks
-from oec.core.types import GitRepo, Task
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "__pycache__", ".eggs", "build", "dist",
              ".pytest_cache", ".mypy_cache", "node_modules"}

@@ -14,9 +14,9 @@ import random
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.tasks.toy_shapes import LEAF_SHAPES, MUTATION_KINDS, ONE_LINERS, Fn, Mutation, leaf, rewrap, wrapper
-from oec.core.types import InlineRepo, Task
 from oec.core.errors import InputError
+from oec.core.types import InlineRepo, Task
+from oec.tasks.toy_shapes import LEAF_SHAPES, MUTATION_KINDS, ONE_LINERS, Fn, Mutation, leaf, rewrap, wrapper
 
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"

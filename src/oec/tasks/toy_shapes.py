@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from typing import Callable
+
 from oec.core.errors import InputError
 
 MUTATION_KINDS = (
@@ -96,7 +97,8 @@ def leaf(shape: str, name: str, rng: random.Random) -> Fn:
         body = ["if x < lo:", "    return lo", "if x > hi:", "    return hi", "return x"]
         ok = lambda x, lo, hi: min(max(x, lo), hi)  # noqa: E731
         return Fn(name, ("x", "lo", "hi"), body, ok, _clamp_in, shape,
-                  [M("comparison_flip", 2, ["if x < hi:"], impl=lambda x, lo, hi: lo if x < lo else (hi if x < hi else x)),
+                  [M("comparison_flip", 2, ["if x < hi:"],
+                     impl=lambda x, lo, hi: lo if x < lo else (hi if x < hi else x)),
                    M("removed_branch", 2, [], span=2, impl=lambda x, lo, hi: max(x, lo)),
                    M("swapped_args", 3, ["    return lo"], impl=lambda x, lo, hi: lo if x < lo or x > hi else x)])
     if shape == "count_above":
