@@ -56,6 +56,7 @@ def test_param(x, three, tmpdir):
     assert double(x) != three and tmpdir.check(dir=1)
 
 
+# a skip on purpose, in the fixture repo: the sandbox must report it as plain pytest does
 @pytest.mark.skip(reason="skipped at setup")
 def test_skipped():
     pass

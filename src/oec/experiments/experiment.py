@@ -42,7 +42,7 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import check_local_options, local_spec
 from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
 from oec.tasks.io import load_tasks, write_tasks
-from oec.tasks.toy import PRESETS
+from oec.tasks.toy import toy_config
 from oec.train.sft import TrainConfig, check_trl, matched_steps, train
 from oec.train.student import StudentConfig, init_student
 
@@ -74,8 +74,7 @@ class SuiteConfig(BaseModel):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, v: str | None) -> str | None:
-        if v is not None and v not in PRESETS:
-            raise ValueError(f"unknown toy preset {v!r}; known presets: {', '.join(sorted(PRESETS))}")
+        toy_config(v)  # an unknown name is a ValueError that lists the known presets
         return v
 
 
@@ -251,7 +250,7 @@ class Experiment:
             s, trained = self.cfg.suite, load_tasks(seed_tasks)
             source = {"file": str(warm_tasks), "split": "train", "n": len(trained)} if s.warm_file else \
                 {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained),
-                 "preset": s.preset, "knobs": {**PRESETS.get(s.preset or "", {}), **s.knobs}}
+                 "preset": s.preset, "knobs": toy_config(s.preset, **s.knobs).model_dump()}
             write_trained_on(w / "ckpt", trained, source, self.cfg.student_model)
         self.log(f"warm-start: {row['resolve_rate']:.1%} held-out")
         return w / "ckpt"
