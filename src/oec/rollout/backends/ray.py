@@ -169,6 +169,9 @@ class RayBackend:
         self.load = [0] * n
         self.attempts: Counter = Counter()
         self.retried = 0
+        # actor index -> a ping that answers once a dead worker is back: while Ray restarts an actor, calls to it fail
+        # at once ("actor is restarting"), so sending the retry there would burn its retries in milliseconds
+        self.down: dict[int, object] = {}
         try:
             errors = ray.get([a.ready.options(concurrency_group="control").remote() for a in self.actors])
         except BaseException:  # e.g. Ctrl-C while the workers start
@@ -179,7 +182,10 @@ class RayBackend:
             raise next(e for e in errors if e)
 
     def submit(self, task: Task, sample: int) -> None:
-        i = min(range(len(self.actors)), key=self.load.__getitem__)
+        while len(self.down) == len(self.actors):  # every worker is restarting: wait for one
+            time.sleep(0.2)
+            self._revive()
+        i = min((i for i in range(len(self.actors)) if i not in self.down), key=self.load.__getitem__)
         self.load[i] += 1
         self.running[self.actors[i].run.remote(task, sample)] = (task, sample, i)
 
@@ -192,6 +198,8 @@ class RayBackend:
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.ObjectLostError) as e:
             # the worker process died, or the node holding the result: not the episode's fault, so run it again
             key = (task.task_id, sample)
+            if i not in self.down:
+                self.down[i] = self._ping(i)
             self.attempts[key] += 1
             self._log_retry(task.task_id, sample, self.attempts[key], e)
             if self.attempts[key] > self.cfg.ray_max_retries:
@@ -204,6 +212,22 @@ class RayBackend:
         except self.ray.exceptions.RayTaskError as e:  # run_episode records its own errors; this is anything else
             return error_trajectory(self.cfg, task.task_id, sample, f"worker error: {str(e)[-500:]}")
 
+    def _ping(self, i: int):
+        return self.actors[i].ready.options(concurrency_group="control").remote()
+
+    def _revive(self) -> None:
+        """Take back the workers whose ping answered; ping again those still restarting."""
+        if not self.down:
+            return
+        ready = set(self.ray.wait(list(self.down.values()), num_returns=len(self.down), timeout=0)[0])
+        for i, ping in list(self.down.items()):
+            if ping in ready:
+                try:
+                    self.ray.get(ping)
+                    del self.down[i]
+                except self.ray.exceptions.RayActorError:
+                    self.down[i] = self._ping(i)
+
     def _log_retry(self, task_id: str, sample: int, attempt: int, e: Exception) -> None:
         line = {"task_id": task_id, "sample": sample, "attempt": attempt, "error": f"{e.__class__.__name__}: "
                 f"{str(e).splitlines()[0][:300]}", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -211,6 +235,7 @@ class RayBackend:
             f.write(json.dumps(line) + "\n")
 
     def finished(self, timeout: float) -> list[Trajectory]:
+        self._revive()
         if not self.running:
             return []
         refs = list(self.running)
