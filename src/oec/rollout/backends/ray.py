@@ -5,7 +5,8 @@ owns its sandboxes (the slot pool is per process). The driver keeps up to two ep
 as the local backend does, and streams results back to collect()'s one append-only writer.
 
 Faults: an episode whose worker died (killed, OOM, node lost) is run again, up to `ray_max_retries` times, on
-whichever worker has room (Ray restarts dead actors); each loss is appended to RUN/retries.jsonl. An episode whose
+whichever live worker has room (Ray restarts dead actors; a restarting one gets no work until it answers a ping);
+each loss is appended to RUN/retries.jsonl. An episode whose
 worker died too often is written as an `error` trajectory that says so. Keys are written once: a lost attempt never
 reaches the writer, so nothing is duplicated.
 
