@@ -59,25 +59,25 @@ def _lines(path):
 
 
 def test_ray_and_local_give_identical_trajectories(cluster, tmp_path):
-    tasks = write_tasks(generate("train", 50, seed=3), tmp_path / "t.jsonl")
+    tasks = write_tasks(generate("train", 24, seed=3), tmp_path / "t.jsonl")
     opts = dict(mode="dagger", student="scripted:noisy", expert="scripted:expert", beta=0.4, seed=5)
     collect(_cfg(tasks, tmp_path / "local", **opts), progress=False)
     result = collect(_cfg(tasks, tmp_path / "ray", backend="ray", **opts), progress=False)
-    assert result["written"] == 50 and result["retried"] == 0
+    assert result["written"] == 24 and result["retried"] == 0
     local, remote = _canonical(tmp_path / "local"), _canonical(tmp_path / "ray")
-    assert len(local) == 50 and sum(t["verdict"]["resolved"] for t in local) >= 40
+    assert len(local) == 24 and sum(t["verdict"]["resolved"] for t in local) >= 19
     assert remote == local
 
 
 def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
-    tasks = write_tasks(generate("train", 25, seed=4), tmp_path / "t.jsonl")
+    tasks = write_tasks(generate("train", 12, seed=4), tmp_path / "t.jsonl")
     out = tmp_path / "run"
     cfg = _cfg(tasks, out, samples=4, backend="ray", expert="scripted:expert?latency=0.01")
     result = {}
     thread = threading.Thread(target=lambda: result.update(collect(cfg, progress=False)))
     thread.start()
     deadline = time.monotonic() + 120
-    while _lines(out / "trajectories.jsonl") < 15 and time.monotonic() < deadline:
+    while _lines(out / "trajectories.jsonl") < 10 and time.monotonic() < deadline:
         time.sleep(0.05)
     victims = _worker_pids()
     assert victims, "no Ray worker process found"
@@ -85,7 +85,7 @@ def test_a_killed_worker_loses_and_duplicates_nothing(cluster, tmp_path):
     thread.join(timeout=180)
     trajs = read_trajectories(out)
     keys = [t.key for t in trajs]
-    assert len(keys) == len(set(keys)) == 100
+    assert len(keys) == len(set(keys)) == 48
     assert result["retried"] >= 1
     retries = [json.loads(line) for line in (out / "retries.jsonl").read_text().splitlines()]
     assert len(retries) == result["retried"] and all("RayActorError" in r["error"] or "Actor" in r["error"]

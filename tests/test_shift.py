@@ -47,7 +47,7 @@ def test_history_text_variants():
 @pytest.fixture(scope="module")
 def shifted_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("shift")
-    tasks = write_tasks(generate_tasks("toy", "train", 48, seed=5), root / "tasks.jsonl")
+    tasks = write_tasks(generate_tasks("toy", "train", 32, seed=5), root / "tasks.jsonl")
     for name, opts in (("bc", {"mode": "expert"}), ("s0", {"mode": "student", "student": "scripted:noisy"})):
         collect(CollectConfig(tasks=str(tasks), out=str(root / name), workers=4, **opts), progress=False)
     from oec.shift.analyze import analyze
