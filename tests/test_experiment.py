@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -213,18 +214,18 @@ def test_the_command_that_reproduces_the_shipped_student_runs(tmp_path):
         f"{out}/warm/ckpt"
 
 
-@pytest.mark.parametrize("path", ["configs/paper-tiny.yaml", "configs/warm-student.yaml", "configs/dagger-tiny.yaml",
-                                  "configs/warm-student-multihop.yaml",
-                                  "bench/expert_tokens.yaml", "src/oec/assets/demo.yaml"])
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONFIGS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", [*SHIPPED_CONFIGS, "bench/expert_tokens.yaml", "src/oec/assets/demo.yaml"])
 def test_shipped_configs_validate(path):
     """A typo in a shipped config would surface only hours into a run (or never, for the ones CI does not run)."""
-    from pathlib import Path
-
     from oec.core.config import load_config
     from oec.experiments.dagger import DaggerConfig
     from oec.experiments.experiment import ExperimentConfig
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     model = DaggerConfig if "dagger" in path else ExperimentConfig
     cfg = load_config(model, root / path, {})
     if model is ExperimentConfig and cfg.student_model:  # the shipped student is where the config says
