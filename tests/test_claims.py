@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from oec.experiments.claims import claims, verdict
-from oec.experiments.stats import mcnemar_p, paired
+from oec.experiments.stats import mcnemar_p, newcombe_paired, paired
 from oec.viewer.show import wilson
 
 TASKS, SEEDS = 400, (0, 1)
@@ -135,3 +135,17 @@ def test_an_arm_is_never_compared_with_itself(run):
     only = {"bc": ARMS["bc"], "oec_all_turns": ARMS["oec_all_turns"]}  # the only oec arm is the ablation
     c5 = table(run, results(), arms=only)["C5"]
     assert c5["verdict"] == "not_measured" and "compared with itself" in c5["detail"]
+
+
+def test_arms_that_never_disagree_on_few_tasks_prove_no_equality():
+    """6/12 vs 6/12 on the same tasks: the plain correlation of the pairs is 1 and Newcombe's interval would collapse
+    to [0, 0]; his continuity-corrected one (phi = (6*6 - 12/2) / 6**2) keeps +-14 points, so a claim of no gain is
+    not decided by twelve tasks."""
+    half = np.arange(12) < 6
+    lo, hi = newcombe_paired(half, half)
+    _, u1 = wilson(6, 12)
+    width = (u1 - 0.5) * np.sqrt(2 - 2 * (36 - 6) / 36)
+    assert (lo, hi) == (pytest.approx(-width), pytest.approx(width)) and width > 0.14
+    p = paired(per_seed(half[None]), per_seed(half[None]))
+    assert p.lo <= lo and p.hi >= hi
+    assert verdict(p.lo, p.hi, null_claim=True) == "inconclusive"

@@ -83,7 +83,11 @@ def newcombe_paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     p1, p2 = (both + only_a) / n, (both + only_b) / n
     (l1, u1), (l2, u2) = wilson(both + only_a, n), wilson(both + only_b, n)
     margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
-    phi = (both * neither - only_a * only_b) / math.sqrt(margins) if margins else 0.0
+    # Newcombe's continuity-corrected correlation: the plain one is 1 when the arms never disagree, and then an
+    # interval around rates near 1/2 collapses to [0, 0] however few the tasks (12 tasks would "prove" no effect)
+    agree = both * neither - only_a * only_b
+    corrected = agree - n / 2 if agree > n / 2 else min(agree, 0)
+    phi = corrected / math.sqrt(margins) if margins else 0.0
     down = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     return p1 - p2 - down, p1 - p2 + up
