@@ -152,3 +152,15 @@ def test_concurrent_first_embeddings_load_the_model_once_and_leave_torch_on_cpu(
     for t in threads:
         t.join()
     assert torch.empty(1).device.type == "cpu" and emb._model is not None
+
+
+def test_plots_without_a_valid_turn_say_so_without_a_warning(tmp_path, recwarn):
+    """Too few trajectories for any turn (a smoke-sized experiment): the plots are still written, and matplotlib's
+    "No artists with labels" warning is not printed."""
+    from oec.shift.report import write_plots
+
+    rows = [{"pair": "student-expert", "turn": 0, "valid": False, "fd": 0.0, "fd_lo": 0.0, "fd_hi": 0.0, "kl": 0.0,
+             "kl_lo": 0.0, "kl_hi": 0.0}]
+    write_plots(rows, tmp_path, "expert")
+    assert (tmp_path / "fd.png").stat().st_size > 1000 and (tmp_path / "kl.png").exists()
+    assert not [w for w in recwarn if "artists" in str(w.message)]

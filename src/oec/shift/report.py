@@ -36,7 +36,10 @@ def write_plots(rows: list[dict], out: Path, reference: str) -> None:
         ax.set_xlabel("turn")
         ax.set_ylabel(label)
         ax.set_title(f"{label} per turn, 95% half-sample bands (reference: {reference})")
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:  # no turn had min_samples trajectories on both sides: say so on the plot, not as a warning
+            ax.text(0.5, 0.5, "no turn with enough trajectories on both sides", ha="center", transform=ax.transAxes)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         with atomic_output(out / f"{key}.png") as tmp:
