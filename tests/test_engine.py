@@ -56,6 +56,18 @@ def test_engine_is_chosen_by_the_spec(tmp_path):
         make_policy(f"local:{WARM}?engine=vllm")
 
 
+def test_threads_are_set_while_the_model_generates_and_given_back_on_close():
+    """torch's thread count is the process's: an experiment trains after its evaluations, in the same process."""
+    import torch
+
+    before = torch.get_num_threads()
+    for engine in ("kv", "hf"):
+        policy = make_policy(f"local:{WARM}?max_new_tokens=4&threads=1&engine={engine}")
+        assert torch.get_num_threads() == 1
+        policy.close()
+        assert torch.get_num_threads() == before
+
+
 def test_turns_read_only_new_tokens_of_exactly_the_chat_template_prompt(greedy, heldout):
     kv, hf = greedy
     tok = AutoTokenizer.from_pretrained(WARM)

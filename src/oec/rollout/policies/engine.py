@@ -78,10 +78,6 @@ class KVPolicy(LocalModel):
         text, n_new = request.future.result()
         return Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_new, latency_s=time.monotonic() - t0)
 
-    def close(self) -> None:
-        """Ends the generation thread after the requests already queued; the model and caches are then released."""
-        self._queue.put(None)
-
     def cached_tokens(self, episode: Episode) -> list[int]:
         """The ids whose keys the episode's cache holds (for tests; call it between the episode's turns)."""
         cache = self.caches.get(self._episode_key(episode))

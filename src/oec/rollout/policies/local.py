@@ -43,7 +43,8 @@ class LocalConfig(BaseModel):
                              "sequences (a long prompt is read in chunks, so decoding sequences are not held up)")
     cache_episodes: int = Field(128, ge=1, description="engine=kv: episode caches kept at most; the least recently "
                                 "used idle one is dropped beyond that (its next turn is read in full)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads while this model generates (default: "
+                                   "torch's choice; 1 is faster for a tiny student beside busy sandboxes)")
 
 
 def fit_to_context(messages: list[Message], count, budget: int) -> list[Message]:
@@ -79,6 +80,9 @@ class LocalModel:
         if not Path(path, "config.json").is_file():
             raise PolicySpecError(f"policy {spec!r}: {path} is not a model directory (no config.json); "
                              "make one with `oec student init` or pass a transformers model path")
+        # torch's thread count is the process's: set for this model's generation, given back by close() (a training
+        # in the same process, e.g. an experiment's next stage, wants every core again)
+        self._threads_before = torch.get_num_threads()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self.torch = torch
@@ -95,6 +99,13 @@ class LocalModel:
         self.batch_sizes: Counter = Counter()  # sequences per generate() call / decode step (for benchmarks/tests)
         self._queue: queue.Queue = queue.Queue()
         self.thread_name = f"oec-generate-{Path(path).name}"
+
+    def close(self) -> None:
+        """Ends the generation thread after the requests already queued; the model (and engine=kv's caches) are then
+        released: each collection loads its own, so a long experiment would otherwise keep every one it ever loaded."""
+        self._queue.put(None)
+        if self.config.threads:
+            self.torch.set_num_threads(self._threads_before)
 
     def _encode(self, messages: list[Message]) -> list[int]:
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
@@ -120,11 +131,6 @@ class LocalPolicy(LocalModel):
         self._queue.put((ids, episode.rng.getrandbits(63), fut))
         text, n_new = fut.result()
         return Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_new, latency_s=time.monotonic() - t0)
-
-    def close(self) -> None:
-        """Ends the generation thread after the requests already queued; the model is then released (each
-        collection loads its own, so a long experiment would otherwise keep every one it ever loaded)."""
-        self._queue.put(None)
 
     def _loop(self) -> None:
         closing = False
