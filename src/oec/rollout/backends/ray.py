@@ -6,9 +6,8 @@ as the local backend does, and streams results back to collect()'s one append-on
 
 Faults: an episode whose worker died (killed, OOM, node lost) is run again, up to `ray_max_retries` times, on
 whichever live worker has room (Ray restarts dead actors; a restarting one gets no work until it answers a ping);
-each loss is appended to RUN/retries.jsonl. An episode whose
-worker died too often is written as an `error` trajectory that says so. Keys are written once: a lost attempt never
-reaches the writer, so nothing is duplicated.
+each loss is appended to RUN/retries.jsonl. An episode whose worker died too often is written as an `error`
+trajectory that says so. Keys are written once: a lost attempt never reaches the writer, so nothing is duplicated.
 
 Rate limits: an `openai:` policy with `max_concurrency=N` caps calls in flight per process; on Ray the cap must hold
 over every worker, so its per-process semaphore is replaced by slots leased from one `PolicyLimiter` actor.
