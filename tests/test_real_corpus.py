@@ -57,7 +57,7 @@ def test_param(x, three, tmpdir):
 
 
 # a skip on purpose, in the fixture repo: the sandbox must report it as plain pytest does
-@pytest.mark.skip(reason="skipped at setup")
+@pytest.mark.skip(reason="fixture repo: a skip at setup, which the sandbox must report as plain pytest does")
 def test_skipped():
     pass
 
