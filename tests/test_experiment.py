@@ -225,11 +225,10 @@ def test_shipped_configs_validate(path):
     from oec.experiments.dagger import DaggerConfig
     from oec.experiments.experiment import ExperimentConfig
 
-    root = ROOT
     model = DaggerConfig if "dagger" in path else ExperimentConfig
-    cfg = load_config(model, root / path, {})
+    cfg = load_config(model, ROOT / path, {})
     if model is ExperimentConfig and cfg.student_model:  # the shipped student is where the config says
-        assert (root / cfg.student_model / "config.json").is_file()
+        assert (ROOT / cfg.student_model / "config.json").is_file()
 
 
 def test_trained_tokens_count_epochs_and_token_matching_reaches_its_target():
