@@ -1,7 +1,8 @@
 """The core-loop issue's acceptance check: the scripted expert resolves every task of both splits (slow; kept in CI).
 
-Half the issue's 200 train tasks (the first 100 of the same seed) and 25 of its 50 held-out ones: each toy episode
-costs ~0.4 s of a core, and the whole suite must stay under 10 minutes on 2 cores."""
+A quarter of the issue's 200 train tasks (the first 50 of the same seed) and 20 of its 50 held-out ones: each toy
+episode costs ~0.4 s of a core, and the whole suite must stay under 8 minutes on 2 cores. tests/test_shift.py has
+the expert resolve 32 more train tasks (of another seed)."""
 
 import pytest
 
@@ -12,7 +13,7 @@ from oec.viewer.show import summarize
 
 @pytest.mark.slow
 def test_expert_resolves_every_train_and_heldout_task(tmp_path):
-    for split, n, seed in (("train", 100, 0), ("heldout", 25, 1)):
+    for split, n, seed in (("train", 50, 0), ("heldout", 20, 1)):
         path = write_tasks(generate_tasks("toy", split, n, seed), tmp_path / f"{split}.jsonl")
         collect(CollectConfig(tasks=str(path), out=str(tmp_path / split), mode="expert", workers=4), progress=False)
         s = summarize(tmp_path / split)

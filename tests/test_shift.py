@@ -61,6 +61,8 @@ def shifted_runs(tmp_path_factory):
 @pytest.mark.slow
 def test_student_diverges_from_expert_beyond_the_baseline(shifted_runs):
     root, _, _, result = shifted_runs
+    expert = read_trajectories(root / "bc")  # the expert population: every task resolved (as test_acceptance.py)
+    assert len(expert) == 32 and all(t.resolved for t in expert)
     rows = list(csv.DictReader((root / "out/per_turn.csv").open()))
     assert {"turn", "pair", "n_a", "n_b", "fd", "fd_lo", "fd_hi", "kl", "kl_lo", "kl_hi"} <= set(rows[0])
     by = {(r["pair"], int(r["turn"])): r for r in rows if r["valid"] == "True"}
