@@ -24,10 +24,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned, so nothing else pulls a newer CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	# uv resolves and installs the ~150 other packages in seconds where pip takes ~2 minutes (bench/RESULTS.md);
-	# it sees torch already installed, so it fetches no other build. It reads no pip.conf: set UV_INDEX_URL for a mirror.
+	# uv installs the ~150 other packages in under a minute where pip takes two (bench/RESULTS.md §15); it sees torch
+	# installed, so it fetches no other build. It reads no pip.conf: set UV_INDEX_URL for a mirror. --compile-bytecode,
+	# as pip does: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise compile all it imports.
 	$(BIN)/pip install -q uv==0.13.9
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 demo: install

@@ -124,12 +124,12 @@ def test_mutate_a_real_package_from_pypi(tmp_path):
     out = tmp_path / "m.jsonl"
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "oec", "tasks", "mutate", "--repo", str(tmp_path / f"{name}-{ver}"),
-                           "--n", "6", "--seed", "0", "--workers", "2", "--out", str(out), "--quiet"],
+                           "--n", "4", "--seed", "0", "--workers", "2", "--out", str(out), "--quiet"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     mutate_s = time.monotonic() - t0
     tasks = load_tasks(out)
-    assert len(tasks) >= 5, proc.stdout
+    assert len(tasks) >= 3, proc.stdout
     assert all(t.FAIL_TO_PASS and t.PASS_TO_PASS for t in tasks)
     t0 = time.monotonic()
     collect(CollectConfig(tasks=str(out), out=str(tmp_path / "gold"), workers=2), progress=False)
