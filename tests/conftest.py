@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# `make test` runs two workers on two cores, and many tests start more processes: torch's default of one thread per
+# core would put several spinning thread pools on each core (about 10% of the torch-heavy tests' time). Set before
+# any torch import, so the workers and every process they start inherit it; a test that needs more sets its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from oec.tasks.io import write_tasks
 from oec.tasks.toy import ToyConfig, generate
 

@@ -53,7 +53,9 @@ def shifted_runs(tmp_path_factory):
     from oec.shift.analyze import analyze
     from oec.shift.config import ShiftConfig
 
-    cfg = ShiftConfig(cache=str(root / "cache"), bootstrap=60)
+    # the expert's episodes end at turn 7, so no later turn has a baseline: max_turn skips embedding a quarter of the
+    # student's histories for nothing
+    cfg = ShiftConfig(cache=str(root / "cache"), bootstrap=60, max_turn=7)
     result = analyze({"student": str(root / "s0"), "expert": str(root / "bc")}, root / "out", cfg, progress=False)
     return root, tasks, cfg, result
 
