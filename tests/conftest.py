@@ -55,12 +55,21 @@ def rng():
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A tiny untrained student built offline from the toy tasks (the real `oec student init` code path)."""
+def tiny_model(tmp_path_factory, worker_id):
+    """A tiny untrained student built offline from the toy tasks (the real `oec student init` code path); built
+    once per run and shared by the pytest-xdist workers (the first to take the lock builds it)."""
+    from filelock import FileLock
+
     from oec.train.student import StudentConfig, init_student
 
-    return init_student(generate("train", 30, seed=0), tmp_path_factory.mktemp("models") / "tiny",
-                        StudentConfig(hidden_size=64, layers=2, heads=2, vocab_size=1024, context=1024))
+    # the workers' base directories share a parent that is this run's alone; a run without workers has its own
+    root = tmp_path_factory.getbasetemp().parent if worker_id != "master" else tmp_path_factory.mktemp("models")
+    out = root / "tiny-model"
+    with FileLock(str(root / "tiny-model.lock")):
+        if not (out / "config.json").exists():  # init_student writes the directory whole or not at all
+            init_student(generate("train", 30, seed=0), out,
+                         StudentConfig(hidden_size=64, layers=2, heads=2, vocab_size=1024, context=1024))
+    return out
 
 
 # A real OpenAI-compatible server and a fault-injecting proxy (test_openai_policy.py, test_ray.py)
