@@ -1,7 +1,7 @@
 """The core-loop issue's acceptance check: the scripted expert resolves every task of both splits (slow; kept in CI).
 
 A quarter of the issue's 200 train tasks (the first 50 of the same seed) and 20 of its 50 held-out ones: each toy
-episode costs ~0.4 s of a core, and the whole suite must stay under 8 minutes on 2 cores. tests/test_shift.py has
+episode costs ~0.4 s of a core, and the whole suite aims at 8 minutes on 2 cores. tests/test_shift.py has
 the expert resolve 32 more train tasks (of another seed)."""
 
 import pytest
