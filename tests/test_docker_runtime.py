@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -156,7 +157,7 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
                     ps = env.execute("cd /tmp && ls /proc | grep -c '^[0-9]'")
                     assert ps.returncode == 0 and int(ps.output) <= 8, (command, ps)
                 if "started" in command:  # the processes run until the episode ends
-                    assert len(_host_processes_with(marker)) == 2
+                    assert len(_host_processes_with(marker, wait_for=2)) == 2
         assert not _host_processes_with(marker), "a process of the episode outlived it"
         with pytest.raises(BlockingIOError):  # no connection ever reached the host
             server.accept()
@@ -171,15 +172,21 @@ def test_attacks_that_apply_to_a_container_are_contained(engine, train_tasks, tm
     assert host_file_text == "host\n" and Path("/etc/hosts").read_bytes() == hosts
 
 
-def _host_processes_with(marker: str) -> list[str]:
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-        except OSError:
-            continue
-    return found
+def _host_processes_with(marker: str, wait_for: int = 0) -> list[str]:
+    """Host pids whose command line holds MARKER; with WAIT_FOR, polls up to 10 s until that many are there (`echo
+    started` can return before a background `bash -c 'exec -a ...'` has exec'd, on a loaded machine)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue
+        if len(found) >= wait_for or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 REAL = ("inflection", "0.5.1")  # as in tests/test_mutate.py: small, pure Python, its sdist ships its pytest suite
