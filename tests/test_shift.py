@@ -88,6 +88,34 @@ def test_rerun_from_the_cache_is_identical(shifted_runs):
 
 
 @pytest.mark.slow
+def test_turns_where_every_history_is_the_same_text_are_skipped_not_a_crash(shifted_runs):
+    """Actions only, without the problem: at turn 1 every expert history is its first action, `runtests`, so that
+    side has a zero covariance (this raised numpy's LinAlgError); the turn is reported as skipped, with why."""
+    from oec.shift.analyze import analyze
+
+    root, _, cfg, _ = shifted_runs
+    cfg = cfg.model_copy(update={"role_only": True, "actions_only": True})
+    result = analyze({"student": str(root / "s0"), "expert": str(root / "bc")}, root / "bare", cfg, progress=False)
+    rows = {(r["pair"], r["turn"]): r for r in result["rows"]}
+    assert rows["expert-expert", 1]["skipped"].startswith("no spread") and not rows["expert-expert", 1]["valid"]
+    assert any(r["valid"] for r in result["rows"])  # later turns differ and are compared
+    assert "are not plotted: no spread" in result["summary"]
+    assert (root / "bare/trigger.json").exists()
+
+
+def test_half_samples_without_spread_do_not_break_the_intervals():
+    from oec.shift.stats import compare, has_spread
+
+    rng = np.random.default_rng(0)
+    a = np.vstack([np.ones((14, 5)), rng.normal(size=(2, 5))])  # most half-samples hold only the repeated row
+    b = rng.normal(size=(16, 5))
+    assert has_spread(a) and not has_spread(a[:14])
+    stats = compare(a, b, 2, 50, np.random.default_rng(1))
+    assert np.isfinite([stats.fd, stats.fd_lo, stats.fd_hi, stats.kl_lo, stats.kl_hi]).all()
+    assert stats.fd_lo <= stats.fd <= stats.fd_hi
+
+
+@pytest.mark.slow
 def test_trigger_switches_where_the_score_first_exceeds_the_threshold(shifted_runs, tmp_path):
     root, tasks, _, _ = shifted_runs
     tasks = write_tasks(generate_tasks("toy", "train", 16, seed=7), tmp_path / "tasks.jsonl")

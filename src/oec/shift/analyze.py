@@ -21,7 +21,7 @@ from oec.core.store import read_trajectories
 from oec.shift.config import ShiftConfig
 from oec.shift.embed import history_text, make_embedder
 from oec.shift.report import write_plots, write_summary
-from oec.shift.stats import compare, ledoit_wolf, loo_mahalanobis
+from oec.shift.stats import compare, has_spread, ledoit_wolf, loo_mahalanobis
 from oec.tasks.io import tasks_of_run
 
 COLUMNS = ["turn", "pair", "n_a", "n_b", "fd", "fd_lo", "fd_hi", "kl", "kl_lo", "kl_hi"]
@@ -72,13 +72,16 @@ def analyze(populations: dict[str, str], out: str | Path, cfg: ShiftConfig | Non
             (xa, ga), (xb, gb) = data[a][turn], data[b][turn]
             x = xa[np.isin(ga, list(first))]
             y = xb[~np.isin(gb, list(first))]
-            if min(len(x), len(y)) < cfg.min_samples:
-                rows.append({"turn": turn, "pair": f"{a}-{b}", "n_a": len(x), "n_b": len(y), "valid": False})
+            skip = "too few samples" if min(len(x), len(y)) < cfg.min_samples else \
+                "" if has_spread(x) and has_spread(y) else "no spread (every history of a side is the same text)"
+            if skip:
+                rows.append({"turn": turn, "pair": f"{a}-{b}", "n_a": len(x), "n_b": len(y), "valid": False,
+                             "skipped": skip})
                 continue
             stats = compare(x, y, cfg.pca, cfg.bootstrap, rng)
-            rows.append({"turn": turn, "pair": f"{a}-{b}", **asdict(stats), "valid": True})
+            rows.append({"turn": turn, "pair": f"{a}-{b}", **asdict(stats), "valid": True, "skipped": ""})
     with atomic_output(out / "per_turn.csv") as tmp, tmp.open("w", newline="") as f:
-        extra = ["kl_rev", "kl_rev_lo", "kl_rev_hi", "dims", "valid"]
+        extra = ["kl_rev", "kl_rev_lo", "kl_rev_hi", "dims", "valid", "skipped"]
         w = csv.DictWriter(f, fieldnames=COLUMNS + extra, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
@@ -99,7 +102,7 @@ def save_trigger(ref: dict[int, tuple[np.ndarray, np.ndarray]], out: Path, cfg: 
     in directions the expert's own variation does not span, and a projection would discard exactly those."""
     arrays, turns = {}, []
     for turn, (x, _) in sorted(ref.items()):
-        if len(x) < cfg.min_samples:
+        if len(x) < cfg.min_samples or not has_spread(x):
             continue
         cov, shrink = ledoit_wolf(x)
         arrays.update({f"t{turn}_mean": x.mean(axis=0).astype(np.float32),

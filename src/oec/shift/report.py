@@ -49,7 +49,10 @@ def write_plots(rows: list[dict], out: Path, reference: str) -> None:
 
 def describe_pair(rows: list[dict], pair: str, baseline: str) -> str:
     turns, fd, _, _ = _series(rows, pair, "fd")
-    skipped = sorted(r["turn"] for r in rows if r["pair"] == pair and not r["valid"])
+    skipped = {}
+    for r in rows:
+        if r["pair"] == pair and not r["valid"]:
+            skipped.setdefault(r.get("skipped") or "too few samples", []).append(r["turn"])  # older runs lack it
     if len(turns) < 2:
         return f"`{pair}`: fewer than two turns with enough samples; nothing to say."
     rho, p = spearmanr(turns, fd)
@@ -63,8 +66,8 @@ def describe_pair(rows: list[dict], pair: str, baseline: str) -> str:
     if compared:
         text += (f"It is above the upper 95% bound of the `{baseline}` baseline at {len(above)} of {len(compared)} "
                  f"turns (turns {above}); on average {sum(margin) / len(margin):+.3g} over that bound.")
-    if skipped:
-        text += f" Turns {skipped} had too few samples and are not plotted."
+    for why, skipped_turns in sorted(skipped.items()):
+        text += f" Turns {sorted(skipped_turns)} are not plotted: {why}."
     return text
 
 

@@ -44,6 +44,13 @@ def loo_mahalanobis(x: np.ndarray, shrink: float) -> np.ndarray:
     return n / (n - 1) * np.sqrt((q + c * q**2 / (1 - c * q)).clip(min=0))
 
 
+def has_spread(x: np.ndarray) -> bool:
+    """Whether the rows of X differ at all (beyond float noise). A turn where every history of a population is the
+    same text (the first action of a scripted policy, `role_only` + `actions_only`) has a zero covariance: no
+    Gaussian fits it and KL against it is infinite."""
+    return len(x) > 1 and float(np.ptp(x, axis=0).max()) > 1e-6
+
+
 @dataclass(frozen=True)
 class Gaussian:
     mean: np.ndarray
@@ -107,6 +114,8 @@ def compare(a: np.ndarray, b: np.ndarray, dims: int, replicates: int, rng: np.ra
     pa, pb = project(a, b, k)
 
     def stats(x, y):
+        if not (has_spread(x) and has_spread(y)):  # a half-sample of one repeated history: no Gaussian, no KL
+            return np.nan, np.nan, np.nan
         ga, gb = Gaussian.fit(x), Gaussian.fit(y)
         return frechet(ga, gb), kl(ga, gb), kl(gb, ga)
 
@@ -115,9 +124,10 @@ def compare(a: np.ndarray, b: np.ndarray, dims: int, replicates: int, rng: np.ra
     if replicates and min(len(pa), len(pb)) >= 6:
         halves = np.array([stats(pa[rng.choice(len(pa), len(pa) // 2, replace=False)],
                                  pb[rng.choice(len(pb), len(pb) // 2, replace=False)]) for _ in range(replicates)])
-        spread = (halves - np.median(halves, axis=0)) * np.sqrt(0.5)
-        lo = (point + np.percentile(spread, 2.5, axis=0)).clip(min=0)
-        hi = point + np.percentile(spread, 97.5, axis=0)
+        if not np.isnan(halves).all():
+            spread = (halves - np.nanmedian(halves, axis=0)) * np.sqrt(0.5)
+            lo = (point + np.nanpercentile(spread, 2.5, axis=0)).clip(min=0)
+            hi = point + np.nanpercentile(spread, 97.5, axis=0)
     return PairStats(len(a), len(b), k, point[0], lo[0], hi[0], point[1], lo[1], hi[1], point[2], lo[2], hi[2])
 
 
