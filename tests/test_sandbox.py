@@ -153,6 +153,32 @@ def test_a_reused_slot_starts_clean(train_tasks):
     pool.close()
 
 
+def test_an_idle_slot_sleeps_and_a_busy_one_keeps_watching(train_tasks):
+    """The slot's init scans /proc every 50 ms while anything runs in it (the watchdog); a pooled slot with nothing
+    running must sleep instead (it cost 1% of a core per idle slot, and a pool keeps every slot it started). Counted
+    as the init's wake-ups (voluntary context switches) over a second."""
+    import time
+
+    from oec.env.sandbox.shell import SlotPool
+
+    def wakeups(bwrap_pid):
+        init = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()[0]
+        status = Path(f"/proc/{init}/status")
+        count = lambda: int(status.read_text().split("voluntary_ctxt_switches:")[1].split()[0])  # noqa: E731
+        before = count()
+        time.sleep(1)
+        return count() - before
+
+    pool = SlotPool()
+    with SandboxEnv(train_tasks[0], pool=pool) as env:
+        env.execute("sleep 30 > /dev/null 2>&1 &")
+        pid = env._slot._proc.pid
+        busy = wakeups(pid)
+    idle = wakeups(pid)  # back in the pool: the sleep was killed
+    pool.close()
+    assert busy >= 10 and idle <= 2, (busy, idle)
+
+
 def test_a_sandbox_that_dies_mid_command_is_an_error_not_a_hang(tmp_path):
     import signal
     import threading
