@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ def check_trl(overrides: dict[str, Any], where: str = "trl") -> None:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """What can be checked before torch, the model or the data are loaded."""
+    check_launch(dict(os.environ))
     if not (Path(cfg.model) / "config.json").is_file():
         raise InputError(f"--model {cfg.model}: no model directory there (no config.json); give one written by "
                          "`oec student init` or `oec train`, or a Hugging Face model directory")
@@ -142,8 +144,6 @@ def train_key(cfg: TrainConfig) -> dict:
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train; a complete checkpoint made from the same config, data and model is kept as it is (`reused`: true)."""
-    import os
-
     check_inputs(cfg)
 
     import torch
@@ -152,7 +152,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     from transformers.utils import is_flash_attn_2_available
     from trl import SFTConfig, SFTTrainer
 
-    check_launch(dict(os.environ))
     key = train_key(cfg)
     if (done := completed(cfg.out, TRAIN_INFO, key)) is not None:
         return {**done, "reused": True}
