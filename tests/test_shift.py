@@ -48,7 +48,10 @@ def test_history_text_variants():
 def shifted_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("shift")
     tasks = write_tasks(generate_tasks("toy", "train", 32, seed=5), root / "tasks.jsonl")
-    for name, opts in (("bc", {"mode": "expert"}), ("s0", {"mode": "student", "student": "scripted:noisy"})):
+    # the analysis stops at turn 7 (below), so the student's turns past 9 would be collected for nothing (a third of
+    # its steps); an episode's first turns do not depend on its step limit
+    student = {"mode": "student", "student": "scripted:noisy", "loop": {"step_limit": 9}}
+    for name, opts in (("bc", {"mode": "expert"}), ("s0", student)):
         collect(CollectConfig(tasks=str(tasks), out=str(root / name), workers=4, **opts), progress=False)
     from oec.shift.analyze import analyze
     from oec.shift.config import ShiftConfig
@@ -94,7 +97,7 @@ def test_turns_where_every_history_is_the_same_text_are_skipped_not_a_crash(shif
     from oec.shift.analyze import analyze
 
     root, _, cfg, _ = shifted_runs
-    cfg = cfg.model_copy(update={"role_only": True, "actions_only": True})
+    cfg = cfg.model_copy(update={"role_only": True, "actions_only": True, "max_turn": 2})
     result = analyze({"student": str(root / "s0"), "expert": str(root / "bc")}, root / "bare", cfg, progress=False)
     rows = {(r["pair"], r["turn"]): r for r in result["rows"]}
     assert rows["expert-expert", 1]["skipped"].startswith("no spread") and not rows["expert-expert", 1]["valid"]

@@ -53,8 +53,9 @@ def describe_pair(rows: list[dict], pair: str, baseline: str) -> str:
     for r in rows:
         if r["pair"] == pair and not r["valid"]:
             skipped.setdefault(r.get("skipped") or "too few samples", []).append(r["turn"])  # older runs lack it
+    why = "".join(f" Turns {sorted(ts)} are not plotted: {reason}." for reason, ts in sorted(skipped.items()))
     if len(turns) < 2:
-        return f"`{pair}`: fewer than two turns with enough samples; nothing to say."
+        return f"`{pair}`: fewer than two turns to compare; nothing to say.{why}"
     rho, p = spearmanr(turns, fd)
     grows = "grows" if rho > 0.5 and p < 0.05 else ("shrinks" if rho < -0.5 and p < 0.05 else "does not clearly change")
     base = {t: hi for t, hi in zip(*[_series(rows, baseline, "fd")[i] for i in (0, 3)])}
@@ -66,9 +67,7 @@ def describe_pair(rows: list[dict], pair: str, baseline: str) -> str:
     if compared:
         text += (f"It is above the upper 95% bound of the `{baseline}` baseline at {len(above)} of {len(compared)} "
                  f"turns (turns {above}); on average {sum(margin) / len(margin):+.3g} over that bound.")
-    for why, skipped_turns in sorted(skipped.items()):
-        text += f" Turns {sorted(skipped_turns)} are not plotted: {why}."
-    return text
+    return text + why
 
 
 def write_summary(rows: list[dict], out: Path, cfg, window: int) -> str:
