@@ -4,22 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean podman-image
+.PHONY: install demo test test-tools bench clean podman-image
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@command -v bwrap >/dev/null 2>&1 || { \
-	  echo "oec: installing bubblewrap (the sandbox) with apt-get"; \
-	  (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || \
-	  (sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || \
-	  echo "oec: could not install bubblewrap; install it yourself (apt/dnf/brew: bubblewrap)"; }
-	@# The report test renders report.html in a real headless browser.
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
-	  echo "oec: installing chromium (headless browser for the report test) with apt-get"; \
-	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
-	  (sudo apt-get update -qq && sudo apt-get install -y -qq chromium) >/dev/null 2>&1 || \
-	  echo "oec: could not install chromium; install it yourself (apt: chromium) or tests/test_report.py fails"; }
+	@scripts/apt-tools.sh bwrap=bubblewrap || echo "oec: the sandbox needs bubblewrap (apt/dnf/brew: bubblewrap)"
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned, so nothing else pulls a newer CUDA build.
@@ -35,12 +25,20 @@ demo: install
 	$(BIN)/oec demo
 
 # The docker runtime's tests (tests/test_docker_runtime.py) run on podman with a base image built offline from
-# Debian packages: installs podman/runc/debootstrap if missing, builds the image once (~4 min), then a no-op.
+# Debian packages: builds the image once (1-2 min, mostly downloads), then a no-op.
 podman-image:
 	@scripts/podman-image.sh || echo "oec: no podman base image: tests/test_docker_runtime.py will fail (docs/containers.md)"
 
-# Style (ruff) and the stage packages' layering (import-linter: no cycles) first, then every test.
-test: install podman-image
+# What the tests need from the system, in one apt-get: the sandbox, a headless browser (the report test renders
+# report.html in one), and podman with what builds its base image.
+test-tools:
+	@scripts/apt-tools.sh bwrap=bubblewrap 'chromium|chromium-browser=chromium' podman=podman runc=runc \
+	  debootstrap=debootstrap || echo "oec: some tests will fail without these tools (docs/containers.md)"
+
+# Style (ruff) and the stage packages' layering (import-linter: no cycles) first, then every test. The base image
+# downloads while pip does (both mostly wait on the network).
+test: test-tools
+	@$(MAKE) --no-print-directory -j2 --output-sync=target install podman-image
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/lint-imports
 	# two workers, each taking whole files (their module fixtures are built once)

@@ -12,19 +12,13 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$(cd "$(dirname "$0")" && pwd)/contain
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
-missing=()
-for tool in podman runc debootstrap; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "oec: installing ${missing[*]} with apt-get (the docker runtime's tests run on podman)"
-  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"; } \
-    >/dev/null 2>&1 || { echo "oec: could not install ${missing[*]}; install them yourself (apt: podman runc" \
-                              "debootstrap), see docs/containers.md" >&2; exit 1; }
-fi
+"$(dirname "$0")/apt-tools.sh" podman=podman runc=runc debootstrap=debootstrap || {
+  echo "oec: the docker runtime's tests run on podman: see docs/containers.md" >&2; exit 1; }
 
 if podman image exists "$IMAGE"; then
   exit 0
 fi
-echo "oec: building the base image $IMAGE from Debian packages (debootstrap, ~4 min, ~400 MB)"
+echo "oec: building the base image $IMAGE from Debian packages (debootstrap, 1-2 min, ~300 MB)"
 rootfs=$(mktemp -d "${TMPDIR:-/var/tmp}/oec-rootfs.XXXXXX")
 trap '$SUDO rm -rf "$rootfs"' EXIT
 $SUDO debootstrap --variant=minbase --include=python3,python3-pytest,git bookworm "$rootfs" "$MIRROR" \
