@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,16 +78,20 @@ def test_a_killed_tasks_write_is_never_read_as_complete(tmp_path):
     assert out.read_bytes() == reference.read_bytes() and not partial_path(out).exists()
 
 
-def test_stale_sandboxes_of_a_killed_process_are_swept_at_collection_start(tmp_path, train_tasks):
+def test_stale_sandboxes_of_a_killed_process_are_swept_at_collection_start(tmp_path, train_tasks, monkeypatch):
+    # a temp dir of the test's own: a collection in another test process would sweep a stale dir in /tmp too
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     code = "from oec.env.sandbox.shell import Slot; import time; print(Slot()._dir, flush=True); time.sleep(300)"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**ENV, "TMPDIR": str(private)},
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
     stale = Path(proc.stdout.readline().strip())
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     live = Slot()  # this process's own sandbox: in use, never swept
     try:
-        assert stale.is_dir() and f"-{proc.pid}-" in stale.name
+        assert stale.is_dir() and stale.parent == private and f"-{proc.pid}-" in stale.name
         tasks = write_tasks(train_tasks[:1], tmp_path / "t.jsonl")
         collect(CollectConfig(tasks=str(tasks), out=str(tmp_path / "run")), progress=False)
         assert not stale.exists() and live._dir.is_dir()
