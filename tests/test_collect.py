@@ -119,11 +119,11 @@ def test_a_task_that_cannot_be_materialised_is_recorded_not_fatal(tmp_path, trai
 
 
 def test_format_errors_become_observations(tasks_file, tmp_path):
-    trajs = _collect(tasks_file, tmp_path / "s", mode="student", student="scripted:noisy?error_rate=0.6", samples=3)
+    trajs = _collect(tasks_file, tmp_path / "s", mode="student", student="scripted:noisy?error_rate=0.6")
     errs = [s for t in trajs for s in t.steps if s.format_error]
     assert errs and all(s.action is None and "Format error" in s.observation for s in errs)
     summary = summarize(tmp_path / "s")
-    assert summary["n"] == 18 and summary["format_errors"] == len(errs)
+    assert summary["n"] == 6 and summary["format_errors"] == len(errs)
 
 
 @pytest.mark.slow
