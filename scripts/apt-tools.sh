@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs with apt-get, in one go (one `apt-get update`), the system packages whose commands are missing.
 # Usage: scripts/apt-tools.sh COMMAND=PACKAGE ...   (COMMAND may be a|b: any of them will do)
-# Never fails the build: where apt-get (or sudo) cannot, it says what to install by hand.
+# Where apt-get (or sudo) cannot, it says what to install by hand and exits 1; the Makefile goes on regardless.
 set -uo pipefail
 missing=()
 for pair in "$@"; do
