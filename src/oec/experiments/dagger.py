@@ -143,12 +143,12 @@ def _relative(config: dict, out: Path) -> dict:
 def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Run (or resume) every round; return the rows of rounds.csv."""
     out = check_output(cfg.out, "dir", "out")
-    check_trl(cfg.train, "train")
     train_tasks = load_tasks(cfg.tasks)
     heldout = load_tasks(cfg.heldout) if cfg.heldout else []
     heldout_n = len(heldout)
     # no leakage: the rounds' tasks and the held-out ones share none, and none is one the student trained on
     check_disjoint({"train": train_tasks, **({"held-out": heldout} if heldout else {})}, cfg.student)
+    check_trl(cfg.train, "train")  # after the cheap refusals: importing trl takes ~9 s
     _check_config(out, cfg)
     rows: list[dict] = []
     collected: list[str] = []

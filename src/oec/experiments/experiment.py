@@ -157,12 +157,14 @@ class Experiment:
         names = [a.name for a in cfg.arms]
         if len(set(names)) != len(names):
             raise InputError(f"arms: names repeat ({names}); give each arm its own name")
-        check_trl(cfg.train, "train")  # before hours of collection, not at the first training
-        check_trl({**cfg.train, **cfg.warm_start.train}, "warm_start.train")
         for key, path in (("student_model", cfg.student_model), ("suite.train_file", cfg.suite.train_file),
                           ("suite.heldout_file", cfg.suite.heldout_file)):
             if path and not Path(path).exists():
                 raise InputError(f"{key}: {path} does not exist (paths are relative to the working directory)")
+        self.sets = TaskSets(cfg, self.root)
+        self.sets.check()  # the cheap refusals first: importing trl below takes ~9 s
+        check_trl(cfg.train, "train")  # before hours of collection, not at the first training
+        check_trl({**cfg.train, **cfg.warm_start.train}, "warm_start.train")
 
     def spec(self, model: Path, temperature: float) -> str:
         return local_spec(model, temperature, self.cfg.student_options)
@@ -328,10 +330,8 @@ class Experiment:
         from datasets.utils.logging import disable_progress_bar
 
         disable_progress_bar()  # the log has a line per stage; datasets' bars (per save, per map) would bury it
-        sets = TaskSets(self.cfg, self.root)
-        sets.check()  # before anything is written: a refused config leaves no experiment.json behind
-        self.check_config()
-        train_tasks, heldout, warm_tasks = sets.write(self.log)
+        self.check_config()  # the task sets were checked in __init__: a refused config leaves no experiment.json
+        train_tasks, heldout, warm_tasks = self.sets.write(self.log)
         warm = self.warm(warm_tasks, heldout, self.student0(train_tasks))
         given = self.cfg.warm_start.trajectories == 0
         trained = {} if given else load_info(self.root / "warm/ckpt", TRAIN_INFO)
