@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "oec" / "sandbox" / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "oec" / "env" / "sandbox" / "tools"))
 import testserver  # noqa: E402
 
 PLUGINS = ("unraisableexception", "threadexception", "faulthandler", "pastebin", "doctest", "junitxml", "stepwise",
