@@ -44,6 +44,17 @@ def test_history_text_variants():
     assert history_text([], "", role_only=True) == ""
 
 
+def test_a_history_past_the_window_keeps_its_tail_without_a_warning(capfd):
+    from oec.shift.embed import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder("minilm")
+    text = " ".join(f"w{i}" for i in range(2000))  # well past the tokenizer's 512 as well as the 256 window
+    fitted = embedder.fit_window(text)
+    assert text.endswith(" " + fitted) and fitted.startswith("w")  # the text's own tail, from a whole word
+    assert len(embedder.tokenizer(fitted, add_special_tokens=False)["input_ids"]) <= embedder.window - 2
+    assert "sequence length" not in capfd.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def shifted_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("shift")

@@ -121,9 +121,21 @@ class SentenceTransformerEmbedder(Embedder):
         self.window = int(json.loads(config.read_text())["max_seq_length"]) if config.exists() else 512
 
     def fit_window(self, text: str) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        # verbose=False: a history past the model's length is the expected case here (only its tail is kept), not
+        # the "indexing errors" warning transformers would print into the user's output
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=self.tokenizer.is_fast,
+                             verbose=False)
         room = self.window - 2  # [CLS] and [SEP]
-        return text if len(ids) <= room else self.tokenizer.decode(ids[-room:])
+        if len(enc["input_ids"]) <= room:
+            return text
+        if not self.tokenizer.is_fast:  # no offsets: decoding the tail tokens is the best there is
+            return self.tokenizer.decode(enc["input_ids"][-room:])
+        # The tail of the text itself, from a whole word: a cut inside a word re-tokenizes as other, more pieces
+        # (WordPiece's "##25" becomes "#", "#", "25"), and the model would then truncate the history's last token.
+        start = enc["offset_mapping"][-room][0]
+        while 0 < start < len(text) and not text[start - 1].isspace():
+            start += 1
+        return text[start:]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         # One load at a time, process-wide: transformers builds models under a meta-device mode that is global to
