@@ -53,6 +53,8 @@ def test_a_history_past_the_window_keeps_its_tail_without_a_warning(capfd):
     assert text.endswith(" " + fitted) and fitted.startswith("w")  # the text's own tail, from a whole word
     assert len(embedder.tokenizer(fitted, add_special_tokens=False)["input_ids"]) <= embedder.window - 2
     assert "sequence length" not in capfd.readouterr().err
+    blob = "ok " + "ab" * 3000  # no word boundary within the window: the tail is cut where the window begins
+    assert blob.endswith(embedder.fit_window(blob)) and len(embedder.fit_window(blob)) > 500
 
 
 @pytest.fixture(scope="module")

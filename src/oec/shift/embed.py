@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -133,8 +134,9 @@ class SentenceTransformerEmbedder(Embedder):
         # The tail of the text itself, from a whole word: a cut inside a word re-tokenizes as other, more pieces
         # (WordPiece's "##25" becomes "#", "#", "25"), and the model would then truncate the history's last token.
         start = enc["offset_mapping"][-room][0]
-        while 0 < start < len(text) and not text[start - 1].isspace():
-            start += 1
+        if start > 0 and not text[start - 1].isspace():  # inside a word: begin at the next one, if the window has one
+            space = re.compile(r"\s+").search(text, start)
+            start = space.end() if space and space.end() < len(text) else start
         return text[start:]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
