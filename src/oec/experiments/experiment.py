@@ -35,7 +35,7 @@ from oec.core.stage import TRAIN_INFO, guard_config, load_info
 from oec.data.build import BuildConfig, build
 from oec.data.filter import FilterConfig, filter_run
 from oec.experiments.mechanism import experiment_checks
-from oec.experiments.rows import eval_row, expert_tokens, kept_count, oec_contents, write_csv
+from oec.experiments.rows import eval_row, expert_tokens, kept_count, write_csv
 from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
 from oec.experiments.task_sets import TaskSets, warm_seed
 from oec.rollout.collect import CollectConfig, collect
@@ -351,14 +351,9 @@ class Experiment:
                     self.log(f"seed {seed} size {size} {arm.name}: {row['resolve_rate']:.1%} "
                              f"(95% CI {row['ci_lo']:.1%}-{row['ci_hi']:.1%}; {row['trained_tokens']} trained tokens)")
                     self.write_tables(rows)
-        contents = {str(pool.relative_to(self.root)): oec_contents(pool)
-                    for pool in sorted(self.root.glob("seed-*/pools/oec-*"))}
-        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"], "oec_pools": contents,
-                       "mechanism": experiment_checks(self, self.cfg.seeds, warm, train_tasks, quiet=True)}
+        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"],  # and the later seeds' pools
+                       "mechanism": experiment_checks(self, self.cfg.seeds, warm, train_tasks, known=early)}
         write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
-        for pool, c in contents.items():
-            self.log(f"{pool}: {c['kept']} kept; the expert corrected a student mistake in {c['corrected']:.0%} "
-                     f"(student erred {c['student_erred']:.0%}, expert restored files {c['expert_restored']:.0%})")
         from oec.experiments.claims import write_claims
 
         write_claims(self.root, self.cfg, log=self.log)

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from oec.core.atomic import atomic_output
 from oec.core.errors import InputError
-from oec.core.shell_facts import is_read_only
-from oec.core.store import read_trajectories
-from oec.data.filter import FILTER_LINES, kept_keys, read_verdicts
+from oec.data.filter import FILTER_LINES, read_verdicts
 from oec.viewer.show import summarize
 
 
@@ -39,31 +37,6 @@ def eval_row(run: Path) -> dict:
 def expert_tokens(run: Path) -> int:
     t = summarize(run)["tokens"]["expert"]
     return t["prompt_tokens"] + t["completion_tokens"]
-
-
-RESTORES = ("git checkout", "git restore", "git stash", "rm ")
-
-
-def oec_contents(run: Path) -> dict:
-    """What the kept OEC trajectories of RUN contain (OEC has something to teach only where the expert corrects
-    a student mistake: docs/method.md). `student_erred`: the student's part has a format error or a failed command (the
-    test runs, which fail by design until the fix, not counted); `student_changed_files`: it ran a command that
-    writes; `expert_restored`: after the switch the expert put files back (git checkout/restore/stash, rm);
-    `corrected`: erred or restored."""
-    keep = kept_keys(run)
-    trajs = [t for t in read_trajectories(run) if (t.resolved if keep is None else t.key in keep)]
-    counts = dict.fromkeys(("student_erred", "student_changed_files", "expert_restored", "corrected"), 0)
-    for t in trajs:
-        student = [s for s in t.steps if s.actor == "student"]
-        expert_cmds = [s.action.command for s in t.steps if s.actor == "expert" and s.action and s.action.command]
-        cmds = [s.action.command for s in student if s.action and s.action.command]
-        erred = any(s.format_error or (s.returncode not in (0, None) and s.action and s.action.command
-                                       and not s.action.command.startswith("runtests")) for s in student)
-        restored = any(c.startswith(RESTORES) for c in expert_cmds)
-        for key, hit in (("student_erred", erred), ("student_changed_files", any(not is_read_only(c) for c in cmds)),
-                         ("expert_restored", restored), ("corrected", erred or restored)):
-            counts[key] += hit
-    return {"kept": len(trajs), **{k: round(v / max(1, len(trajs)), 3) for k, v in counts.items()}}
 
 
 def kept_count(run: Path) -> int:
