@@ -351,7 +351,8 @@ class Experiment:
                     self.log(f"seed {seed} size {size} {arm.name}: {row['resolve_rate']:.1%} "
                              f"(95% CI {row['ci_lo']:.1%}-{row['ci_hi']:.1%}; {row['trained_tokens']} trained tokens)")
                     self.write_tables(rows)
-        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"],  # and the later seeds' pools
+        # every seed's pools: the first seed's were checked and logged before any arm trained
+        calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"],
                        "mechanism": experiment_checks(self, self.cfg.seeds, warm, train_tasks, known=early)}
         write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
         from oec.experiments.claims import write_claims
