@@ -1,4 +1,5 @@
-"""Every command of the README's cheat sheet names a verb the CLI has and only options that verb takes."""
+"""Every `oec` command in the README's cheat sheet and in docs/ names a verb the CLI has and only options that verb
+takes."""
 
 import re
 import shlex
@@ -8,29 +9,40 @@ from typer.testing import CliRunner
 
 from oec.cli import app
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
 SUBCOMMANDS = {"tasks", "student", "demos"}  # verb groups: `oec tasks generate ...`
+COMMAND = re.compile(r"\s*(?:\$ )?(?:accelerate launch .*?-m )?oec\s+([a-z].*)")
 
 
-def _commands() -> list[list[str]]:
-    blocks = re.findall(r"^```bash\n(.*?)^```", README.read_text(), re.S | re.M)
-    out = []
-    for line in "\n".join(blocks).replace("\\\n", " ").splitlines():
-        m = re.match(r"\s*(?:accelerate launch .*?-m )?oec\s+([a-z].*)", line)
-        if m:
-            out.append(shlex.split(m.group(1), comments=True))
-    return out
+def _commands(text: str, inline: bool) -> list[list[str]]:
+    """The `oec ...` lines of TEXT's shell blocks and, with INLINE, of its `oec ...` code spans."""
+    blocks = re.findall(r"^```(?:bash|sh|console)?\n(.*?)^```", text, re.S | re.M)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    lines += re.findall(r"`(oec [^`]+)`", text) if inline else []
+    return [shlex.split(m.group(1), comments=True) for m in map(COMMAND.match, lines) if m]
 
 
-def test_the_cheat_sheet_uses_only_verbs_and_options_that_exist():
-    commands = _commands()
-    assert len(commands) >= 40  # the sheet was found
+def _check(commands: list[list[str]], where: str) -> None:
     helps: dict[tuple, str] = {}
     for words in commands:
         verb = tuple(words[:2]) if words[0] in SUBCOMMANDS else (words[0],)
         if verb not in helps:
             r = CliRunner().invoke(app, [*verb, "--help"], terminal_width=200)
-            assert r.exit_code == 0, (verb, r.output)
+            assert r.exit_code == 0, f"{where}: `oec {' '.join(words)}`: no verb {' '.join(verb)}"
             helps[verb] = r.output
         for option in (w.split("=")[0] for w in words if w.startswith("--")):
-            assert option in helps[verb], f"README: `oec {' '.join(words)}` uses {option}, which {verb} lacks"
+            assert option in helps[verb], f"{where}: `oec {' '.join(words)}` uses {option}, which {verb} lacks"
+
+
+def test_the_cheat_sheet_uses_only_verbs_and_options_that_exist():
+    commands = _commands((ROOT / "README.md").read_text(), inline=False)
+    assert len(commands) >= 40  # the sheet was found
+    _check(commands, "README.md")
+
+
+def test_the_docs_use_only_verbs_and_options_that_exist():
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    found = {page.name: _commands(page.read_text(), inline=True) for page in pages}
+    assert sum(map(len, found.values())) >= 80  # the docs' commands were found
+    for name, commands in found.items():
+        _check(commands, f"docs/{name}")
