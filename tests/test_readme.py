@@ -1,5 +1,5 @@
-"""Every `oec` command in the README's cheat sheet and in docs/ names a verb the CLI has and only options that verb
-takes."""
+"""The README and docs/ stay true to the code: every `oec` command they show names a verb the CLI has and only options
+that verb takes, and every repository file they name exists."""
 
 import re
 import shlex
@@ -46,3 +46,17 @@ def test_the_docs_use_only_verbs_and_options_that_exist():
     assert sum(map(len, found.values())) >= 80  # the docs' commands were found
     for name, commands in found.items():
         _check(commands, f"docs/{name}")
+
+
+def test_the_files_the_readme_and_docs_name_exist():
+    """Repository paths in code spans (`src/...`, `configs/...`) and relative links: a moved file leaves none stale."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = 0
+    for page in pages:
+        text = page.read_text()
+        spans = re.findall(r"`((?:src|bench|scripts|configs|results|tests|docs)/[\w./-]+)`", text)
+        links = [page.parent / link for link in re.findall(r"\]\(([a-z][\w./-]*)(?:#[\w-]+)?\)", text)]
+        for path in [ROOT / s for s in spans] + links:
+            named += 1
+            assert path.exists(), f"{page.relative_to(ROOT)} names {path.relative_to(ROOT)}, which does not exist"
+    assert named >= 50  # the names were found
