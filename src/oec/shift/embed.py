@@ -95,6 +95,9 @@ class Embedder:
         return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
 
 
+SPACE = re.compile(r"\s+")
+
+
 class SentenceTransformerEmbedder(Embedder):
     """Any sentence-transformers model; `minilm` is the packaged all-MiniLM-L6-v2 (offline).
 
@@ -135,7 +138,7 @@ class SentenceTransformerEmbedder(Embedder):
         # (WordPiece's "##25" becomes "#", "#", "25"), and the model would then truncate the history's last token.
         start = enc["offset_mapping"][-room][0]
         if start > 0 and not text[start - 1].isspace():  # inside a word: begin at the next one, if the window has one
-            space = re.compile(r"\s+").search(text, start)
+            space = SPACE.search(text, start)
             start = space.end() if space and space.end() < len(text) else start
         return text[start:]
 

@@ -345,8 +345,9 @@ class Slot:
             fds = [ctl, self.sig_r] + ([self.req] if self.req is not None else []) + list(self.runs)
             # A slot alone in its namespace has nothing to watch, and only this loop can start a process there: it
             # sleeps until the host speaks instead of scanning /proc 20 times a second (1% of a core per idle slot,
-            # and a pool keeps every slot it ever started).
-            busy = self.runs or self.replies or not self.alone()
+            # and a pool keeps every slot it ever started). A live shell is enough to know it is busy, without a
+            # second listing of /proc per tick beside the watchdog's.
+            busy = self.runs or self.replies or self.bash is not None or not self.alone()
             try:
                 ready = select.select(fds, [], [], WATCH_EVERY if busy else None)[0]
             except InterruptedError:
