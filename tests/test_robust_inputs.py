@@ -180,3 +180,16 @@ def test_a_tasks_out_that_is_a_directory_is_a_one_line_error(verb, tmp_path):
                              "--out", tmp_path],
             "tasks mutate": ["tasks", "mutate", "--repo", tmp_path, "--out", tmp_path]}[verb]
     one_line_error(args, str(tmp_path), "is a directory")
+
+
+@pytest.mark.parametrize("breakage", ["a directory", "unreadable"])
+@pytest.mark.parametrize("verb", [["filter"], ["show"], ["view"]])
+def test_a_trajectories_file_that_cannot_be_read_is_one_line(verb, breakage, pool, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(pool / "run", run)
+    (run / "trajectories.jsonl").unlink()
+    if breakage == "a directory":
+        (run / "trajectories.jsonl").mkdir()
+    else:  # a link to nowhere reads as unreadable whoever runs the tests (root reads a chmod 000 file)
+        (run / "trajectories.jsonl").symlink_to(tmp_path / "gone")
+    one_line_error([*verb, run], "trajectories.jsonl")

@@ -23,6 +23,7 @@ from oec.core.errors import InputError
 from oec.core.store import read_trajectories
 from oec.env.sandbox.shell import Slot
 from oec.env.sandbox.tempdirs import sweep_stale_dirs
+from oec.experiments.experiment import ExperimentConfig
 from oec.experiments.rows import remove_experiment
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import generate_tasks, write_tasks
@@ -52,18 +53,31 @@ def kill_when_seen(cmd: list, path: Path, timeout: float = 300) -> int:
 
 
 def test_fresh_never_deletes_what_oec_did_not_make(tmp_path):
+    fields = set(ExperimentConfig.model_fields)
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
     r = CliRunner().invoke(app, ["demo", "--fresh", "--out", str(mine), "bogus_key=1"])
     assert r.exit_code == 2 and "bogus_key" in r.stderr and (mine / "thesis.tex").exists()  # the config first
     with pytest.raises(InputError, match="only an experiment directory that oec made"):  # valid, but not oec's
-        remove_experiment(mine)
+        remove_experiment(mine, fields)
     assert (mine / "thesis.tex").read_text() == "years of work"
+    # a file merely *named* experiment.json proves nothing: through the CLI, before any work starts
+    (mine / "experiment.json").write_text("{}")
+    r = CliRunner().invoke(app, ["demo", "--fresh", "--out", str(mine)])
+    assert r.exit_code == 2 and "experiment.json" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    # a real saved config with a file of the user's beside it: still refused, the file named
+    (mine / "experiment.json").write_text(json.dumps(dict.fromkeys(fields)))
+    with pytest.raises(InputError, match="thesis.tex"):
+        remove_experiment(mine, fields)
+    assert (mine / "thesis.tex").exists()
     ours = tmp_path / "ours"
     (ours / "warm").mkdir(parents=True)
-    (ours / "experiment.json").write_text("{}")
-    remove_experiment(ours)
+    (ours / "seed-0").mkdir()
+    (ours / "results.csv").write_text("arm\n")
+    (ours / "experiment.json").write_text(json.dumps(dict.fromkeys(fields)))
+    remove_experiment(ours, fields)
     assert not ours.exists()
 
 
@@ -173,4 +187,4 @@ def test_kill_9_at_every_stage_then_resume_elsewhere_equals_an_uninterrupted_run
 def test_an_unmarked_experiment_directory_is_not_removed(tmp_path):
     (tmp_path / "x").write_text("")
     with pytest.raises(InputError, match="is a file"):
-        remove_experiment(tmp_path / "x")
+        remove_experiment(tmp_path / "x", set(ExperimentConfig.model_fields))

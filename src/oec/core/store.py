@@ -43,7 +43,12 @@ def read_jsonl(path: str | Path, what: str, warn: bool = True) -> Iterator[tuple
     line should be, for the warning."""
     path = Path(path)
     skipped = 0
-    with path.open("rb") as f:
+    try:
+        f = path.open("rb")
+    except OSError as e:  # a directory, no read permission, a broken link: one line, not a traceback
+        raise InputError(f"{path}: cannot read it as the {what} file ({e.strerror}); give a readable file, or "
+                         "the run directory that holds it") from None
+    with f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -63,7 +68,7 @@ def iter_trajectories(path: str | Path, warn: bool = True) -> Iterator[Trajector
     path = Path(path)
     if path.is_dir():
         path = path / TRAJECTORIES
-    if not path.exists():
+    if not os.path.lexists(path):  # a broken link is not "no trajectories yet": read_jsonl names it
         return
     for lineno, value in read_jsonl(path, "trajectory", warn):
         try:

@@ -38,7 +38,7 @@ def run_demo(out: Path, overrides: list[str] | None = None, log: Callable[[str],
     fixed = [f"out={out}", f"student_model={warm_student()}"]
     experiment = Experiment(load_config(ExperimentConfig, demo_config(), {}, fixed + list(overrides or [])), log)
     if fresh:
-        remove_experiment(experiment.root)
+        remove_experiment(experiment.root, set(ExperimentConfig.model_fields))
     return experiment.run()
 
 

@@ -4,6 +4,8 @@ kept counts and what their OEC trajectories contain; and the one way to remove a
 from __future__ import annotations
 
 import csv
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,17 +14,34 @@ from oec.core.errors import InputError
 from oec.data.filter import FILTER_LINES, read_verdicts
 from oec.viewer.show import summarize
 
+# What `oec experiment` writes at the top of its directory (and the hidden partial names of those being written).
+EXPERIMENT_ENTRIES = re.compile(r"^\.?(experiment\.json|calibration\.json|run\.json|\w+\.csv|report\.html|\w+\.png|"
+                                r"shift|student0|warm|tasks|expert-heldout|seed-\d+)(\.partial)?$")
 
-def remove_experiment(root: Path) -> None:
-    """`--fresh`: delete ROOT, but only if it is an experiment directory that oec made (it has experiment.json):
-    never a directory of the user's own that happens to be named as the output."""
+
+def remove_experiment(root: Path, config_fields: set[str]) -> None:
+    """`--fresh`: delete ROOT, but only if oec made it: its experiment.json is a saved experiment config (a JSON
+    object with exactly CONFIG_FIELDS as keys) and nothing in it but what an experiment writes. A directory of the
+    user's own, or an experiment one the user added files to, is refused, and nothing is deleted."""
     if not root.exists():
         return
     if not root.is_dir():
         raise InputError(f"--out {root}: is a file, not a directory; give a directory path")
-    if any(root.iterdir()) and not (root / "experiment.json").is_file():
-        raise InputError(f"--out {root}: --fresh deletes only an experiment directory that oec made (one with "
-                         "experiment.json), and this one holds other files; give another --out, or remove it yourself")
+    if not any(root.iterdir()):
+        root.rmdir()
+        return
+    refuse = f"--out {root}: --fresh deletes only an experiment directory that oec made, and "
+    try:
+        saved = json.loads((root / "experiment.json").read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or set(saved) != config_fields:
+        raise InputError(refuse + "its experiment.json is missing or is not an experiment config oec saved; give "
+                         "another --out, or remove the directory yourself")
+    foreign = sorted(p.name for p in root.iterdir() if not EXPERIMENT_ENTRIES.match(p.name))
+    if foreign:
+        raise InputError(refuse + f"it holds files an experiment does not write ({', '.join(foreign[:5])}); move "
+                         "them out, give another --out, or remove the directory yourself")
     shutil.rmtree(root)
 
 
