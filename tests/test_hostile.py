@@ -50,6 +50,12 @@ class Attack:
 
 A = Attack
 FORK = "python3 -c 'import os\nwhile True: os.fork()'"
+# six 128 MiB memfds held by a background process: more than LIMITS.memory, none of it mapped
+MEMFD = ("python3 -c 'import os, time\nfds = []\nfor i in range(6):\n    fd = os.memfd_create(\"m\")\n"
+         "    for j in range(128): os.write(fd, bytes(1 << 20))\n    fds.append(fd)\ntime.sleep(60)' & sleep 10")
+# a raw system call (no keyutils needed): exits 1 when the kernel refused it
+KEYCTL = ("python3 -c \"import ctypes, sys; l = ctypes.CDLL(None, use_errno=True); "
+          "sys.exit(1 if l.syscall({call}) == -1 else 0)\"")
 ATTACKS = [
     A("write-root", "write outside", "echo pwned > /oec-evil", "denied"),
     A("write-etc", "write outside", "echo '6.6.6.6 pypi.org' >> /etc/hosts", "denied"),
@@ -72,6 +78,8 @@ ATTACKS = [
     A("sysrq", "kernel", "echo h > /proc/sysrq-trigger", "denied"),
     A("ptrace-init", "kernel", "python3 -c 'import ctypes, sys; sys.exit(ctypes.CDLL(None).ptrace(16, 1, 0, 0))'",
       "denied"),
+    A("keyring-add", "kernel", KEYCTL.format(call="248, b'user', b'oec-key', b'v', 1, -4"), "denied"),  # add_key @u
+    A("keyring-read-host", "kernel", KEYCTL.format(call="250, 0, -4, 0"), "denied"),  # keyctl: root's user keyring
     A("capabilities", "kernel", "grep -E 'CapEff|CapPrm' /proc/self/status | grep -v 0000000000000000", "denied"),
     A("read-secret-file", "read host files", "cat {secret_file}", "denied"),
     A("list-host-dirs", "read host files", "ls -A {secret_dir} /root /work {repo}; cat {repo}/README.md", "denied"),
@@ -121,6 +129,7 @@ ATTACKS = [
       "python3 -c 'import ctypes\nl = ctypes.CDLL(None); l.shmat.restype = ctypes.c_void_p\nfor _ in range(8):\n"
       "    i = l.shmget(0, 100 << 20, 0o1600); a = l.shmat(i, None, 0); ctypes.memset(a, 1, 100 << 20); l.shmdt("
       "ctypes.c_void_p(a))'; sleep 3", "killed", timeout=20),  # detached segments outlive their process
+    A("memfd-unmapped", "memory", MEMFD, "killed", timeout=20),  # written, never mapped: no process's RSS shows it
     A("ipc-objects", "memory", "ipcmk -M 4096 && ipcmk -Q && ipcmk -S 2 && python3 -c \"import ctypes; "
       "print(ctypes.CDLL(None).mq_open(b'/q', 0o102, 0o600, None))\"", "runs"),  # none may reach the next episode
     A("fill-workspace", "disk", "head -c 1G /dev/zero > big", "denied"),
@@ -544,3 +553,47 @@ def test_attack_as_an_episode(host, pool, train_tasks, attack_id):
 if __name__ == "__main__":  # the table of attacks, for a reader who wants the list without running it
     for a in ATTACKS:
         print(f"{a.category:22} {a.id:24} {a.command}")
+
+
+def _shmem() -> int:
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) << 10 for line in f if line.startswith("Shmem:"))
+
+
+def test_memfd_never_raises_host_shared_memory_past_the_limit(host, pool, train_tasks):
+    """The memfd row, watched from the host: the sandbox's memory cgroup counts what no process maps, so the host's
+    Shmem rises by less than the sandbox's memory limit, and the episode's step says why it was stopped."""
+    attack = next(a for a in ATTACKS if a.id == "memfd-unmapped")
+    peak, done = [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _shmem())
+            time.sleep(0.002)
+
+    with SandboxEnv(train_tasks[0], EnvConfig(command_timeout=attack.timeout), pool=pool) as env:
+        before = _shmem()
+        watcher = threading.Thread(target=sample)
+        watcher.start()
+        try:
+            result = env.execute(attack.command)
+        finally:
+            done.set()
+            watcher.join()
+    assert EXPECT["killed"](result) and "GiB of memory was in use" in result.output, result
+    assert peak[0] - before < LIMITS.memory, f"host Shmem rose {(peak[0] - before) >> 20} MiB"
+
+
+def test_without_a_memory_cgroup_memfd_is_refused(train_tasks, monkeypatch):
+    """Where no memory cgroup can be made (controller() is None: the fallback a machine without one takes), the
+    sandbox cannot count memfd memory, so it refuses memfd_create instead."""
+    from oec.env.sandbox import cgroup
+
+    monkeypatch.setattr(cgroup, "controller", lambda: None)
+    p = SlotPool(LIMITS)
+    try:
+        with SandboxEnv(train_tasks[0], EnvConfig(command_timeout=10), pool=p) as env:
+            r = env.execute("python3 -c 'import os; os.memfd_create(\"m\")'")
+    finally:
+        p.close()
+    assert r.returncode == 1 and "Operation not permitted" in r.output, r

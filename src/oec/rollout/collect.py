@@ -21,6 +21,7 @@ from oec.core.atomic import check_output
 from oec.core.stage import guard_config
 from oec.core.store import MANIFEST, TRAJECTORIES, TrajectoryWriter, read_manifest, read_trajectories
 from oec.core.types import Trajectory
+from oec.env.sandbox.cgroup import sweep_stale_groups
 from oec.env.sandbox.tempdirs import sweep_stale_dirs
 from oec.rollout.backends.local import LocalBackend
 from oec.rollout.episodes import EXECUTION, CollectConfig, policy_specs
@@ -96,6 +97,7 @@ def collect(cfg: CollectConfig, progress: bool = True, retry_errors: bool = Fals
     tasks = load_tasks(cfg.tasks)
     policy_specs(cfg)  # a missing --expert/--student is reported before anything starts
     sweep_stale_dirs()  # sandboxes left by collections that were killed
+    sweep_stale_groups()
     done = {t.key for t in read_trajectories(run / TRAJECTORIES) if not (retry_errors and t.exit_status == "error")}
     todo = [(t, s) for t in tasks for s in range(cfg.samples) if (t.task_id, s) not in done]
     backend = make_backend(cfg)

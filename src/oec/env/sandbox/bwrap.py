@@ -32,7 +32,8 @@ SMALL_TMP_BYTES = 64 << 20  # /run and /dev/shm
 # writable, which /proc/sys never is: its files are) ...
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs", "acpi", "scsi", "driver")
 # ... and files that tell about the host's processes, timers and keys
-PROC_HIDDEN = ("kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kallsyms", "kmsg")
+PROC_HIDDEN = ("kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kallsyms", "kmsg",
+               "slabinfo")
 # Host secrets that are readable by uid 0 without any capability
 ETC_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/ssh_host_*key",
                "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d")
@@ -109,10 +110,13 @@ def sandbox_env() -> dict[str, str]:
 
 
 def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] | None = None,
-               as_pid_1: bool = False) -> list[str]:
-    """The full argv that runs COMMAND inside a fresh sandbox over WORKSPACE."""
+               as_pid_1: bool = False, seccomp_fd: int | None = None) -> list[str]:
+    """The full argv that runs COMMAND inside a fresh sandbox over WORKSPACE (with the seccomp filter read from
+    SECCOMP_FD, which the caller passes to bwrap: see seccomp.py)."""
     # --cap-drop ALL: run as root, bwrap would otherwise leave the agent every capability (mount, ptrace, ...)
     argv = [bwrap_path(), "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox"]
     if as_pid_1:  # COMMAND is the namespace's init: signals from inside cannot kill it
         argv += ["--as-pid-1"]

@@ -28,10 +28,12 @@ from functools import cache
 from pathlib import Path
 
 from oec.core.errors import InputError, SandboxError
-from oec.env.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
-from oec.env.sandbox.tempdirs import owned_tempdir, remove_tree
+from oec.env.sandbox import cgroup, seccomp
+from oec.env.sandbox.bwrap import SMALL_TMP_BYTES, TMP_BYTES, TOOLS, bwrap_argv, bwrap_path
+from oec.env.sandbox.tempdirs import clear_dir, owned_tempdir, remove_tree
 
 IO = "/oec/io"
+CGROUP = "/oec/cgroup"  # the slot's memory cgroup, read-only, where its watchdog reads the usage (cgroup.py)
 MAX_STREAM = 64 << 20  # output bytes read before a command is killed: past this it only burns CPU on both sides
 
 
@@ -151,15 +153,41 @@ class Slot:
         self._io.mkdir()
         shell_in_r, self._shell_in = os.pipe()
         self._shell_out, shell_out_w = os.pipe()
-        slotd = ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w), str(limits.tasks),
-                 str(limits.memory), str(limits.files)]
-        argv = bwrap_argv(self.workspace, slotd, extra_binds={str(self._io): IO}, as_pid_1=True)
         capped = workspace is None and can_cap_workspace()  # a directory of the caller's stays as it is
+        memory, self._cgroup, alarm = cgroup.controller(), None, None
+        if memory:
+            # The hard limit leaves room for the size-capped memory filesystems on top of the limit: files there are
+            # no process's, and a kernel kill at the limit would pick a process that does not hold them. The
+            # watchdog still kills everything, and empties them, past the limit (slotd.py).
+            scratch = TMP_BYTES + 2 * SMALL_TMP_BYTES + (limits.disk if capped else 0)
+            try:
+                self._cgroup = memory.new_group(limits.memory + scratch)
+                alarm = memory.alarm(self._cgroup, limits.memory - cgroup.margin(limits.memory))
+            except OSError:  # a controller that worked at the probe and fails now: fall back, as without one
+                memory = None
+        binds = {str(self._io): IO}
+        counted = ["-", "-", "-1"]
+        if memory and self._cgroup:
+            binds[str(self._cgroup)] = CGROUP
+            counted = [memory.usage_file, ",".join(memory.file_keys), str(-1 if alarm is None else alarm)]
+        slotd = ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w), str(limits.tasks),
+                 str(limits.memory), str(limits.files), *counted]
+        filter_fd = seccomp.filter_fd(deny_memfd=memory is None)
+        argv = bwrap_argv(self.workspace, slotd, extra_binds=binds, as_pid_1=True, seccomp_fd=filter_fd)
         if capped:
             argv = capped_workspace(self.workspace, limits) + argv
-        with (self._dir / "stderr").open("w") as err:
-            self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-                                pass_fds=(shell_in_r, shell_out_w), start_new_session=True)
+        if self._cgroup:  # the first process joins the group before it starts anything: every descendant is in it
+            argv = ["sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", str(self._cgroup / "cgroup.procs"),
+                    *argv]
+        try:
+            with (self._dir / "stderr").open("w") as err:
+                self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                    pass_fds=(shell_in_r, shell_out_w, filter_fd, *([alarm] if alarm else [])),
+                                    start_new_session=True)
+        finally:
+            os.close(filter_fd)
+            if alarm is not None:
+                os.close(alarm)
         os.close(shell_in_r)
         os.close(shell_out_w)
         if capped:  # the tmpfs is in the sandbox's mount namespace: the host reaches it through the process's root
@@ -199,8 +227,7 @@ class Slot:
     def load(self, template: Path) -> None:
         """Start an episode: nothing of the last one survives (processes, /tmp, workspace)."""
         self.control("reset")
-        for child in self.workspace.iterdir():
-            remove_tree(child)
+        clear_dir(self.workspace)
         try:
             shutil.copytree(template, self.workspace, symlinks=True, dirs_exist_ok=True)
         except (OSError, shutil.Error) as e:
@@ -234,6 +261,8 @@ class Slot:
         for fd in (self._shell_in, self._shell_out):
             os.close(fd)
         remove_tree(self._dir)
+        if self._cgroup:
+            cgroup.remove(self._cgroup)
 
     # -- the shell -----------------------------------------------------------------------------------------------
     def run(self, command: str, timeout: float, output_limit: int) -> CommandResult:

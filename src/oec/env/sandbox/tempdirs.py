@@ -9,13 +9,45 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["OWNED", "owned_tempdir", "remove_tree", "sweep_stale_dirs"]
+__all__ = ["OWNED", "clear_dir", "owned_tempdir", "remove_tree", "sweep_stale_dirs"]
 
 
 def remove_tree(path: Path) -> None:
     """rm -rf, without following links; unlike shutil.rmtree (recursive), it copes with directories nested
     thousands deep, which an agent can make."""
     subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False, capture_output=True)
+
+
+def clear_dir(path: Path) -> None:
+    """Empty PATH whatever it holds, in one process and at most a few: files and links are unlinked here, relative
+    to PATH's descriptor (nothing is followed; one `rm` per entry once took minutes for 100k files), and the
+    directories go to `rm -rf` in as few calls as find can batch them into (it copes with nesting thousands deep,
+    which the stack of a recursive walk does not). A directory the agent made unreadable is opened up (we own it)
+    and the removal tried again."""
+    for attempt in range(2):
+        if attempt:
+            subprocess.run(["find", "-P", str(path), "-mindepth", "1", "-type", "d", "!", "-perm", "-u=rwx",
+                            "-exec", "chmod", "u+rwx", "--", "{}", "+"], capture_output=True, check=False)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            dirs = False
+            with os.scandir(fd) as entries:
+                for e in entries:
+                    if e.is_dir(follow_symlinks=False):
+                        dirs = True
+                        continue
+                    try:
+                        os.unlink(e.name, dir_fd=fd)
+                    except OSError:
+                        pass
+        finally:
+            os.close(fd)
+        if dirs:
+            subprocess.run(["find", "-P", str(path), "-mindepth", "1", "-maxdepth", "1", "-type", "d", "-exec", "rm",
+                            "-rf", "--one-file-system", "--", "{}", "+"], capture_output=True, check=False)
+        with os.scandir(path) as entries:
+            if next(entries, None) is None:
+                return
 
 
 # Temp directories named by the id of the process that made them; see sweep_stale_dirs.

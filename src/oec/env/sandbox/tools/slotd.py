@@ -36,8 +36,22 @@ WATCH_EVERY = 0.05
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def usage(max_tasks):
-    """(tasks, resident bytes) of every process in the namespace, this one included. Past MAX_TASKS processes it
+CGROUP = "/oec/cgroup"  # the slot's memory cgroup, bound read-only (oec/env/sandbox/cgroup.py)
+
+
+def cgroup_bytes(usage_file, file_keys):
+    """Bytes charged to the slot's memory cgroup, less the page cache the kernel can drop: process memory, memfd,
+    tmpfs files, SysV segments, pipe buffers and kernel objects alike."""
+    with open(os.path.join(CGROUP, usage_file)) as f:
+        used = int(f.read())
+    with open(os.path.join(CGROUP, "memory.stat")) as f:
+        stat = dict(line.split() for line in f if line.strip())
+    return used - sum(int(stat.get(k, 0)) for k in file_keys)
+
+
+def usage(max_tasks, cgroup=None):
+    """(tasks, memory bytes) of the namespace, this process included: the memory is CGROUP's count when the slot
+    has one (a (usage file, cache keys) pair), else resident sizes plus SysV IPC. Past MAX_TASKS processes it
     answers at once, without reading each one's stat: under a fork bomb this process gets little CPU."""
     pids = [p for p in os.listdir("/proc") if p.isdigit()]
     if len(pids) > max_tasks:
@@ -52,7 +66,7 @@ def usage(max_tasks):
         fields = stat[stat.rindex(b")") + 2 :].split()  # the command name may hold spaces and parentheses
         tasks += int(fields[17])  # num_threads
         rss += int(fields[21]) * PAGE
-    return tasks, rss + ipc_bytes()
+    return tasks, cgroup_bytes(*cgroup) if cgroup else rss + ipc_bytes()
 
 
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -101,8 +115,12 @@ def mount_points():
 
 
 class Slot:
-    def __init__(self, shell_in, shell_out, max_tasks, max_memory, max_files):
+    def __init__(self, shell_in, shell_out, max_tasks, max_memory, max_files, cgroup=None, alarm=-1):
         self.shell_in, self.shell_out = shell_in, shell_out
+        # With a cgroup its hard limit is MAX_MEMORY, which the kernel enforces by killing; the watchdog acts a
+        # margin below it (as oec/env/sandbox/cgroup.py's margin), woken by ALARM (an eventfd) when usage crosses.
+        self.cgroup, self.alarm = cgroup, alarm
+        self.kill_at = max_memory - min(64 << 20, max_memory // 8) if cgroup else max_memory
         self.max_tasks, self.max_memory, self.max_files = max_tasks, max_memory, max_files
         self.next_watch = 0.0
         self.secret = os.urandom(8).hex()  # in the shell-exit line, so the agent cannot fake one
@@ -178,10 +196,10 @@ class Slot:
 
     def over_limits(self):
         """Why the agent must be stopped now (its tasks or memory are over the limits), or None."""
-        tasks, rss = usage(self.max_tasks)
+        tasks, rss = usage(self.max_tasks, self.cgroup)
         if tasks > self.max_tasks:
             return f"{tasks} processes and threads were running; the limit is {self.max_tasks}"
-        if rss > self.max_memory:
+        if rss > self.kill_at:
             return f"{rss / 2**30:.2f} GiB of memory was in use; the limit is {self.max_memory / 2**30:.2f} GiB"
         return self.scratch_full()
 
@@ -205,7 +223,9 @@ class Slot:
             return None
         had_shell = self.bash is not None
         self.kill_all()
-        if self.scratch_full():  # the files would trip it again at once
+        # files in /tmp, /run or /dev/shm would trip it again at once: too many of them, or (counted by the
+        # cgroup) too much memory with no process left to hold it
+        if self.scratch_full() or usage(self.max_tasks, self.cgroup)[1] > self.kill_at:
             self.wipe()
         note = f"\n[the sandbox killed every process: {reason}]\n"
         if had_shell:  # as if the shell had exited, so the host starts another
@@ -343,6 +363,7 @@ class Slot:
         ctl = sys.stdin
         while True:
             fds = [ctl, self.sig_r] + ([self.req] if self.req is not None else []) + list(self.runs)
+            fds += [self.alarm] if self.alarm >= 0 else []
             # A slot alone in its namespace has nothing to watch, and only this loop can start a process there: it
             # sleeps until the host speaks instead of scanning /proc 20 times a second (1% of a core per idle slot,
             # and a pool keeps every slot it ever started). A live shell is enough to know it is busy, without a
@@ -352,6 +373,9 @@ class Slot:
                 ready = select.select(fds, [], [], WATCH_EVERY if busy else None)[0]
             except InterruptedError:
                 continue
+            if self.alarm in ready:  # the kernel says usage crossed the line: look now, not at the next tick
+                os.read(self.alarm, 8)
+                self.next_watch = 0.0
             self.watch()
             if self.replies:
                 self.flush_replies()
@@ -372,12 +396,14 @@ class Slot:
 
 def main():
     shell_in, shell_out, max_tasks, max_memory, max_files = map(int, sys.argv[1:6])
+    usage_file, file_keys, alarm = sys.argv[6:9]  # "-", "-", "-1" without a cgroup
+    cgroup = (usage_file, file_keys.split(",")) if usage_file != "-" else None
     LIBC.prctl(4, 0)  # PR_SET_DUMPABLE = 0
     # Signals from inside the namespace reach its init only where it has a handler, and Python installs one for
     # SIGINT: without this, `kill -INT 1` would end the sandbox. Children put the default back.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     testserver.warm_up()
-    slot = Slot(shell_in, shell_out, max_tasks, max_memory, max_files)
+    slot = Slot(shell_in, shell_out, max_tasks, max_memory, max_files, cgroup, int(alarm))
     slot.wipe()
     sys.stdout.write(json.dumps({"ready": True, "secret": slot.secret}) + "\n")
     sys.stdout.flush()
