@@ -146,6 +146,7 @@ class Verdict(Record):
     patch: str = Field("", description="the agent's change that was verified, as a diff against the base (a/ b/)")
     dropped: dict[str, str] = Field(default_factory=dict, description="paths the agent changed that verification "
                                     "left out of the patch (tests, pytest configuration, bytecode...) -> why")
+    dropped_more: int = Field(0, description="dropped paths beyond those listed in `dropped` (counted, not named)")
     duration_s: float = 0.0
     error: str | None = None
 

@@ -35,7 +35,7 @@ from oec.env.repos import template
 from oec.env.sandbox.bwrap import TOOLS_DIR
 from oec.env.sandbox.shell import MAX_STREAM, CommandResult, cap_output
 from oec.env.sandbox.tempdirs import owned_tempdir
-from oec.env.verify import verify_workspace
+from oec.env.verify import sentinel_source, verify_workspace
 
 TOOLS = "/oec/bin"
 KILLS = "/oec/kills"
@@ -260,9 +260,11 @@ class DockerEnv:
         the bind-mounted workspace as the base plus the agent's change, and the task's tests run in the container."""
         ids = self.task.FAIL_TO_PASS + self.task.PASS_TO_PASS
 
-        def run_tests() -> dict:
+        def run_tests(sentinel: str) -> dict:
             self.cwd = self.cfg.workdir
-            cmd = "python -m pytest -rA -p no:cacheprovider " + " ".join(shlex.quote(t) for t in ids)
+            where = f"/tmp/{sentinel}/test_{sentinel}.py"
+            cmd = (f"mkdir -p /tmp/{sentinel} && printf %s {shlex.quote(sentinel_source(sentinel))} > {where} && "
+                   "python -m pytest -rA -p no:cacheprovider " + " ".join(shlex.quote(t) for t in [*ids, where]))
             proc = self._bash(cmd, self.config.verify_timeout)
             return {"results": parse_pytest_rA(proc.stdout), "timed_out": proc.returncode == 137}
 

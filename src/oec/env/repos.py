@@ -118,6 +118,13 @@ class Template:
     restore: dict[str, str] = field(default_factory=dict)  # what verification writes back before the tests run
     tests: frozenset[str] = frozenset()  # the task's test files (test_patch's too): never part of the agent's change
 
+    def read_bytes(self, rel: str) -> bytes | None:
+        """A base file's bytes, or None when the base has no such regular file (a link is not followed)."""
+        path = self.path / rel
+        if not path.is_file() or path.is_symlink():
+            return None
+        return path.read_bytes()
+
     def read(self, rel: str) -> str | None:
         """A base file's text as the workspace holds it (CRLF kept, as the expert reads the workspace), or None
         when the base has no such (text) file."""

@@ -17,7 +17,7 @@ from oec.env.docker import DockerConfig
 from oec.env.repos import template
 from oec.env.sandbox.bwrap import WORKSPACE
 from oec.env.sandbox.shell import CommandResult, Limits, Slot, SlotPool, pool_for
-from oec.env.verify import verify_workspace
+from oec.env.verify import sentinel_source, verify_workspace
 
 
 class EnvConfig(BaseModel):
@@ -49,8 +49,9 @@ class PytestVerifier:
         tests = task.FAIL_TO_PASS + task.PASS_TO_PASS
         return verify_workspace(
             task, self.slot.workspace, lambda: self.slot.control("reset"),
-            lambda: self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, tests=tests,
-                                      test_timeout=self.timeout),
+            lambda sentinel: self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, tests=tests,
+                                               test_timeout=self.timeout, sentinel=sentinel,
+                                               sentinel_source=sentinel_source(sentinel)),
             errors=(SandboxError,))
 
     def close(self) -> None:

@@ -1,25 +1,32 @@
 """The agent's change as a patch, verified on a clean tree (in the spirit of the SWE-bench harness).
 
 When an episode ends, every process of the agent is dead, but the workspace is still the agent's: its `.git` (config,
-hooks, filters, index, `info/exclude`), its file modes, its stray files. Nothing there may decide the verdict. So the
-host reads the workspace as plain files (never following a link, never running git in it), compares it with the
-task's pristine template, and keeps only changes a fix can be made of:
+hooks, filters, index, `info/exclude`), its file modes, its stray files and links. Nothing there may decide the
+verdict or steer a host-side write. So the host reads the workspace as plain files (never following a link, never
+running git in it), compares it with the task's pristine template, and keeps only changes a fix can be made of:
 
 - dropped: test files and anything under a test directory, every file name pytest reads configuration from,
-  `conftest.py` anywhere, site hooks (`*.pth`, `sitecustomize.py`), bytecode, compiled modules and caches, git
-  metadata. Each dropped path is recorded with its reason (`Verdict.dropped`).
+  `conftest.py` anywhere and a root `__init__.py` (pytest imports both before any test), site hooks (`*.pth`,
+  `sitecustomize.py`), bytecode, compiled modules and caches, git metadata, and a link or file standing where the
+  base has a directory of such paths. Each dropped path is recorded with its reason (`Verdict.dropped`, bounded).
 - kept: everything else, as bytes, with the executable bit, and symlinks as links.
 
-The patch is computed by our own git from the kept changes alone, the workspace is rebuilt as the template plus those
-changes, and the task's tests (with `test_patch`) are written back before they run.
-So `Verdict.patch` is exactly the change that was verified: applied to a clean checkout of the base, it passes the
-same tests. tests/test_verify.py checks that on every resolved trajectory it produces.
+The patch is computed by our own git from the kept changes alone (paths taken literally, never as pathspec magic;
+a file that is not UTF-8 is diffed as binary, so the patch is text and still byte-exact). The workspace is then
+emptied and rebuilt as the template with *that patch* applied by `git apply`, and the task's tests are written back
+through no-follow writes. So `Verdict.patch` is by construction the change that was verified: applied to a clean
+checkout of the base, it passes the same tests. tests/test_verify.py checks that on every trajectory it produces.
+
+The test run itself holds a sentinel: a test the verifier adds under a name drawn for this run, which must fail. Code
+under test runs inside the test process and could bend what that process reports (a forged report on its result
+pipe, an outcome hook); a report where the sentinel passed or vanished while every task test passed is refused.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -31,11 +38,15 @@ from typing import Callable
 
 from oec.core.errors import ChangeTooLarge
 from oec.core.types import Task, TestResult, Verdict
+from oec.env import nofollow
 from oec.env.repos import GIT_ENV, PYTEST_CONFIG, Template, template
+from oec.env.sandbox.tempdirs import clear_dir
 
 # Every name pytest reads configuration or plugins from (pytest 9 adds pytest.toml and .pytest.toml), and the
 # interpreter's own start-up hooks. A fix never needs to change them; a forged verdict often does.
 CONFIG_NAMES = PYTEST_CONFIG | {".pytest.ini", "pytest.toml", ".pytest.toml", "sitecustomize.py", "usercustomize.py"}
+# Imported by pytest during collection, before any test, as a conftest is: a package at the root of the tree.
+ROOT_IMPORTS = {"__init__.py"}
 GIT_NAMES = {".gitattributes", ".gitmodules", ".gitignore"}
 CACHE_DIRS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".tox", ".nox",
               ".eggs"}
@@ -45,9 +56,13 @@ TEST_FILE = re.compile(r"^(test_.*|.*_test)\.py$")  # pytest's default python_fi
 # The change is written into every trajectory record and verified file by file: past these it is not a fix.
 MAX_FILES = 2000
 MAX_BYTES = 16 << 20
-# Our git, in our repository: nothing may run, and nothing of a user's global or system configuration may apply.
+# Dropped paths listed in a verdict; the rest are counted (an agent can drop 100k files in one command).
+MAX_DROPPED = 100
+# Our git, in our repository: nothing may run, nothing of a user's global or system configuration may apply, and
+# a path is a path (a file named `:(exclude)*.py` must not become pathspec magic).
 GIT = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.autocrlf=false",
-       "-c", "core.safecrlf=false", "-c", "core.excludesFile=/dev/null", "-c", "diff.noprefix=false"]
+       "-c", "core.safecrlf=false", "-c", "core.excludesFile=/dev/null", "-c", "diff.noprefix=false",
+       "-c", "core.quotePath=true", "-c", "gc.auto=0", "--literal-pathspecs"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,14 @@ class Entry:
 @dataclass
 class Change:
     kept: dict[str, Entry | None] = field(default_factory=dict)  # path -> new entry, None = deleted
-    dropped: dict[str, str] = field(default_factory=dict)  # path -> why it was left out
+    dropped: dict[str, str] = field(default_factory=dict)  # path -> why it was left out (MAX_DROPPED at most)
+    dropped_more: int = 0  # dropped paths past MAX_DROPPED, counted only
+
+    def drop(self, rel: str, why: str) -> None:
+        if len(self.dropped) < MAX_DROPPED:
+            self.dropped[rel] = why
+        else:
+            self.dropped_more += 1
 
 
 def drop_reason(rel: str, tests: frozenset[str] | set[str], test_dirs: set[str]) -> str | None:
@@ -77,6 +99,8 @@ def drop_reason(rel: str, tests: frozenset[str] | set[str], test_dirs: set[str])
         return "bytecode or compiled module"
     if name in CONFIG_NAMES or name.endswith(".pth"):
         return "pytest or interpreter configuration"
+    if rel in ROOT_IMPORTS:
+        return "imported by pytest before the tests (a package at the root)"
     if rel in tests or TEST_FILE.match(name):
         return "test file"
     if any(p in TEST_DIRS for p in parts[:-1]) or any(rel.startswith(d + "/") for d in test_dirs):
@@ -111,7 +135,7 @@ def _read(path: str, limit: int = MAX_BYTES) -> Entry | None:
     if st.st_size > limit:
         raise ChangeTooLarge(f"{path} holds {st.st_size} bytes")
     if not st.st_mode & stat.S_IRUSR:  # the agent's chmod 000 on a file we own: the owner may read it again
-        os.chmod(path, 0o600)
+        os.chmod(path, 0o600, follow_symlinks=False)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as f:
         return Entry(f.read(limit + 1), executable=bool(st.st_mode & stat.S_IXUSR))
@@ -127,7 +151,7 @@ def _walk(root: str):
         try:
             entries = list(os.scandir(here))
         except PermissionError:  # the agent's chmod on a directory of ours: we are its owner
-            os.chmod(here, 0o700)
+            os.chmod(here, 0o700, follow_symlinks=False)
             entries = list(os.scandir(here))
         except OSError:  # deeper than PATH_MAX: pytest cannot reach it either
             continue
@@ -158,7 +182,7 @@ def diff(workspace: Path, base: Template) -> Change:
         why = drop_reason(rel, base.tests, dirs)
         if why:
             if _differs(workspace, base, rel, files):
-                change.dropped[rel] = why
+                change.drop(rel, why)
             continue
         entry = _read(str(workspace / rel))
         if entry is None or (rel in files and entry == _read(str(base.path / rel))):
@@ -167,36 +191,50 @@ def diff(workspace: Path, base: Template) -> Change:
         change.kept[rel] = entry
         if len(change.kept) > MAX_FILES or size > MAX_BYTES:
             raise ChangeTooLarge(f"more than {MAX_FILES} files or {MAX_BYTES >> 20} MiB changed")
+    kept_back = set(base.restore)  # what the verifier writes back, and base files whose deletion is dropped
     for rel in sorted(files - seen):
         why = drop_reason(rel, base.tests, dirs)
         if why:
-            change.dropped[rel] = f"{why} (deleted)"
+            change.drop(rel, f"{why} (deleted)")
+            kept_back.add(rel)
         else:
             change.kept[rel] = None
+    # A link or file where the base has a directory of such paths would carry them (and the writes that put them
+    # back) wherever it points: it is dropped, and the directory stays the base's.
+    holders = {str(p) for rel in kept_back for p in PurePosixPath(rel).parents if str(p) != "."}
+    for rel in [r for r, e in change.kept.items() if e is not None and r in holders]:
+        del change.kept[rel]
+        change.drop(rel, "in place of a directory holding tests or configuration")
     return change
 
 
-def _git(env: dict[str, str], *args: str, input: bytes | None = None) -> str:
+def _git(env: dict[str, str], *args: str, input: bytes | None = None) -> bytes:
     env = {**os.environ, **GIT_ENV, "GIT_CONFIG_GLOBAL": "/dev/null", **env}
     return subprocess.run(GIT + list(args), input=input, capture_output=True, check=True, env=env, timeout=300,
-                          cwd=env["GIT_WORK_TREE"]).stdout.decode(errors="replace")
+                          cwd=env["GIT_WORK_TREE"]).stdout
 
 
-def _clear(path: Path) -> None:
-    """Empty PATH, whatever modes the agent left on what is inside (we own it all, so chmod is allowed)."""
-    for attempt in range(2):
-        children = [str(c) for c in path.iterdir()]
-        if not children:
-            return
-        if attempt:  # a directory the agent made read-only kept its contents
-            subprocess.run(["chmod", "-R", "u+rwx", "--", *children], capture_output=True, check=False)
-        subprocess.run(["rm", "-rf", "--one-file-system", "--", *children], capture_output=True, check=False)
+def _is_text(data: bytes | None) -> bool:
+    try:
+        (data or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _attribute_pattern(rel: str) -> str:
+    """A gitattributes line that matches exactly the path REL and marks it binary: wildmatch's special characters
+    escaped, then the pattern C-quoted byte by byte (a name may hold spaces, quotes, newlines or non-UTF-8 bytes)."""
+    glob = ("/" + re.sub(r"([\\*?\[\]!#])", r"\\\1", rel)).encode(errors="surrogateescape")
+    quoted = "".join(chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\{b:03o}" for b in glob)
+    return f'"{quoted}" binary\n'
 
 
 def patch_of(base: Template, change: Change) -> str:
     """CHANGE as a git patch against BASE's commit. Our git, on a scratch work tree holding only the kept files,
     with a scratch index (a copy of the base's) and object store (the base's objects as alternates): nothing of the
-    agent's repository, and no .gitattributes of the agent's (those are always dropped), is read."""
+    agent's repository, and no .gitattributes of the agent's (those are always dropped), is read. A file whose old
+    or new content is not UTF-8 is marked binary, so the patch is UTF-8 text that reproduces its bytes exactly."""
     if not change.kept:
         return ""
     with tempfile.TemporaryDirectory(prefix=f"oec-verify-{os.getpid()}-") as scratch:  # swept if we are killed
@@ -205,55 +243,66 @@ def patch_of(base: Template, change: Change) -> str:
         _apply(tree, {rel: e for rel, e in change.kept.items() if e is not None})
         shutil.copyfile(git_dir / "index", Path(scratch) / "index")
         (Path(scratch) / "objects").mkdir()
+        binary = [rel for rel, e in change.kept.items()
+                  if not _is_text(e.data if e else None) or not _is_text(base.read_bytes(rel))]
+        attributes = Path(scratch) / "attributes"
+        attributes.write_text("".join(_attribute_pattern(rel) for rel in binary))
         env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(tree), "GIT_INDEX_FILE": f"{scratch}/index",
                "GIT_OBJECT_DIRECTORY": f"{scratch}/objects",
                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_dir / "objects")}
         # deleted paths are absent from the scratch tree, so `add -A` stages their deletion
         spec = b"".join(p.encode(errors="surrogateescape") + b"\0" for p in change.kept)
         _git(env, "add", "-A", "-f", "--pathspec-from-file=-", "--pathspec-file-nul", input=spec)
-        return _git(env, "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
-                    "--no-renames", "--full-index")
+        out = _git(env, "-c", f"core.attributesFile={attributes}", "diff", "--cached", "--binary", "--no-color",
+                   "--no-ext-diff", "--no-textconv", "--no-renames", "--full-index")
+    return out.decode("utf-8")  # strict: a byte that is not UTF-8 here would be a patch that cannot be applied
 
 
 def rebuild(workspace: Path, base: Template, change: Change) -> str:
-    """Make WORKSPACE the base tree plus the kept change, with the task's test files written back for the test
-    run, and return the change as a patch (a/ b/ prefixes, binary files included)."""
+    """Make WORKSPACE the base tree with the change's patch applied, and the task's test files written back for
+    the test run; return the patch. The tree that is tested is made *from the patch*, so the two cannot differ."""
     patch = patch_of(base, change)
-    _clear(workspace)
+    clear_dir(workspace)
+    with os.scandir(workspace) as left:
+        if next(left, None) is not None:
+            raise OSError(f"the workspace could not be emptied for verification ({workspace})")
     shutil.copytree(base.path, workspace, symlinks=True, dirs_exist_ok=True)
-    _apply(workspace, change.kept)
+    if patch:
+        _git({"GIT_DIR": str(workspace / ".git"), "GIT_WORK_TREE": str(workspace)}, "apply", "--whitespace=nowarn",
+             "-", input=patch.encode())
     for rel, text in base.restore.items():
-        path = workspace / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())  # byte for byte: CRLF test files stay CRLF
+        mode = os.lstat(base.path / rel).st_mode & 0o777 if os.path.lexists(base.path / rel) else 0o644
+        nofollow.write_file(workspace, rel, text.encode(), mode)  # byte for byte: CRLF test files stay CRLF
     return patch
 
 
 def _apply(tree: Path, kept: dict[str, Entry | None]) -> None:
-    """Write KEPT into TREE; deletions first, so that a file the agent replaced with a directory is deleted before
-    the directory's files are written."""
-    for rel, entry in sorted(kept.items(), key=lambda kv: kv[1] is not None):
-        path = tree / rel
-        for parent in list(reversed(PurePosixPath(rel).parents))[1:]:  # a file where the change needs a directory
-            p = tree / parent
-            if p.is_symlink() or (p.exists() and not p.is_dir()):
-                p.unlink()
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            path.unlink()
+    """Write KEPT into TREE (a scratch tree of ours) without following any link on the way."""
+    for rel, entry in kept.items():
         if entry is None:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if entry.link:
-            os.symlink(entry.data.decode(errors="surrogateescape"), path)
+            nofollow.remove(tree, rel)
+        elif entry.link:
+            nofollow.write_link(tree, rel, entry.data.decode(errors="surrogateescape"))
         else:
-            path.write_bytes(entry.data)
-            path.chmod(0o755 if entry.executable else 0o644)
+            nofollow.write_file(tree, rel, entry.data, 0o755 if entry.executable else 0o644, replace=True)
 
 
-def verdict_from(task: Task, report: dict, patch: str, dropped: dict[str, str], t0: float) -> Verdict:
-    """The Verdict for a test report ({node id: (outcome, message)} under "results") of the task's tests."""
+def sentinel_source(name: str) -> str:
+    """The verifier's must-fail test module, under NAME: a unittest case (collected whatever a project's
+    python_functions or python_classes say) and a plain function (collected under `-p no:unittest`)."""
+    return (f"import unittest\n\n\nclass Test_{name}(unittest.TestCase):\n    def test_{name}(self):\n"
+            f"        self.fail('the verifier sentinel must fail')\n\n\ndef test_{name}():\n"
+            f"    assert False, 'the verifier sentinel must fail'\n")
+
+
+def sentinel_outcomes(results: dict, sentinel: str) -> list[str]:
+    return [outcome for nid, (outcome, _) in results.items() if sentinel in nid]
+
+
+def verdict_from(task: Task, report: dict, patch: str, change: Change, t0: float, sentinel: str | None = None
+                 ) -> Verdict:
+    """The Verdict for a test report ({node id: (outcome, message)} under "results") of the task's tests. SENTINEL
+    names the verifier's own must-fail tests in that run (None: the run had none)."""
     results = report.get("results", {})
     tests = {}
     for tid in task.FAIL_TO_PASS + task.PASS_TO_PASS:
@@ -261,17 +310,25 @@ def verdict_from(task: Task, report: dict, patch: str, dropped: dict[str, str], 
         tests[tid] = TestResult(outcome=outcome if outcome != "skipped" else "failed", message=message)
     resolved = all(t.outcome == "passed" for t in tests.values())
     error = "tests timed out" if report.get("timed_out") else None
-    return Verdict(resolved=resolved, tests=tests, patch=patch, dropped=dropped, duration_s=time.monotonic() - t0,
-                   error=error)
+    if sentinel is not None:
+        seen = sentinel_outcomes(results, sentinel)
+        if any(o in ("passed", "skipped") for o in seen) or (resolved and "failed" not in seen):
+            resolved = False
+            error = (f"the test report was tampered with: the verifier's sentinel test, which must fail, was "
+                     f"reported {', '.join(seen) or 'missing'}; code under test bent the test run")
+    return Verdict(resolved=resolved, tests=tests, patch=patch, dropped=change.dropped,
+                   dropped_more=change.dropped_more, duration_s=time.monotonic() - t0, error=error)
 
 
-def verify_workspace(task: Task, workspace: Path, stop: Callable[[], object], run_tests: Callable[[], dict],
+def verify_workspace(task: Task, workspace: Path, stop: Callable[[], object], run_tests: Callable[[str], dict],
                      errors: tuple[type[BaseException], ...] = ()) -> Verdict:
     """The whole verification, for any runtime: STOP every process of the agent, read and rebuild WORKSPACE (the
-    host path of the workspace), then RUN_TESTS there (a report with "results" and "timed_out"). A failure of the
-    runtime itself (ERRORS, or git on our side) is a verdict with an error, never resolved."""
+    host path of the workspace), then RUN_TESTS there with a sentinel of the name it is given (a report with
+    "results" and "timed_out"). A failure of the runtime itself (ERRORS, or git on our side) is a verdict with an
+    error, never resolved."""
     t0 = time.monotonic()
     base = template(task)
+    sentinel = f"oec_sentinel_{secrets.token_hex(8)}"
     try:
         stop()
         try:
@@ -280,7 +337,7 @@ def verify_workspace(task: Task, workspace: Path, stop: Callable[[], object], ru
             return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0,
                            error=f"not verified: the change is too large ({e})")
         patch = rebuild(workspace, base, change)
-        report = run_tests()
-    except (OSError, subprocess.SubprocessError, *errors) as e:
+        report = run_tests(sentinel)
+    except (OSError, subprocess.SubprocessError, UnicodeDecodeError, *errors) as e:
         return Verdict(resolved=False, tests={}, duration_s=time.monotonic() - t0, error=f"verifier failed: {e}")
-    return verdict_from(task, report, patch, change.dropped, t0)
+    return verdict_from(task, report, patch, change, t0, sentinel)
