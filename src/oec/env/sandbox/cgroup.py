@@ -3,8 +3,9 @@
 Resident sizes miss memory no process maps: a memfd written and never mapped, tmpfs files, pipe buffers, kernel
 objects. A memory cgroup charges all of it to the sandbox that allocated it. Each slot gets its own group (v1's
 memory controller, or v2's where this process may create a child that has it) whose hard limit is the sandbox's
-memory limit plus its size-capped memory filesystems. The slot's watchdog (slotd.py) reads the group's usage, less the page cache it can drop, and kills
-everything a margin below the limit: at its 50 ms look, or at once when the kernel signals that usage crossed it.
+memory limit plus its size-capped memory filesystems. The slot's watchdog (slotd.py) reads the group's usage, less
+the page cache it can drop, and kills everything a margin below the memory limit: at its 50 ms look, or at once
+when the kernel signals that usage crossed it.
 Where no group can be made the sandbox says so once, and memfd_create is refused inside it instead (seccomp.py), so
 that the one large way past the watchdog is closed.
 """
