@@ -171,3 +171,16 @@ def test_an_experiment_from_before_presets_still_resumes(tmp_path):
     path.write_text(json.dumps(old))
     with pytest.raises(InputError, match="differs in: suite"):  # but a preset now is another suite
         Experiment(ExperimentConfig(**{**base, "suite": {"preset": "easy", "knobs": {"hops": 0}}})).check_config()
+
+
+def test_a_chain_longer_than_the_modules_is_refused_in_one_line(tmp_path):
+    """hops >= modules once made import loops (20/20 tasks failed collection); now refused before any work."""
+    from typer.testing import CliRunner
+
+    from oec.cli.main import app
+
+    r = CliRunner().invoke(app, ["tasks", "generate", "--hops", "2", "--modules", "2", "--n", "3",
+                                 "--out", str(tmp_path / "t.jsonl")])
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "hops=2 needs at least 3 modules" in lines[0], r.stderr
+    assert not (tmp_path / "t.jsonl").exists()

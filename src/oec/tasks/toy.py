@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import random
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from oec.core.errors import InputError
 from oec.core.types import InlineRepo, Task
@@ -33,6 +33,16 @@ class ToyConfig(BaseModel):
     shapes: list[str] = Field(list(LEAF_SHAPES), description=f"leaf function shapes; one-liners: {ONE_LINERS}")
     mutation_kinds: list[str] = Field(list(MUTATION_KINDS), description="mutation families to inject")
     direct_test_prob: float = Field(0.5, ge=0, le=1, description="chance the buggy function has its own visible test")
+
+    @model_validator(mode="after")
+    def _chain_fits(self) -> ToyConfig:
+        # each wrapper lives in another module than the function it calls: a chain as long as the module list
+        # comes back to a module it started from, and the package imports itself in a loop (tasks that fail to
+        # collect, which no agent can fix)
+        if self.hops >= self.modules:
+            raise ValueError(f"hops={self.hops} needs at least {self.hops + 1} modules (modules={self.modules}): "
+                             "each wrapper sits in another module; raise modules or lower hops")
+        return self
 
 
 # Named sets of knobs, the one place a setting is defined: configs say `suite.preset: multihop` and
