@@ -60,3 +60,14 @@ def test_the_files_the_readme_and_docs_name_exist():
             named += 1
             assert path.exists(), f"{page.relative_to(ROOT)} names {path.relative_to(ROOT)}, which does not exist"
     assert named >= 50  # the names were found
+
+
+def test_every_file_at_the_root_is_one_the_layout_names():
+    """A stray file committed at the root (an empty `oom` once came back after being removed) fails here: each tracked
+    root file is named in docs/layout.md's tree, or is a dotfile of git's."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    root_files = [f for f in tracked.splitlines() if "/" not in f and not f.startswith(".git")]
+    layout = (ROOT / "docs/layout.md").read_text()
+    assert [f for f in root_files if not re.search(rf"^{re.escape(f)}\s", layout, re.M)] == []
