@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-tools bench clean podman-image
+.PHONY: install demo test test-tools bench clean podman-image swe-corpus
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ demo: install
 podman-image:
 	@scripts/podman-image.sh || echo "oec: no podman base image: tests/test_docker_runtime.py will fail (docs/containers.md)"
 
+# The real SWE-bench-format corpus of tests/test_swe_corpus.py (django, sympy, flask from their PyPI sdists, with
+# their venvs): built once (~1 min, mostly downloads) into ~/.cache/oec/swe-corpus-1, then a no-op.
+swe-corpus: install
+	$(BIN)/python scripts/swe_corpus.py
+
 # What the tests need from the system, in one apt-get: the sandbox, a headless browser (the report test renders
 # report.html in one), and podman with what builds its base image.
 test-tools:
@@ -39,6 +44,7 @@ test-tools:
 # downloads while pip does (both mostly wait on the network).
 test: test-tools
 	@$(MAKE) --no-print-directory -j2 --output-sync=target install podman-image
+	@$(MAKE) --no-print-directory swe-corpus
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/lint-imports
 	# two workers, each taking whole files (their module fixtures are built once)

@@ -131,3 +131,15 @@ def test_dagger_labels_every_student_step_and_never_runs_the_labels(task):
     assert students and all(s.label and s.label.action.command == "cat nowhere" for s in students)
     assert env.commands.count("cat nowhere") == len(traj.steps) - len(students)  # only the expert's own turns ran
     assert 0 < len(students) < 12
+
+
+@pytest.mark.parametrize("run", [CommandResult("[command timed out after 10s and was killed]", None, timed_out=True),
+                                 CommandResult("FAILED tests/test_x.py::test_y - assert 0\n1 failed", 1)],
+                         ids=["timed-out", "failed"])
+def test_the_scripted_expert_never_claims_a_test_run_it_did_not_see_pass(task, run):
+    """Its words become training data: after a test run that timed out or failed, its submit says so."""
+    with MemoryEnv(task, canned={"runtests": run}) as env:
+        traj = _run(task, env, {"expert": make_policy("scripted:expert")}, mode="expert", limit=16)
+    submit = traj.steps[-1]
+    assert traj.exit_status == "submitted" and env.commands.count("runtests") >= 1
+    assert "tests pass" not in submit.output and ("did not finish" if run.timed_out else "failures") in submit.output

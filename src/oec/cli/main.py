@@ -229,6 +229,20 @@ def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = 
 
 
 @app.command()
+def predictions(run: Path = typer.Argument(..., help="run directory (oec collect / oec eval)"),
+                out: Path = typer.Option(..., help="predictions file to write (.jsonl, or .json)"),
+                model_name: Optional[str] = typer.Option(None, help="model_name_or_path [the run's student policy]")):
+    """Write a SWE-bench predictions file: each task's latest verified patch, for the official harness."""
+    from oec.data.predictions import write_predictions
+
+    try:
+        path = write_predictions(run, out, model_name)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def view(run: Path = typer.Argument(..., help="run directory"),
          task: Optional[str] = typer.Option(None, help="only this task's trajectories"),
          sample: Optional[int] = typer.Option(None, help="only this sample (with --task: one trajectory)"),

@@ -57,6 +57,19 @@ Repo = Annotated[Union[Annotated[InlineRepo, Tag("inline")], Annotated[GitRepo, 
                                custom_error_message="repo.kind must be 'inline' or 'git'")]
 
 
+class TestCommand(Record):
+    """Tests that a repository's own command runs and a maintained harness grades, where pytest node ids do not
+    apply (django's tests/runtests.py, sympy's bin/test): the official SWE-bench definition of the instance."""
+
+    __test__ = False  # keep pytest from collecting this class
+    harness: Literal["swebench"] = Field("swebench", description="whose log parser and grading rules decide")
+    command: str = Field(min_length=1, description="shell command run in the workspace root: the repo's test command "
+                                                   "and its test directives")
+    timeout: float | None = Field(None, gt=0, description="seconds for the run (None: env.verify_timeout)")
+    instance: dict[str, Any] = Field(description="the instance fields the harness grades with: instance_id, repo, "
+                                                 "version, FAIL_TO_PASS, PASS_TO_PASS")
+
+
 class Task(Record):
     schema_version: int = SCHEMA_VERSION
     task_id: str
@@ -70,6 +83,8 @@ class Task(Record):
         default_factory=list, description="files restored to their base version before verification"
     )
     gold_patch: str | None = Field(None, description="unified diff (a/ b/ prefixes) that fixes the bug")
+    test_command: TestCommand | None = Field(None, description="how the tests run when not as pytest node ids "
+                                                               "(an imported SWE-bench instance)")
     meta: dict[str, Any] = Field(default_factory=dict, description="generator facts: mutation kind, hops, ...")
 
     @model_validator(mode="after")

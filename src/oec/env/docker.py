@@ -262,6 +262,10 @@ class DockerEnv:
 
         def run_tests(sentinel: str) -> dict:
             self.cwd = self.cfg.workdir
+            if self.task.test_command:  # the repository's own command, graded by its harness (harness.py)
+                proc = self._bash(self.task.test_command.command,
+                                  self.task.test_command.timeout or self.config.verify_timeout)
+                return {"log": proc.stdout, "timed_out": proc.returncode == 137}
             where = f"/tmp/{sentinel}/test_{sentinel}.py"
             cmd = (f"mkdir -p /tmp/{sentinel} && printf %s {shlex.quote(sentinel_source(sentinel))} > {where} && "
                    "python -m pytest -rA -p no:cacheprovider " + " ".join(shlex.quote(t) for t in [*ids, where]))

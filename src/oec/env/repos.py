@@ -29,6 +29,10 @@ GIT_ENV = {
     "GIT_AUTHOR_NAME": "oec", "GIT_AUTHOR_EMAIL": "oec@localhost", "GIT_COMMITTER_NAME": "oec",
     "GIT_COMMITTER_EMAIL": "oec@localhost", "GIT_AUTHOR_DATE": "2000-01-01T00:00:00+0000",
     "GIT_COMMITTER_DATE": "2000-01-01T00:00:00+0000", "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
+    # No background git: on a tree of thousands of files a commit starts a detached `gc --auto`, which deletes loose
+    # objects while the template is being copied ("No such file .git/objects/..."; 1 run in 3 on django).
+    "GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "gc.auto", "GIT_CONFIG_VALUE_0": "0",
+    "GIT_CONFIG_KEY_1": "maintenance.auto", "GIT_CONFIG_VALUE_1": "false",
 }
 PYTEST_CONFIG = {"conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml"}
 
@@ -115,7 +119,7 @@ class Template:
 
     path: Path
     files: list[str]
-    restore: dict[str, str] = field(default_factory=dict)  # what verification writes back before the tests run
+    restore: dict[str, str] = field(default_factory=dict)  # the task's test files, written back before the tests run
     tests: frozenset[str] = frozenset()  # the task's test files (test_patch's too): never part of the agent's change
 
     def read_bytes(self, rel: str) -> bytes | None:
@@ -183,6 +187,7 @@ def _build(task: Task, path: Path) -> Template:
             git(repo.path, "checkout-index", "-a", "-f", env=env)
     # --template=: no sample hooks to copy (most of the cost of `git init`)
     git(path, "init", "-q", "-b", "main", "--template=")
+    git(path, "config", "gc.auto", "0")  # the workspaces copied from it start no background gc either
     if repo.kind == "git" and repo.bug_patch:
         _apply(path, repo.bug_patch, task.task_id, "bug_patch")
     git(path, "add", "-A")
@@ -193,7 +198,7 @@ def _build(task: Task, path: Path) -> Template:
         tests |= set(patch_paths(repo.test_patch))
     restore = {}
     for rel in files:
-        if rel in tests or Path(rel).name in PYTEST_CONFIG:
+        if rel in tests:
             text = Template(path, files).read(rel)
             if text is not None:
                 restore[rel] = text

@@ -30,10 +30,15 @@ class EnvConfig(BaseModel):
     disk_mb: int = Field(1024, ge=16, description="MiB the workspace may hold (a size-capped filesystem; needs root, "
                                                  "else not enforced and a warning says so)")
     max_files: int = Field(100_000, ge=1000, description="files the workspace, /tmp, /run and /dev/shm may each hold")
+    python: str | None = Field(None, description="interpreter of a venv with the task's dependencies: the tests and "
+                                                 "the agent's python/pytest run on it (bwrap runtime; None: oec's)")
     runtime: Literal["bwrap", "docker"] = Field(
         "bwrap", description="bwrap: pooled bubblewrap sandboxes (default); docker: a container per episode from "
                              "the instance's image (docker or podman: docs/containers.md)")
     docker: DockerConfig = Field(default_factory=DockerConfig, description="options of the docker runtime")
+
+
+MAX_LOG = 32 << 20  # bytes of a test command's log kept for grading (django prints a line per test)
 
 
 class PytestVerifier:
@@ -47,12 +52,21 @@ class PytestVerifier:
 
     def verify(self, task: Task) -> Verdict:
         tests = task.FAIL_TO_PASS + task.PASS_TO_PASS
-        return verify_workspace(
-            task, self.slot.workspace, lambda: self.slot.control("reset"),
-            lambda sentinel: self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, tests=tests,
-                                               test_timeout=self.timeout, sentinel=sentinel,
-                                               sentinel_source=sentinel_source(sentinel)),
-            errors=(SandboxError,))
+
+        def pytest_run(sentinel: str) -> dict:
+            return self.slot.control("verify", timeout=self.timeout + 60, cwd=WORKSPACE, tests=tests,
+                                     test_timeout=self.timeout, sentinel=sentinel,
+                                     sentinel_source=sentinel_source(sentinel))
+
+        def command_run(sentinel: str) -> dict:
+            """The repository's own test command in a fresh shell of the slot (the agent's processes are gone),
+            its whole log kept for the harness's parser."""
+            self.slot.control("shell")
+            result = self.slot.run(task.test_command.command, task.test_command.timeout or self.timeout, MAX_LOG)
+            return {"log": result.output, "timed_out": result.timed_out}
+
+        return verify_workspace(task, self.slot.workspace, lambda: self.slot.control("reset"),
+                                command_run if task.test_command else pytest_run, errors=(SandboxError,))
 
     def close(self) -> None:
         pass
@@ -76,7 +90,8 @@ class SandboxEnv:
         self.task = task
         self.config = config or EnvConfig()
         base = template(task).path
-        self._pool = pool or pool_for(Limits(disk=self.config.disk_mb << 20, files=self.config.max_files))
+        self._pool = pool or pool_for(Limits(disk=self.config.disk_mb << 20, files=self.config.max_files,
+                                                      python=self.config.python))
         self._slot = self._pool.acquire()
         try:
             self._slot.load(base)

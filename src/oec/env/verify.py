@@ -24,6 +24,7 @@ pipe, an outcome hook); a report where the sentinel passed or vanished while eve
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import secrets
@@ -32,19 +33,22 @@ import stat
 import subprocess
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from oec.core.errors import ChangeTooLarge
 from oec.core.types import Task, TestResult, Verdict
-from oec.env import nofollow
+from oec.env import harness, nofollow
 from oec.env.repos import GIT_ENV, PYTEST_CONFIG, Template, template
 from oec.env.sandbox.tempdirs import clear_dir
 
 # Every name pytest reads configuration or plugins from (pytest 9 adds pytest.toml and .pytest.toml), and the
 # interpreter's own start-up hooks. A fix never needs to change them; a forged verdict often does.
 CONFIG_NAMES = PYTEST_CONFIG | {".pytest.ini", "pytest.toml", ".pytest.toml", "sitecustomize.py", "usercustomize.py"}
+# Files pytest reads one section of: a change elsewhere in them (a dependency, a version) is kept.
+SECTIONED = {"setup.cfg", "tox.ini", "pyproject.toml"}
 # Imported by pytest during collection, before any test, as a conftest is: a package at the root of the tree.
 ROOT_IMPORTS = {"__init__.py"}
 GIT_NAMES = {".gitattributes", ".gitmodules", ".gitignore"}
@@ -88,7 +92,9 @@ class Change:
 
 
 def drop_reason(rel: str, tests: frozenset[str] | set[str], test_dirs: set[str]) -> str | None:
-    """Why a changed path REL cannot be part of a fix, or None when it can."""
+    """Why a changed path REL cannot be part of a fix, or None when it can. TEST_DIRS: the directories of the task's
+    tests (see test_dirs); library code under a directory merely *named* test (`django/test/html.py`,
+    `sympy/testing/runtests.py`) is code a gold patch may change, and is kept."""
     parts = PurePosixPath(rel).parts
     name = parts[-1]
     if any(p in CACHE_DIRS or p.endswith(".egg-info") for p in parts[:-1]):
@@ -103,19 +109,39 @@ def drop_reason(rel: str, tests: frozenset[str] | set[str], test_dirs: set[str])
         return "imported by pytest before the tests (a package at the root)"
     if rel in tests or TEST_FILE.match(name):
         return "test file"
-    if any(p in TEST_DIRS for p in parts[:-1]) or any(rel.startswith(d + "/") for d in test_dirs):
+    if any(rel.startswith(d + "/") for d in test_dirs):
         return "under a test directory"
-    if name in TEST_DIRS or rel in test_dirs or any(t.startswith(rel + "/") for t in tests):
+    if rel in test_dirs or any(t.startswith(rel + "/") for t in tests):
         return "in place of a test directory"
     return None
 
 
+def pytest_section(name: str, data: bytes | None) -> object:
+    """What pytest reads from a setup.cfg, tox.ini or pyproject.toml (its own section), for comparison; a file that
+    does not parse compares unequal to everything."""
+    if data is None:
+        return None
+    try:
+        text = data.decode()
+        if name == "pyproject.toml":
+            return tomllib.loads(text).get("tool", {}).get("pytest")
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        parser.read_string(text)
+        section = "tool:pytest" if name == "setup.cfg" else "pytest"
+        return dict(parser.items(section)) if parser.has_section(section) else None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, configparser.Error):
+        return object()
+
+
 def test_dirs(base: Template, tests: set[str]) -> set[str]:
     """Directories of the task's test files that hold nothing but tests (a directory mixing source and tests,
-    e.g. the repo root of a flat layout, is not one)."""
+    e.g. the repo root of a flat layout, is not one), and every directory named tests/test/testing above a task
+    test (django's whole `tests/` tree, with its models and settings, is the test suite)."""
     out = set()
     for rel in tests:
-        parent = str(PurePosixPath(rel).parent)
+        path = PurePosixPath(rel)
+        out |= {str(p) for p in path.parents if p.name in TEST_DIRS}
+        parent = str(path.parent)
         if parent == ".":
             continue
         siblings = [f for f in base.files if str(PurePosixPath(f).parent) == parent and f.endswith(".py")]
@@ -139,6 +165,12 @@ def _read(path: str, limit: int = MAX_BYTES) -> Entry | None:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as f:
         return Entry(f.read(limit + 1), executable=bool(st.st_mode & stat.S_IXUSR))
+
+
+def _bytes(path: Path) -> bytes | None:
+    """A regular file's bytes (bounded as any kept file), None for a link or anything else."""
+    entry = _read(str(path))
+    return entry.data if entry is not None and not entry.link else None
 
 
 def _walk(root: str):
@@ -180,6 +212,10 @@ def diff(workspace: Path, base: Template) -> Change:
     for rel in _walk(str(workspace)):
         seen.add(rel)
         why = drop_reason(rel, base.tests, dirs)
+        if why and PurePosixPath(rel).name in SECTIONED and not any(rel.startswith(d + "/") for d in dirs) \
+                and pytest_section(PurePosixPath(rel).name, _bytes(workspace / rel)) \
+                == pytest_section(PurePosixPath(rel).name, base.read_bytes(rel)):
+            why = None  # a project file whose pytest section is the base's: a fix may change the rest
         if why:
             if _differs(workspace, base, rel, files):
                 change.drop(rel, why)
@@ -303,13 +339,17 @@ def verdict_from(task: Task, report: dict, patch: str, change: Change, t0: float
                  ) -> Verdict:
     """The Verdict for a test report ({node id: (outcome, message)} under "results") of the task's tests. SENTINEL
     names the verifier's own must-fail tests in that run (None: the run had none)."""
+    error = "tests timed out" if report.get("timed_out") else None
+    if task.test_command is not None:  # the repository's own command, graded by its harness (harness.py)
+        tests, resolved = harness.grade(task, report["log"])
+        return Verdict(resolved=resolved, tests=tests, patch=patch, dropped=change.dropped,
+                       dropped_more=change.dropped_more, duration_s=time.monotonic() - t0, error=error)
     results = report.get("results", {})
     tests = {}
     for tid in task.FAIL_TO_PASS + task.PASS_TO_PASS:
         outcome, message = results.get(tid, ("missing", "test was not run (timeout or collection error)"))
         tests[tid] = TestResult(outcome=outcome if outcome != "skipped" else "failed", message=message)
     resolved = all(t.outcome == "passed" for t in tests.values())
-    error = "tests timed out" if report.get("timed_out") else None
     if sentinel is not None:
         seen = sentinel_outcomes(results, sentinel)
         if any(o in ("passed", "skipped") for o in seen) or (resolved and "failed" not in seen):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from oec.core.errors import InputError, InstanceError, MaterialiseError, describe
 from oec.core.types import GitRepo, Task
+from oec.env import harness
 from oec.env.repos import check_commit, git, patch_paths, reverse_patch, template
 from oec.tasks.mutate import statement
 
@@ -88,7 +89,22 @@ def swebench_task(inst: dict, repos_dir: Path, split: str) -> Task:
                 problem_statement=inst["problem_statement"],
                 repo=GitRepo(kind="git", path=str(path), base_commit=commit, test_patch=inst["test_patch"]),
                 FAIL_TO_PASS=f2p, PASS_TO_PASS=p2p, test_files=_test_files(f2p, patch_paths(inst["test_patch"])),
-                gold_patch=inst["patch"], meta=meta)
+                gold_patch=inst["patch"], test_command=_official_command(inst, f2p + p2p), meta=meta)
+
+
+def _official_command(inst: dict, ids: list[str]):
+    """SWE-bench's own test command for INST where swebench specifies its repo and version; None (pytest node ids,
+    as before) for an instance of another repo whose ids pytest takes; refused otherwise, with the reason."""
+    if harness.available():
+        command = harness.swebench_command(inst)
+        if command is not None:
+            return command
+    bad = [t for t in ids if "::" not in t]
+    if bad:
+        why = ("swebench has no specification for " f"{inst['repo']} version {inst.get('version')!r}"
+               if harness.available() else harness.INSTALL)
+        raise InstanceError(f"its tests are not pytest node ids (e.g. {bad[0]!r}) and oec cannot run them: {why}")
+    return None
 
 
 def swesmith_task(inst: dict, repos_dir: Path, split: str) -> Task:
@@ -103,6 +119,7 @@ def swesmith_task(inst: dict, repos_dir: Path, split: str) -> Task:
     if missing:
         raise InstanceError(f"missing field(s) {', '.join(missing)}")
     iid, repo = inst["instance_id"], inst["repo"]
+    _check_python_profile(inst)
     path = repo_dir(repos_dir, repo)
     f2p, p2p = _tests(inst["FAIL_TO_PASS"], "FAIL_TO_PASS"), _tests(inst["PASS_TO_PASS"], "PASS_TO_PASS")
     base, bug_patch, test_patch = None, "", ""
@@ -140,6 +157,27 @@ def swesmith_task(inst: dict, repos_dir: Path, split: str) -> Task:
                 repo=GitRepo(kind="git", path=str(path), base_commit=base, bug_patch=bug_patch, test_patch=test_patch),
                 FAIL_TO_PASS=f2p, PASS_TO_PASS=p2p, test_files=_test_files(f2p + p2p, patch_paths(test_patch)),
                 gold_patch=reverse_patch(inst["patch"]), meta=meta)
+
+
+def _check_python_profile(inst: dict) -> None:
+    """Refuse a SWE-smith instance whose repository profile is not a Python one: its tests are not pytest's (540 of
+    swesmith's 673 profiles are Go, Rust, JavaScript...). Without swesmith installed, the test ids decide."""
+    def by_ids(why: str) -> None:
+        if not all("::" in t for t in _tests(inst["FAIL_TO_PASS"], "FAIL_TO_PASS")):
+            raise InstanceError(f"its tests are not pytest node ids and {why}")
+
+    try:
+        from swesmith.profiles import registry
+        from swesmith.profiles.python import PythonProfile
+    except ImportError:
+        return by_ids(f"its repository's profile cannot be looked up: {harness.INSTALL}")
+    try:
+        profile = registry.get_from_inst(inst)
+    except Exception:  # a repo of the user's own SWE-smith run: swesmith raises a plain error for it
+        return by_ids(f"swesmith has no repository profile for {inst['repo']!r}")
+    if not isinstance(profile, PythonProfile):
+        raise InstanceError(f"its repository profile ({type(profile).__name__}) is not a Python one: its tests run "
+                            f"with {profile.test_cmd.split(';')[-1].strip()!r}, not pytest, and oec cannot verify it")
 
 
 def import_instances(path: str | Path, fmt: str, repos_dir: str | Path, split: str = "train",

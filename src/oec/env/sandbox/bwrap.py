@@ -21,7 +21,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from oec.core.errors import SandboxUnavailable
+from oec.core.errors import InputError, SandboxUnavailable
 
 WORKSPACE = "/workspace"
 TOOLS = "/oec/bin"
@@ -59,10 +59,27 @@ def bwrap_path() -> str:
     return path
 
 
-def _python_dirs() -> list[str]:
-    """Real paths of the interpreter and the environment whose pytest runs the tests."""
-    dirs = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
-    dirs.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+@cache
+def python_prefixes(python: str) -> tuple[str, ...]:
+    """Real paths of PYTHON's environment (its prefix, base prefix, and where its executable lives), asked of the
+    interpreter itself; InputError when it cannot run."""
+    code = "import sys, os; print(sys.prefix); print(sys.base_prefix); print(os.path.realpath(sys.executable))"
+    try:
+        out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise InputError(f"env.python={python}: cannot run it ({e}); give the python of a venv with the task's "
+                         "dependencies (docs/tasks.md)") from None
+    prefix, base, exe = out.split("\n")[:3]
+    return tuple(sorted({os.path.realpath(prefix), os.path.realpath(base), os.path.dirname(os.path.dirname(exe))}))
+
+
+def _python_dirs(python: str | None) -> list[str]:
+    """Real paths of oec's interpreter and environment (the sandbox's init runs on it) and of PYTHON's, where the
+    task's tests and the agent's `python` run."""
+    dirs = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix),
+            os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
+    if python is not None:
+        dirs |= set(python_prefixes(python))
     return sorted(d for d in dirs if not d.startswith("/usr"))
 
 
@@ -93,8 +110,9 @@ def _harden_proc() -> list[str]:
     return argv
 
 
-def sandbox_env() -> dict[str, str]:
-    bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+def sandbox_env(python: str | None = None) -> dict[str, str]:
+    """The sandbox's whole environment; PYTHON's directory (else oec's interpreter's) first on PATH."""
+    bin_dir = os.path.dirname(os.path.abspath(python or sys.executable))
     return {
         "PATH": f"{TOOLS}:{bin_dir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": "/tmp",
@@ -110,9 +128,10 @@ def sandbox_env() -> dict[str, str]:
 
 
 def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] | None = None,
-               as_pid_1: bool = False, seccomp_fd: int | None = None) -> list[str]:
+               as_pid_1: bool = False, seccomp_fd: int | None = None, python: str | None = None,
+               tmp_bytes: int = TMP_BYTES) -> list[str]:
     """The full argv that runs COMMAND inside a fresh sandbox over WORKSPACE (with the seccomp filter read from
-    SECCOMP_FD, which the caller passes to bwrap: see seccomp.py)."""
+    SECCOMP_FD, which the caller passes to bwrap: see seccomp.py), PYTHON's environment visible and first on PATH."""
     # --cap-drop ALL: run as root, bwrap would otherwise leave the agent every capability (mount, ptrace, ...)
     argv = [bwrap_path(), "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
     if seccomp_fd is not None:
@@ -132,8 +151,8 @@ def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] 
     argv += ["--dev", "/dev", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/dev/shm"]
     # POSIX message queues of the slot's own IPC namespace, mounted so that the slot can list and remove them
     argv += ["--mqueue", "/dev/mqueue"]
-    argv += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/run"]
-    for d in _python_dirs():
+    argv += ["--size", str(tmp_bytes), "--tmpfs", "/tmp", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/run"]
+    for d in _python_dirs(python):
         argv += ["--ro-bind", d, d]
     argv += ["--ro-bind", str(TOOLS_DIR), TOOLS]
     for host, inside in (extra_binds or {}).items():
@@ -141,6 +160,6 @@ def bwrap_argv(workspace: Path, command: list[str], extra_binds: dict[str, str] 
     argv += ["--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE]
     argv += ["--remount-ro", "/"]  # the root bwrap builds is a tmpfs: without this, files there outlive episodes
     argv += ["--remount-ro", "/dev"]
-    for k, v in sandbox_env().items():
+    for k, v in sandbox_env(python).items():
         argv += ["--setenv", k, v]
     return argv + ["--"] + command

@@ -3,7 +3,7 @@
 Resident sizes miss memory no process maps: a memfd written and never mapped, tmpfs files, pipe buffers, kernel
 objects. A memory cgroup charges all of it to the sandbox that allocated it. Each slot gets its own group (v1's
 memory controller, or v2's where this process may create a child that has it) whose hard limit is the sandbox's
-memory limit plus its size-capped memory filesystems. The slot's watchdog (slotd.py) reads the group's usage, less
+memory limit, its memory filesystems capped well inside it. The slot's watchdog (slotd.py) reads the group's usage, less
 the page cache it can drop, and kills everything a margin below the memory limit: at its 50 ms look, or at once
 when the kernel signals that usage crossed it.
 Where no group can be made the sandbox says so once, and memfd_create is refused inside it instead (seccomp.py), so
@@ -37,7 +37,8 @@ class Controller:
 
     def new_group(self, limit: int) -> Path:
         """A new group whose hard limit is LIMIT: the kernel's backstop, which nothing in it gets past (its
-        out-of-memory kill picks the agent's processes first: testserver.limit_resources)."""
+        out-of-memory kill picks the agent's processes first: testserver.limit_resources; the watchdog notices
+        such a kill and says so)."""
         group = self.dir / f"oec-slot-{os.getpid()}-{next(_serial)}"
         group.mkdir()
         try:
@@ -46,6 +47,11 @@ class Controller:
             remove(group, wait=0)
             raise
         return group
+
+    @property
+    def events_file(self) -> str:
+        """Where the group counts its out-of-memory kills (`oom_kill N`)."""
+        return "memory.oom_control" if self.usage_file == "memory.usage_in_bytes" else "memory.events"
 
     def alarm(self, group: Path, at: int) -> int | None:
         """An eventfd the kernel signals when GROUP's usage crosses AT bytes (v1's usage thresholds), so the

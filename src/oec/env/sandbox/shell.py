@@ -19,6 +19,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from oec.core.errors import InputError, SandboxError
 from oec.env.sandbox import cgroup, seccomp
-from oec.env.sandbox.bwrap import SMALL_TMP_BYTES, TMP_BYTES, TOOLS, bwrap_argv, bwrap_path
+from oec.env.sandbox.bwrap import TMP_BYTES, TOOLS, bwrap_argv, bwrap_path
 from oec.env.sandbox.tempdirs import clear_dir, owned_tempdir, remove_tree
 
 IO = "/oec/io"
@@ -39,17 +40,27 @@ MAX_STREAM = 64 << 20  # output bytes read before a command is killed: past this
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sandbox may use at once; slotd.py kills everything in it past either limit (see its docstring)."""
+    """What one sandbox may use at once (slotd.py kills everything in it past a limit: see its docstring), and the
+    interpreter it runs: slots are pooled by these, since none can change them once started."""
 
     tasks: int = 1024  # processes and threads (as root, RLIMIT_NPROC is not enforced)
-    memory: int = 4 << 30  # resident bytes of all its processes; /tmp, /run, /dev/shm are capped on their own
+    memory: int = 4 << 30  # bytes charged to its memory cgroup (see cgroup.py), or resident bytes without one
     disk: int = 1 << 30  # bytes the workspace may hold (its own size-capped filesystem, where one can be mounted)
     files: int = 100_000  # files and directories the workspace, /tmp, /run and /dev/shm may each hold
+    python: str | None = None  # the task's interpreter (env.python): tests, `python`, `pytest` (None: oec's own)
 
     def __post_init__(self):
         if self.tasks < 16 or self.memory < 256 << 20 or self.disk < 16 << 20 or self.files < 1000:
             raise InputError(f"sandbox limits too small to run pytest: {self}; use tasks >= 16, memory >= 256 MiB, "
                              "disk >= 16 MiB, files >= 1000")
+        if self.disk > self.memory // 2:  # the workspace is memory too: its files must leave room to run
+            raise InputError(f"env.disk_mb={self.disk >> 20} is more than half the sandbox's memory limit "
+                             f"({self.memory >> 20} MiB): the workspace is a memory filesystem; lower it")
+
+    @property
+    def tmp(self) -> int:
+        """The size of /tmp: a memory filesystem too, so at most a quarter of the memory limit."""
+        return min(TMP_BYTES, self.memory // 4)
 
 
 @cache
@@ -156,12 +167,10 @@ class Slot:
         capped = workspace is None and can_cap_workspace()  # a directory of the caller's stays as it is
         memory, self._cgroup, alarm = cgroup.controller(), None, None
         if memory:
-            # The hard limit leaves room for the size-capped memory filesystems on top of the limit: files there are
-            # no process's, and a kernel kill at the limit would pick a process that does not hold them. The
-            # watchdog still kills everything, and empties them, past the limit (slotd.py).
-            scratch = TMP_BYTES + 2 * SMALL_TMP_BYTES + (limits.disk if capped else 0)
+            # The kernel enforces the limit itself; the memory filesystems (/tmp, /run, /dev/shm, the workspace) are
+            # capped well inside it (Limits), so their files alone can never fill the group.
             try:
-                self._cgroup = memory.new_group(limits.memory + scratch)
+                self._cgroup = memory.new_group(limits.memory)
                 alarm = memory.alarm(self._cgroup, limits.memory - cgroup.margin(limits.memory))
             except OSError:  # a controller that worked at the probe and fails now: fall back, as without one
                 memory = None
@@ -169,16 +178,23 @@ class Slot:
         counted = ["-", "-", "-1"]
         if memory and self._cgroup:
             binds[str(self._cgroup)] = CGROUP
-            counted = [memory.usage_file, ",".join(memory.file_keys), str(-1 if alarm is None else alarm)]
-        slotd = ["python3", "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w), str(limits.tasks),
-                 str(limits.memory), str(limits.files), *counted]
+            counted = [f"{memory.usage_file}:{memory.events_file}", ",".join(memory.file_keys),
+                       str(-1 if alarm is None else alarm)]
+        # the init runs on the task's interpreter, so that pytest runs there too (stdlib only; pytest if present)
+        slotd = [limits.python or sys.executable, "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w),
+                 str(limits.tasks), str(limits.memory), str(limits.files), *counted]
         filter_fd = seccomp.filter_fd(deny_memfd=memory is None)
-        argv = bwrap_argv(self.workspace, slotd, extra_binds=binds, as_pid_1=True, seccomp_fd=filter_fd)
+        argv = bwrap_argv(self.workspace, slotd, extra_binds=binds, as_pid_1=True, seccomp_fd=filter_fd,
+                          python=limits.python, tmp_bytes=limits.tmp)
         if capped:
             argv = capped_workspace(self.workspace, limits) + argv
-        if self._cgroup:  # the first process joins the group before it starts anything: every descendant is in it
-            argv = ["sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", str(self._cgroup / "cgroup.procs"),
-                    *argv]
+        if self._cgroup:
+            # The first process joins the group before it starts anything, so every descendant is in it; and it
+            # (bwrap, then the sandbox's init) is the last the kernel's out-of-memory kill at the group's limit may
+            # pick (this needs root, as the group does): the agent's processes are first (oom_score_adj 1000), and
+            # an init killed there would end the slot mid-episode.
+            join = 'echo -1000 > /proc/self/oom_score_adj 2>/dev/null; echo $$ > "$1" && shift && exec "$@"'
+            argv = ["sh", "-c", join, "sh", str(self._cgroup / "cgroup.procs"), *argv]
         try:
             with (self._dir / "stderr").open("w") as err:
                 self._proc = _popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,

@@ -54,7 +54,8 @@ def draw_route(stream: random.Random) -> Route:
 @dataclass(frozen=True)
 class Need:
     """What an explore command is for, so that an equivalent command already run (by the student, or on another
-    route) counts: ("tests",), ("locate", function, its path), ("read", path); ("exact", command, "fresh" or "")
+    route) counts: ("tests", the task's test command or "" for runtests), ("locate", function, its path),
+    ("read", path); ("exact", command, "fresh" or "")
     for the other tasks' steps (the same command, run since the workspace last changed when `where` says so)."""
 
     kind: str
@@ -88,7 +89,7 @@ def satisfied(need: Need, steps: Sequence, fresh_from: int) -> bool:
     its file was shown whole since the workspace last changed (step index FRESH_FROM on)."""
     for i, step in enumerate(steps):
         command = step.action.command if step.action and step.action.kind == "bash" else ""
-        if need.kind == "tests" and command == "runtests":  # it fails, by design, until the fix
+        if need.kind == "tests" and command == (need.target or "runtests"):  # it fails, by design, until the fix
             return True
         if need.kind == "exact" and command == need.target and (i >= fresh_from or not need.where):
             return True

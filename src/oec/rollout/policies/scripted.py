@@ -154,6 +154,11 @@ class Plan:
     focus: str  # the function with the bug, for thoughts
 
 
+def tests_command(task: Task) -> str:
+    """How the expert runs the tests: the task's own command (an imported SWE-bench instance), else `runtests`."""
+    return task.test_command.command if task.test_command else "runtests"
+
+
 @lru_cache(maxsize=4096)
 def _plan(task_json: str, route: Route) -> Plan:
     return make_plan(Task.model_validate_json(task_json), route)
@@ -177,7 +182,9 @@ def make_plan(task: Task, route: Route = FIXED) -> Plan:
              for fn in chain[:1]}
     probes = chain_probes(chain, pkg, home, tests, route) if chain else []
     if not any(need.kind == "tests" for _, _, need in probes):  # no call chain: the failing tests come first
-        probes.insert(0, ("Let me run the tests to see what fails.", "runtests", Need("tests")))
+        command = tests_command(task)
+        probes.insert(0, ("Let me run the tests to see what fails.", command,
+                          Need("tests", "" if command == "runtests" else command)))
     seen_files = set(home.values())
     if task.meta.get("function"):  # mutated tasks: the function with the bug
         name = task.meta["function"].rsplit(".", 1)[-1]
@@ -374,10 +381,17 @@ class ScriptedExpert:
                 return "There are changes I did not expect; let me look at them.", "git diff"
             return "These changes are wrong; let me revert them.", "git checkout -- " + " ".join(sorted(wrong))
         if state == "fixed":
-            if route.review and "git diff" not in fresh and "runtests" not in fresh:
+            run = tests_command(task)
+            if route.review and "git diff" not in fresh and run not in fresh:
                 return "Let me look at the change before testing it.", "git diff"
-            if "runtests" not in fresh:
-                return "Let me check that the tests pass now.", "runtests"
+            if run not in fresh:
+                return "Let me check that the tests pass now.", run
+            # say what the run showed, never more: its text becomes training data
+            last = next(s for s in reversed(episode.steps) if s.action and s.action.command == run)
+            if last.returncode != 0:
+                why = "did not finish" if last.returncode is None else "still reports failures"
+                return f"The test run {why}, but the change is the fix the failing test asks for; I submit it.", \
+                    "submit"
             return "The tests pass; the fix is done.", "submit"
         acted = [s for s in episode.steps if s.action]  # indexed like `done`
         for (thought, command), need in zip(plan.explore, plan.needs):

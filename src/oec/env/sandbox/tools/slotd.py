@@ -39,9 +39,16 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 CGROUP = "/oec/cgroup"  # the slot's memory cgroup, bound read-only (oec/env/sandbox/cgroup.py)
 
 
+def oom_kills(events_file):
+    """How many processes the kernel has killed at the slot's cgroup limit (its `oom_kill` count)."""
+    with open(os.path.join(CGROUP, events_file)) as f:
+        return next((int(line.split()[1]) for line in f if line.startswith("oom_kill ")), 0)
+
+
 def cgroup_bytes(usage_file, file_keys):
     """Bytes charged to the slot's memory cgroup, less the page cache the kernel can drop: process memory, memfd,
     tmpfs files, SysV segments, pipe buffers and kernel objects alike."""
+    usage_file = usage_file.split(":")[0]
     with open(os.path.join(CGROUP, usage_file)) as f:
         used = int(f.read())
     with open(os.path.join(CGROUP, "memory.stat")) as f:
@@ -121,6 +128,8 @@ class Slot:
         # margin below it (as oec/env/sandbox/cgroup.py's margin), woken by ALARM (an eventfd) when usage crosses.
         self.cgroup, self.alarm = cgroup, alarm
         self.kill_at = max_memory - min(64 << 20, max_memory // 8) if cgroup else max_memory
+        self.events = cgroup[0].split(":")[1] if cgroup else None
+        self.oom_seen = oom_kills(self.events) if self.events else 0
         self.max_tasks, self.max_memory, self.max_files = max_tasks, max_memory, max_files
         self.next_watch = 0.0
         self.secret = os.urandom(8).hex()  # in the shell-exit line, so the agent cannot fake one
@@ -201,6 +210,9 @@ class Slot:
             return f"{tasks} processes and threads were running; the limit is {self.max_tasks}"
         if rss > self.kill_at:
             return f"{rss / 2**30:.2f} GiB of memory was in use; the limit is {self.max_memory / 2**30:.2f} GiB"
+        if self.events and oom_kills(self.events) > self.oom_seen:  # the kernel acted before this watchdog did
+            self.oom_seen = oom_kills(self.events)
+            return f"the kernel killed a process at the memory limit ({self.max_memory / 2**30:.2f} GiB)"
         return self.scratch_full()
 
     def scratch_full(self):
@@ -223,6 +235,8 @@ class Slot:
             return None
         had_shell = self.bash is not None
         self.kill_all()
+        if self.events:  # a kernel kill during this one is part of it, not news at the next look
+            self.oom_seen = oom_kills(self.events)
         # files in /tmp, /run or /dev/shm would trip it again at once: too many of them, or (counted by the
         # cgroup) too much memory with no process left to hold it
         if self.scratch_full() or usage(self.max_tasks, self.cgroup)[1] > self.kill_at:

@@ -17,7 +17,10 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # `python -I` ignores PYTHONDONTWRITEBYTECODE; no .pyc may land in the workspace
-import pytest  # noqa: E402
+try:
+    import pytest  # noqa: E402
+except ImportError:  # an env.python without pytest (django's own runner needs none): no pytest runs in this slot
+    pytest = None
 
 # Per-test outcomes must equal plain `python -m pytest` (bench/real_corpus.py checks it on real packages), so the
 # project's addopts apply and no plugin that a test or pytest's own integrations use is disabled: `debugging` is
@@ -56,6 +59,7 @@ class _LoadEntryPointPlugins:
                 pluginmanager.register(plugin, name)
 
 
+NO_PYTEST = f"pytest is not installed for {sys.executable} (env.python): run the repository's own test command"
 MAX_MSG = 200
 WATCH_EVERY = 0.05
 AGENT_NICE = 19
@@ -96,6 +100,10 @@ def _run_pytest(cwd, args, out_fd, as_json):
     sys.path.insert(0, cwd)  # as `python -m pytest` does, so the package under test imports
     if os.path.isdir(os.path.join(cwd, "src")):  # a src/ layout: the package lives one level down
         sys.path.insert(1, os.path.join(cwd, "src"))
+    if pytest is None:
+        data = json.dumps({"code": 3, "results": {}, "stderr": NO_PYTEST}) if as_json else NO_PYTEST + "\n"
+        os.write(out_fd, data.encode())
+        return
     err = io.StringIO()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -202,6 +210,9 @@ def run_forked(cwd, args, as_json, timeout=None, watch=None):
 def warm_up():
     """Run one empty session so pytest's lazily imported modules are loaded before the first fork."""
     import tempfile
+
+    if pytest is None:
+        return
 
     with tempfile.TemporaryDirectory() as d:
         run_forked(d, ["--co"], as_json=True)
