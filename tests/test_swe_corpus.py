@@ -145,3 +145,32 @@ def test_instances_oec_cannot_verify_are_refused_with_a_reason(tasks, tmp_path):
                              str(tmp_path), "--out", str(tmp_path / "jq-tasks.jsonl")])
     [error] = [json.loads(line) for line in (tmp_path / "jq-tasks.errors.jsonl").read_text().splitlines()]
     assert "not a Python one" in error["reason"], error
+
+
+def test_a_swesmith_instance_is_graded_by_its_repository_profile(tasks, tmp_path):
+    """A SWE-smith instance of a repository swesmith profiles (flask at the profile's name, over the corpus clone):
+    its test command is the profile's (the whole suite, the conda activation failing harmlessly in the sandbox) and
+    swesmith's own grading decides: the gold (the bug patch reversed) resolves, an empty change does not."""
+    from oec.env.repos import reverse_patch
+    from oec.tasks.importers import import_instances
+
+    flask = tasks[2]
+    repos = tmp_path / "repos"
+    repos.mkdir()
+    (repos / "pallets__flask.bc098406").symlink_to(Path(flask.repo.path))
+    inst = {"instance_id": "pallets__flask.bc098406.func_pm_oec__1", "repo": "swesmith/pallets__flask.bc098406",
+            "base_commit": flask.repo.base_commit, "patch": reverse_patch(flask.gold_patch),
+            "FAIL_TO_PASS": ["tests/test_config.py::test_get_namespace"],
+            "PASS_TO_PASS": ["tests/test_config.py::test_config_from_pyfile", "tests/test_basic.py::test_options_work"]}
+    (tmp_path / "smith.jsonl").write_text(json.dumps(inst) + "\n")
+    [task], errors = import_instances(tmp_path / "smith.jsonl", "swesmith", repos)
+    assert errors == [] and task.test_command.harness == "swesmith" and "pytest" in task.test_command.command
+    cfg = EnvConfig(python=str(_venv(flask)), command_timeout=60)
+    verdicts = {}
+    for name, command in (("gold", f"git apply <<'OEC_EOF'\n{task.gold_patch}OEC_EOF"), ("empty", "true")):
+        with SandboxEnv(task, cfg) as env:
+            assert env.execute(command).returncode == 0
+            verdicts[name] = env.verify()
+    assert verdicts["gold"].resolved, verdicts["gold"].tests
+    assert not verdicts["empty"].resolved
+    assert verdicts["empty"].tests["tests/test_config.py::test_get_namespace"].outcome == "failed"

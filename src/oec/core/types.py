@@ -59,10 +59,12 @@ Repo = Annotated[Union[Annotated[InlineRepo, Tag("inline")], Annotated[GitRepo, 
 
 class TestCommand(Record):
     """Tests that a repository's own command runs and a maintained harness grades, where pytest node ids do not
-    apply (django's tests/runtests.py, sympy's bin/test): the official SWE-bench definition of the instance."""
+    apply (django's tests/runtests.py, sympy's bin/test) or the harness's own rules must decide: the official
+    SWE-bench definition of the instance, or its SWE-smith repository profile."""
 
     __test__ = False  # keep pytest from collecting this class
-    harness: Literal["swebench"] = Field("swebench", description="whose log parser and grading rules decide")
+    harness: Literal["swebench", "swesmith"] = Field("swebench", description="whose log parser and grading rules "
+                                                                             "decide")
     command: str = Field(min_length=1, description="shell command run in the workspace root: the repo's test command "
                                                    "and its test directives")
     timeout: float | None = Field(None, gt=0, description="seconds for the run (None: env.verify_timeout)")

@@ -55,29 +55,60 @@ def swebench_command(inst: dict[str, Any]) -> TestCommand | None:
                        instance=fields)
 
 
+def swesmith_command(inst: dict[str, Any]) -> TestCommand | None:
+    """The test command of INST's SWE-smith repository profile (the whole suite, as its harness runs it), or None
+    when swesmith is not installed or has no profile of the repository (a SWE-smith run of the user's own)."""
+    try:
+        from swesmith.profiles import registry
+    except ImportError:
+        return None
+    try:
+        profile = registry.get_from_inst(inst)
+        command, _ = profile.get_test_cmd(inst)
+    except Exception:  # swesmith raises plain errors for a repository it has no profile of
+        return None
+    fields = {k: inst[k] for k in ("instance_id", "repo", "FAIL_TO_PASS", "PASS_TO_PASS")}
+    return TestCommand(harness="swesmith", command=command, timeout=float(profile.timeout), instance=fields)
+
+
 def _ids(value) -> list[str]:
     return json.loads(value) if isinstance(value, str) else list(value)
 
 
-def grade(task: Task, log: str) -> tuple[dict[str, TestResult], bool]:
-    """Per-test results and `resolved` for TASK from the output of its test command, as swebench grades them: its
-    repository's log parser, then `get_eval_report` (FAIL_TO_PASS all pass; PASS_TO_PASS maintained, where a
-    skipped test is not a failure; FAIL_ONLY repositories as it says)."""
+def _swebench_report(inst: dict, f2p: list[str], p2p: list[str], path: Path, log: str) -> dict:
     from swebench.harness.constants import END_TEST_OUTPUT, START_TEST_OUTPUT
     from swebench.harness.grading import get_eval_report
     from swebench.harness.test_spec.test_spec import TestSpec
 
-    inst = task.test_command.instance
-    f2p, p2p = _ids(inst["FAIL_TO_PASS"]), _ids(inst["PASS_TO_PASS"])
     # only what grading reads: the scripts and images are the harness's business, not the grader's
     spec = TestSpec(instance_id=inst["instance_id"], repo=inst["repo"], version=str(inst["version"]),
                     repo_script_list=[], eval_script_list=[], env_script_list=[], arch="x86_64",
                     FAIL_TO_PASS=f2p, PASS_TO_PASS=p2p, language="py", docker_specs={}, namespace=None)
+    path.write_text(f"{START_TEST_OUTPUT}\n{log}\n{END_TEST_OUTPUT}\n")
     prediction = {"instance_id": inst["instance_id"], "model_name_or_path": "oec", "model_patch": ""}
+    return get_eval_report(spec, prediction, str(path), include_tests_status=True)[inst["instance_id"]]
+
+
+def _swesmith_report(inst: dict, f2p: list[str], p2p: list[str], path: Path, log: str) -> dict:
+    from swebench.harness.constants import KEY_PREDICTION
+    from swesmith.constants import TEST_OUTPUT_END, TEST_OUTPUT_START
+    from swesmith.harness.grading import get_eval_report
+
+    # the markers as its evaluation script echoes them under `set -x`
+    path.write_text(f"+ : '{TEST_OUTPUT_START}'\n{log}\n+ : '{TEST_OUTPUT_END}'\n")
+    return get_eval_report({KEY_PREDICTION: ""}, {**inst, "FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p}, str(path))
+
+
+def grade(task: Task, log: str) -> tuple[dict[str, TestResult], bool]:
+    """Per-test results and `resolved` for TASK from the output of its test command, as its harness grades them:
+    the repository's log parser, then the harness's report (swebench's: FAIL_TO_PASS all pass; PASS_TO_PASS
+    maintained, where a skipped test is not a failure; FAIL_ONLY repositories as it says; swesmith's the same rules
+    over its profile's parser)."""
+    inst = task.test_command.instance
+    f2p, p2p = _ids(inst["FAIL_TO_PASS"]), _ids(inst["PASS_TO_PASS"])
+    report_of = _swesmith_report if task.test_command.harness == "swesmith" else _swebench_report
     with tempfile.TemporaryDirectory(prefix="oec-grade-") as d:
-        path = Path(d) / "test_output.txt"
-        path.write_text(f"{START_TEST_OUTPUT}\n{log}\n{END_TEST_OUTPUT}\n")
-        report = get_eval_report(spec, prediction, str(path), include_tests_status=True)[inst["instance_id"]]
+        report = report_of(inst, f2p, p2p, Path(d) / "test_output.txt", log)
     status = report.get("tests_status", {})
     failed = set(status.get("FAIL_TO_PASS", {}).get("failure", []) + status.get("PASS_TO_PASS", {}).get("failure", []))
     passed = set(status.get("FAIL_TO_PASS", {}).get("success", []) + status.get("PASS_TO_PASS", {}).get("success", []))

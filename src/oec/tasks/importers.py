@@ -156,7 +156,7 @@ def swesmith_task(inst: dict, repos_dir: Path, split: str) -> Task:
     return Task(task_id=iid, suite="swesmith", split=split, problem_statement=text,
                 repo=GitRepo(kind="git", path=str(path), base_commit=base, bug_patch=bug_patch, test_patch=test_patch),
                 FAIL_TO_PASS=f2p, PASS_TO_PASS=p2p, test_files=_test_files(f2p + p2p, patch_paths(test_patch)),
-                gold_patch=reverse_patch(inst["patch"]), meta=meta)
+                gold_patch=reverse_patch(inst["patch"]), test_command=harness.swesmith_command(inst), meta=meta)
 
 
 def _check_python_profile(inst: dict) -> None:
