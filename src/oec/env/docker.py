@@ -27,6 +27,7 @@ import subprocess
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,14 +93,15 @@ def pids_limit(run_args: list[str]) -> int | None:
     return None
 
 
-def run_capped(argv: list[str], data: bytes, timeout: float, limit: int) -> tuple[int | None, bytes, bool]:
-    """Run ARGV with DATA on stdin; return (returncode, stdout and stderr as one stream, flooded).
+def run_capped(argv: list[str], data: bytes, timeout: float, limit: int, cwd: Path | None = None
+               ) -> tuple[int | None, bytes, bool]:
+    """Run ARGV (in CWD) with DATA on stdin; return (returncode, stdout and stderr as one stream, flooded).
 
     The output is capped here, by the reader: a command in the container can write to the exec's stdout directly
     (through /proc/PID/fd/1 of its shell), past anything the script could put in between. Past LIMIT bytes or
     TIMEOUT seconds the client is killed and the returncode is None.
     """
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
 
     def feed():  # in a thread: a script larger than the pipe buffer would block until the container reads it
         try:
@@ -184,8 +186,10 @@ class DockerEnv:
 
     def _docker(self, *args: str, input: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         try:
+            # in our own directory: podman's conmon writes an `oom` file into its working directory when a process
+            # of the container is OOM-killed (it once landed at the root of the checkout the tests ran in)
             return subprocess.run([self.cfg.docker, *args], input=input, capture_output=True, timeout=timeout,
-                                  check=True)
+                                  check=True, cwd=self._dir)
         except subprocess.CalledProcessError as e:
             hint = "; docs/containers.md says how to set up Docker or podman" if args[0] == "run" else ""
             raise RuntimeError(f"{self.cfg.docker} {args[0]} failed: "
@@ -196,7 +200,7 @@ class DockerEnv:
         wrapped = f"{self.cfg.setup}\nexport PATH={TOOLS}:$PATH PAGER=cat GIT_PAGER=cat\n{script}"
         argv = [self.cfg.docker, "exec", "-i", "-w", self.cwd, self.container,
                 "timeout", "-s", "KILL", f"{timeout:g}", "bash", "-s"]
-        return run_capped(argv, wrapped.encode(), timeout + 30, MAX_STREAM)
+        return run_capped(argv, wrapped.encode(), timeout + 30, MAX_STREAM, cwd=self._dir)
 
     def _bash(self, script: str, timeout: float) -> subprocess.CompletedProcess:
         """SCRIPT's output (stdout and stderr) as text; returncode 137 when it was killed."""
@@ -212,10 +216,10 @@ class DockerEnv:
         """
         self._kills += 1
         subprocess.run([self.cfg.docker, "kill", "--signal", "USR1", self.container], capture_output=True, timeout=60,
-                       check=False)
+                       cwd=self._dir, check=False)
         for _ in range(100):
             probe = subprocess.run([self.cfg.docker, "exec", self.container, "cat", KILLS], capture_output=True,
-                                   text=True, timeout=60, check=False)
+                                   cwd=self._dir, text=True, timeout=60, check=False)
             if probe.returncode == 0 and probe.stdout.strip().isdigit() and int(probe.stdout) >= self._kills:
                 return
             time.sleep(0.1)
