@@ -128,3 +128,55 @@ def test_a_generation_prompt_that_stops_short_of_the_reply_is_refused(runs, tiny
     tok.save_pretrained(model)
     with pytest.raises(InputError, match="generation prompt ends before the trained reply"):
         build(BuildConfig(runs=[str(runs / "bc")], student=str(model), out=str(tmp_path / "d"), max_tokens=4096))
+
+
+def _trl_records(runs, tmp_path, student_format="text") -> list[dict]:
+    out = tmp_path / f"trl-{student_format}.jsonl"
+    build(BuildConfig(runs=[str(runs / "oec")], format="trl", student_format=student_format, out=str(out)))
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_plain_trl_trains_exactly_the_expert_turns_of_the_trl_export(runs, tiny_model, tmp_path):
+    """The export docs/data.md recommends for plain TRL, given to SFTTrainer as a user would (the file as it is, no
+    oec code, nothing cut: max_length=None): the tokens TRL trains are the expert turns, each once, and none of the
+    student's; as many as oec's own masked dataset trains."""
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    _trl_records(runs, tmp_path)
+    ds = load_dataset("json", data_files=str(tmp_path / "trl-text.jsonl"), split="train")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    args = SFTConfig(output_dir=str(tmp_path / "o"), max_length=None, report_to=[], use_cpu=True, bf16=False)
+    trainer = SFTTrainer(model=str(tiny_model), args=args, train_dataset=ds, processing_class=tok)
+    trained = Counter(tok.decode([i for i in row["labels"] if i != -100]) for row in trainer.train_dataset)
+    kept = [t for t in read_trajectories(runs / "oec") if t.resolved]
+    assert trained == Counter(s.output + "<|end|>" for t in kept for s in t.steps if s.actor == "expert")
+    ours = build(BuildConfig(runs=[str(runs / "oec")], student=str(tiny_model), out=str(tmp_path / "hf")))
+    assert sum(i != -100 for row in trainer.train_dataset for i in row["labels"]) == ours["stats"]["trainable_tokens"]
+
+
+def test_a_tool_call_record_renders_through_a_real_tool_calling_template(runs, tiny_model, tmp_path):
+    """TRL's packaged Qwen2.5 template over a toolcalls export: each call once, its arguments a JSON object (not a
+    JSON string encoded again), and the tool schemas in the system prompt."""
+    from importlib.resources import files
+
+    from transformers import AutoTokenizer
+
+    template = (files("trl") / "chat_templates/qwen2_5.jinja").read_text()
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    records = _trl_records(runs, tmp_path, "toolcalls")
+    assert records and all(r["tools"] and {t["function"]["name"] for t in r["tools"]} == {"bash", "edit", "submit"}
+                           for r in records)
+    for rec in records[:10]:
+        messages = rec["prompt"] + rec["completion"]
+        text = tok.apply_chat_template(messages, tools=rec["tools"], chat_template=template, tokenize=False)
+        system = text.split("<|im_end|>")[0]
+        assert all(f'"name": "{name}"' in system for name in ("bash", "edit", "submit"))  # the schemas
+        for m in messages:
+            for call in m.get("tool_calls") or []:
+                args = call["function"]["arguments"]
+                assert isinstance(args, dict)
+                rendered = json.dumps(args, ensure_ascii=False)
+                assert text.count(f'"arguments": {rendered}') == sum(
+                    c["function"]["arguments"] == args for x in messages for c in x.get("tool_calls") or []), rendered

@@ -46,7 +46,9 @@ class BuildConfig(BaseModel):
                                 description="student model directory: its tokenizer and chat template (hf format)")
     student_format: str = Field("text", description="the student's Format")
     mask: Literal["expert", "all", "custom"] = "expert"
-    format: Literal["hf", "openai", "sharegpt"] = "hf"
+    format: Literal["hf", "trl", "openai", "sharegpt"] = Field(
+        "hf", description="hf: tokenized with masks (oec train); trl: prompt-completion JSONL that plain TRL trains "
+                          "on the expert turns only; openai: fine-tuning JSONL (weight 0/1); sharegpt")
     weights: list[NonNegativeFloat] | None = Field(None, description="one per run: how many times each run's "
                                                    "trajectories count (0 leaves a run out)")
     max_trajectories: int | None = Field(None, ge=1, description="sample this many trajectories (scaling curves)")
@@ -227,11 +229,11 @@ def build(cfg: BuildConfig) -> dict:
     stats = {"trajectories": len(chosen), "conversations": len(convs), "examples": 0, "total_tokens": 0,
              "trainable_tokens": 0, "dropped_tokens": 0}
     info = {"config": cfg.model_dump(), "stats": stats}
-    if cfg.format in ("openai", "sharegpt"):
+    if cfg.format in ("trl", "openai", "sharegpt"):
+        records = [r for conv, run in convs for r in _text_records(conv, run, cfg.format, fmt.tools)]
         with atomic_output(out) as tmp, tmp.open("w") as f:
-            for conv, run in convs:
-                f.write(json.dumps(_text_record(conv, run, cfg.format)) + "\n")
-        stats["examples"] = len(convs)
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        stats["examples"] = len(records)
         write_text(out.parent / f"{out.name}.build.json", json.dumps(info, indent=2) + "\n")
     else:
         from datasets import Dataset
@@ -252,12 +254,40 @@ def build(cfg: BuildConfig) -> dict:
     return info
 
 
-def _text_record(conv: Conversation, run: str, kind: str) -> dict:
+def _with_objects(message: Message) -> Message:
+    """MESSAGE with its tool calls' arguments as JSON objects, as chat templates expect them (a JSON string is
+    encoded a second time by `tojson`)."""
+    if not message.get("tool_calls"):
+        return dict(message)
+    calls = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"] or "{}")}}
+             for c in message["tool_calls"]]
+    return {**message, "tool_calls": calls}
+
+
+def _text_records(conv: Conversation, run: str, kind: str, tools: list | None) -> list[dict]:
+    """CONV as records of an export another trainer reads as it is.
+
+    trl: TRL's conversational prompt-completion records, one per trained assistant turn: the history as the student
+    lived it is the prompt, the turn is the completion; TRL trains completions only (its `completion_only_loss`
+    default), so no student turn is trained, whatever `assistant_only_loss` says. openai: the whole conversation
+    with OpenAI's fine-tuning `weight` (0/1) on each assistant message (TRL ignores `weight`). Both carry the
+    format's tool schemas as `tools`."""
+    meta = {**conv.meta, "turn": conv.meta.get("turn", -1), "run": run}
+    extra = {"tools": tools} if tools else {}
+    if kind == "trl":
+        out, k = [], -1
+        for i, m in enumerate(conv.messages):
+            if m["role"] == "assistant":
+                k += 1
+                if conv.trainable[k]:
+                    out.append({"prompt": [_with_objects(x) for x in conv.messages[:i]],
+                                "completion": [_with_objects(m)], **extra, "metadata": {**meta, "turn": k}})
+        return out
     flags = iter(conv.trainable)
-    if kind == "openai":
+    if kind == "openai":  # OpenAI's own convention: arguments stay JSON strings
         msgs = [dict(m, weight=int(next(flags))) if m["role"] == "assistant" else dict(m) for m in conv.messages]
-        return {"messages": msgs, "metadata": {**conv.meta, "run": run}}
+        return [{"messages": msgs, **extra, "metadata": meta}]
     who = {"system": "system", "user": "human", "assistant": "gpt", "tool": "tool"}
     turns = [{"from": who[m["role"]], "value": m.get("content") or "",
               "train": bool(next(flags)) if m["role"] == "assistant" else False} for m in conv.messages]
-    return {"conversations": turns, "metadata": {**conv.meta, "run": run}}
+    return [{"conversations": turns, "metadata": meta}]
