@@ -102,7 +102,11 @@ class SandboxEnv:
         self._verifier = PytestVerifier(self._slot, self.config.verify_timeout)
 
     def execute(self, command: str) -> CommandResult:
-        return self._slot.run(command, self.config.command_timeout, self.config.output_limit)
+        timeout = self.config.command_timeout
+        if self.task.test_command and command.strip() == self.task.test_command.command:
+            # the repository's own test run (django's runtests.py over its modules) gets the time its task gives it
+            timeout = max(timeout, self.task.test_command.timeout or 0)
+        return self._slot.run(command, timeout, self.config.output_limit)
 
     def verify(self) -> Verdict:
         return self._verifier.verify(self.task)
