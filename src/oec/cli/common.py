@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import typer
 from pydantic import ValidationError
 
 from oec.core.errors import USER_ERRORS, describe
 
-__all__ = ["USER_ERRORS", "fail"]
+__all__ = ["USER_ERRORS", "fail", "user_errors"]
 
 
 def fail(e: Exception) -> None:
@@ -15,3 +18,17 @@ def fail(e: Exception) -> None:
     message = f"invalid value: {describe(e)}" if isinstance(e, ValidationError) else str(e)
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def user_errors(verb: Callable) -> Callable:
+    """VERB with the one way oec reports a mistake the user can fix: an error of USER_ERRORS, raised anywhere in
+    it, is one red line and exit 2 (the signature is kept, so typer still reads the options from it)."""
+
+    @functools.wraps(verb)
+    def run(*args, **kwargs):
+        try:
+            return verb(*args, **kwargs)
+        except USER_ERRORS as e:
+            fail(e)
+
+    return run

@@ -9,16 +9,16 @@ from typing import List, Optional
 
 import typer
 
-from oec.cli.common import fail as _fail
+from oec.cli.common import user_errors
 from oec.core.atomic import check_output, write_text
 from oec.core.config import load_config
-from oec.core.errors import USER_ERRORS
 from oec.tasks.io import generate_tasks, load_tasks, write_tasks
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Make and inspect task files.")
 
 
 @tasks_app.command("generate")
+@user_errors
 def tasks_generate(
     out: Path = typer.Option(..., help="tasks JSONL file to write"),
     suite: str = typer.Option("toy", help="task generator (the embedded suite is 'toy')"),
@@ -34,20 +34,18 @@ def tasks_generate(
     direct_test_prob: Optional[float] = typer.Option(None, help="chance the buggy function has its own test [0.5]"),
 ):
     """Generate tasks, e.g. `oec tasks generate --suite toy --split train --n 200 --seed 0 --out tasks/train.jsonl`."""
-    try:
-        check_output(out, "file")
-        tasks = generate_tasks(
-            suite, split, n, seed, preset=preset, modules=modules, functions_per_module=functions_per_module, hops=hops,
-            shapes=shapes.split(",") if shapes else None, mutation_kinds=mutations.split(",") if mutations else None,
-            direct_test_prob=direct_test_prob,
-        )
-    except USER_ERRORS as e:
-        _fail(e)
+    check_output(out, "file")
+    tasks = generate_tasks(
+        suite, split, n, seed, preset=preset, modules=modules, functions_per_module=functions_per_module, hops=hops,
+        shapes=shapes.split(",") if shapes else None, mutation_kinds=mutations.split(",") if mutations else None,
+        direct_test_prob=direct_test_prob,
+    )
     write_tasks(tasks, out)
     typer.echo(f"wrote {len(tasks)} {suite}/{split} tasks to {out}")
 
 
 @tasks_app.command("import")
+@user_errors
 def tasks_import(
     instances: Path = typer.Argument(..., help="instances JSONL (or a JSON array, as SWE-smith publishes)"),
     format: str = typer.Option(..., "--format", help="swebench (also SWE-Gym) | swesmith"),
@@ -60,11 +58,8 @@ def tasks_import(
     """Tasks from SWE-bench / SWE-Gym / SWE-smith instances over local clones; bad instances are reported, not fatal."""
     from oec.tasks.importers import import_instances
 
-    try:
-        check_output(out, "file")
-        tasks, errors = import_instances(instances, format, repos_dir, split, check=check)
-    except USER_ERRORS as e:
-        _fail(e)
+    check_output(out, "file")
+    tasks, errors = import_instances(instances, format, repos_dir, split, check=check)
     write_tasks(tasks, out)
     errors_path = out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
     if errors:
@@ -80,6 +75,7 @@ def tasks_import(
 
 
 @tasks_app.command("mutate")
+@user_errors
 def tasks_mutate(
     repo: Path = typer.Option(..., help="a Python repository with a pytest suite (git work tree or source tree)"),
     out: Path = typer.Option(..., help="tasks JSONL to write; the tasks' git repo goes to OUT.repo/ beside it"),
@@ -98,10 +94,7 @@ def tasks_mutate(
 
     options = dict(repo=str(repo), out=str(out), n=n, seed=seed, split=split, per_function=per_function,
                    max_tries=max_tries, workers=workers, kinds=kinds.split(",") if kinds else None)
-    try:
-        stats = mutate(load_config(MutateConfig, None, options), progress=not quiet)
-    except USER_ERRORS as e:
-        _fail(e)
+    stats = mutate(load_config(MutateConfig, None, options), progress=not quiet)
     typer.echo(f"tried {stats['tried']} of {stats['candidates']} mutants: {stats['survived']} failed to break a test, "
                f"{stats['broke_all']} broke every test, {stats['timed_out']} timed out, {stats['duplicates']} "
                f"duplicates, {stats['order_dependent']} failed on the clean code in the verifier's order; kept "
@@ -112,6 +105,7 @@ student_app = typer.Typer(no_args_is_help=True, help="Make student models.")
 
 
 @student_app.command("init")
+@user_errors
 def student_init(
     tasks: Path = typer.Option(..., help="tasks whose text trains the tokenizer"),
     out: Path = typer.Option(..., help="model directory to write"),
@@ -121,11 +115,8 @@ def student_init(
     """Build a tiny untrained student offline: `oec student init --tasks tasks/train.jsonl --out models/tiny`."""
     from oec.train.student import StudentConfig, init_student
 
-    try:
-        cfg = load_config(StudentConfig, config, None, overrides)
-        path = init_student(load_tasks(tasks), out, cfg)
-    except USER_ERRORS as e:
-        _fail(e)
+    cfg = load_config(StudentConfig, config, None, overrides)
+    path = init_student(load_tasks(tasks), out, cfg)
     info = json.loads((path / "oec_student.json").read_text())
     typer.echo(f"wrote {path}: {info['parameters'] / 1e6:.2f}M parameters, vocabulary {cfg.vocab_size}, "
                f"context {cfg.context}")
@@ -135,6 +126,7 @@ demos_app = typer.Typer(no_args_is_help=True, help="Bring in other agents' traje
 
 
 @demos_app.command("import")
+@user_errors
 def demos_import(
     paths: List[Path] = typer.Argument(..., help="mini-swe-agent .traj.json files or directories; or messages JSONL"),
     out: Path = typer.Option(..., help="run directory to write (importing again adds only what is new)"),
@@ -145,10 +137,7 @@ def demos_import(
     """Import demonstrations for BC, e.g. `oec demos import trajs/ --format miniswe --out runs/msa`."""
     from oec.data.demos import import_demos
 
-    try:
-        result = import_demos(paths, out, format, resolved_ids)
-    except USER_ERRORS as e:
-        _fail(e)
+    result = import_demos(paths, out, format, resolved_ids)
     typer.echo(f"imported {result['imported']} demonstrations into {out} ({result['already_there']} already there, "
                f"{result['errors']} could not be converted" + (f": see {out}/import_errors.jsonl)" if result['errors']
                                                                   else ")"))

@@ -10,11 +10,11 @@ from typing import List, Optional
 
 import typer
 
-from oec.cli.common import fail as _fail
+from oec.cli.common import user_errors
 from oec.cli.inputs import demos_app, student_app, tasks_app
 from oec.cli.options import config_options
 from oec.core.config import load_config
-from oec.core.errors import USER_ERRORS, InputError
+from oec.core.errors import InputError
 from oec.data.build import BuildConfig
 from oec.rollout.collect import CollectConfig, collect
 from oec.shift.config import ShiftConfig
@@ -38,6 +38,7 @@ warnings.showwarning = _warn
 @app.command("collect")
 @config_options(CollectConfig, "tasks", "out", "mode", "expert", "student", "expert_format", "student_format", "switch",
                 "trigger_threshold", "beta", "samples", "workers", "backend", "ray_address", "seed")
+@user_errors
 def collect_cmd(
     options: dict,
     overrides: Optional[List[str]] = typer.Argument(None, help="config overrides KEY=VALUE, e.g. loop.step_limit=20"),
@@ -47,11 +48,8 @@ def collect_cmd(
                                       "(appended; the older attempt stays on disk, superseded)"),
 ):
     """Run episodes and append them to OUT/trajectories.jsonl."""
-    try:
-        cfg = load_config(CollectConfig, config, options, overrides)
-        result = collect(cfg, progress=not quiet, retry_errors=retry_errors)
-    except USER_ERRORS as e:
-        _fail(e)
+    cfg = load_config(CollectConfig, config, options, overrides)
+    result = collect(cfg, progress=not quiet, retry_errors=retry_errors)
     if result["retried"]:
         typer.echo(f"{result['retried']} episodes re-run after their Ray worker died (see {cfg.out}/retries.jsonl)")
     if result["interrupted"]:
@@ -61,6 +59,7 @@ def collect_cmd(
 
 
 @app.command("filter")
+@user_errors
 def filter_cmd(
     run: Path = typer.Argument(..., help="run directory"),
     overrides: Optional[List[str]] = typer.Argument(None, help="thresholds, e.g. max_read_only_run=12 "
@@ -72,16 +71,14 @@ def filter_cmd(
     from oec.data.filter import FilterConfig, filter_run
     from oec.data.filter import render as render_filter
 
-    try:
-        summary = filter_run(run, load_config(FilterConfig, config, None, overrides))
-    except USER_ERRORS as e:
-        _fail(e)
+    summary = filter_run(run, load_config(FilterConfig, config, None, overrides))
     typer.echo(json.dumps(summary, indent=2) if as_json else render_filter(summary))
 
 
 @app.command()
 @config_options(BuildConfig, "out", "student", "mask", "format", "max_trajectories", "max_tokens", "student_format",
                 "tasks", "seed")
+@user_errors
 def build(
     options: dict,
     runs: List[Path] = typer.Argument(..., help="run directories (filtered runs contribute their kept trajectories)"),
@@ -93,11 +90,8 @@ def build(
     try:
         w = [float(x) for x in weights.split(",")] if weights else None
     except ValueError:
-        _fail(InputError(f"--weights {weights!r}: expected numbers separated by commas, e.g. 1,2"))
-    try:
-        info = build_data(load_config(BuildConfig, None, {**options, "runs": [str(r) for r in runs], "weights": w}))
-    except USER_ERRORS as e:
-        _fail(e)
+        raise InputError(f"--weights {weights!r}: expected numbers separated by commas, e.g. 1,2")
+    info = build_data(load_config(BuildConfig, None, {**options, "runs": [str(r) for r in runs], "weights": w}))
     st = info["stats"]
     verb = "kept (complete, from the same config and inputs; remove it to rebuild)" if info.get("reused") else "wrote"
     typer.echo(f"{verb} {options.get('out')}: {st['examples']} examples from {st['trajectories']} trajectories; "
@@ -107,6 +101,7 @@ def build(
 
 @app.command("train")
 @config_options(TrainConfig, "data", "model", "out", "lora", "seed")
+@user_errors
 def train_cmd(
     options: dict,
     overrides: Optional[List[str]] = typer.Argument(None, help="e.g. trl.learning_rate=3e-4 trl.max_steps=200 "
@@ -115,10 +110,7 @@ def train_cmd(
     """Fine-tune the student on a built dataset (TRL SFTTrainer; masks reach the loss)."""
     from oec.train.sft import train
 
-    try:
-        info = train(load_config(TrainConfig, None, options, overrides))
-    except USER_ERRORS as e:
-        _fail(e)
+    info = train(load_config(TrainConfig, None, options, overrides))
     verb = "kept (complete, from the same config, data and model; remove it to retrain)" if info.get("reused") \
         else "wrote"
     if info["main_process"]:  # one line, not one per `accelerate launch` process
@@ -128,6 +120,7 @@ def train_cmd(
 
 
 @app.command("eval")
+@user_errors
 def eval_cmd(
     model: str = typer.Option(..., help="model directory (or any policy spec, e.g. openai:M@URL)"),
     tasks: Path = typer.Option(..., help="held-out tasks"),
@@ -142,19 +135,17 @@ def eval_cmd(
 ):
     """Student-only rollouts on held-out tasks: resolve rate with a Wilson 95% interval (a normal run directory)."""
     spec = model if ":" in model else f"local:{model}?temperature={temperature}"
-    try:
-        cfg = CollectConfig(tasks=str(tasks), out=str(out), mode="student", student=spec, samples=samples,
-                            workers=workers, seed=seed, backend=backend, ray_address=ray_address)
-        collect(cfg, progress=not as_json)
-        summary = summarize(out)
-    except USER_ERRORS as e:
-        _fail(e)
+    cfg = CollectConfig(tasks=str(tasks), out=str(out), mode="student", student=spec, samples=samples,
+                        workers=workers, seed=seed, backend=backend, ray_address=ray_address)
+    collect(cfg, progress=not as_json)
+    summary = summarize(out)
     typer.echo(json.dumps(summary, indent=2) if as_json else render(summary))
 
 
 @app.command()
 @config_options(ShiftConfig, "embedder", "pca", "bootstrap", "role_only", "actions_only", "reference", "tasks",
                 "min_samples", "seed", "cache")
+@user_errors
 def shift(
     options: dict,
     population: List[str] = typer.Option(..., help="NAME=RUN_DIR, repeated: e.g. student=runs/s0 expert=runs/bc"),
@@ -168,18 +159,16 @@ def shift(
     for item in population:
         name, eq, run = item.partition("=")
         if not eq or not name or not run:
-            _fail(InputError(f"--population {item!r}: expected NAME=RUN_DIR, e.g. expert=runs/bc"))
+            raise InputError(f"--population {item!r}: expected NAME=RUN_DIR, e.g. expert=runs/bc")
         pops[name] = run
-    try:
-        cfg = load_config(ShiftConfig, None, options)
-        result = analyze(pops, out, cfg, progress=not quiet)
-    except USER_ERRORS as e:
-        _fail(e)
+    cfg = load_config(ShiftConfig, None, options)
+    result = analyze(pops, out, cfg, progress=not quiet)
     typer.echo(result["summary"])
     typer.echo(f"wrote {out}/per_turn.csv, fd.png, kl.png, summary.md, trigger.npz")
 
 
 @app.command("dagger")
+@user_errors
 def dagger_cmd(
     config: Path = typer.Option(..., help="YAML with DaggerConfig fields, e.g. configs/dagger-tiny.yaml"),
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE, e.g. rounds=5 train.max_steps=200"),
@@ -198,8 +187,6 @@ def dagger_cmd(
     except KeyboardInterrupt:
         typer.echo("stopped; run the same command to resume")
         raise typer.Exit(130)
-    except USER_ERRORS as e:
-        _fail(e)
     typer.echo(f"\n{'round':>5} {'beta':>6} {'labels':>7} {'examples':>9} {'resolve':>8}  95% CI")
     for row in rows:
         rate = "" if row["resolve_rate"] == "" else f"{row['resolve_rate']:.1%}"
@@ -209,6 +196,7 @@ def dagger_cmd(
 
 
 @app.command()
+@user_errors
 def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = typer.Option(False, "--json"),
          failures: bool = typer.Option(False, help="also the failure categories (written to RUN/failures.jsonl)"),
          judge: Optional[str] = typer.Option(None, help="with --failures: an LLM judge too, openai:MODEL@URL"),
@@ -218,31 +206,27 @@ def show(run: Path = typer.Argument(..., help="run directory"), as_json: bool = 
     from oec.viewer.failures import table
     from oec.viewer.judge import failures_of
 
-    try:
-        summary, text = summarize(run), ""
-        if failures or judge:
-            rows = failures_of(run, judge, tasks)
-            summary["failures"], text = table(rows), "\n" + render_failures(rows, run)
-    except USER_ERRORS as e:
-        _fail(e)
+    summary, text = summarize(run), ""
+    if failures or judge:
+        rows = failures_of(run, judge, tasks)
+        summary["failures"], text = table(rows), "\n" + render_failures(rows, run)
     typer.echo(json.dumps(summary, indent=2) if as_json else render(summary) + text)
 
 
 @app.command()
+@user_errors
 def predictions(run: Path = typer.Argument(..., help="run directory (oec collect / oec eval)"),
                 out: Path = typer.Option(..., help="predictions file to write (.jsonl, or .json)"),
                 model_name: Optional[str] = typer.Option(None, help="model_name_or_path [the run's student policy]")):
     """Write a SWE-bench predictions file: each task's latest verified patch, for the official harness."""
     from oec.data.predictions import write_predictions
 
-    try:
-        path = write_predictions(run, out, model_name)
-    except USER_ERRORS as e:
-        _fail(e)
+    path = write_predictions(run, out, model_name)
     typer.echo(f"wrote {path}")
 
 
 @app.command()
+@user_errors
 def view(run: Path = typer.Argument(..., help="run directory"),
          task: Optional[str] = typer.Option(None, help="only this task's trajectories"),
          sample: Optional[int] = typer.Option(None, help="only this sample (with --task: one trajectory)"),
@@ -256,25 +240,21 @@ def view(run: Path = typer.Argument(..., help="run directory"),
     from oec.viewer.view import load, write_view
 
     select = dict(task=task, sample=sample, data=data, tasks=tasks)
-    try:
-        typer.echo(render_text(load(run, **select)) if text else write_view(run, out, **select))
-    except USER_ERRORS as e:
-        _fail(e)
+    typer.echo(render_text(load(run, **select)) if text else write_view(run, out, **select))
 
 
 @app.command()
+@user_errors
 def report(run: Path = typer.Argument(..., help="experiment directory (results.csv, claims.csv, plots, runs/...)")):
     """Self-contained HTML page of an experiment: tables, plots, sample trajectories. Prints RUN/report.html."""
     from oec.experiments.report import write_report
 
-    try:
-        path = write_report(run)
-    except USER_ERRORS as e:
-        _fail(e)
+    path = write_report(run)
     typer.echo(str(path))
 
 
 @app.command("experiment")
+@user_errors
 def experiment_cmd(
     config: Path = typer.Argument(..., help="experiment YAML (see configs/paper-tiny.yaml)"),
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE, e.g. seeds=[0] sizes=[25,50]"),
@@ -282,14 +262,12 @@ def experiment_cmd(
     """The full comparison (arms x sizes x seeds), resumable: `oec experiment configs/paper-tiny.yaml`."""
     from oec.experiments.experiment import run_experiment
 
-    try:
-        report = run_experiment(config, overrides, log=lambda m: typer.echo(m))
-    except USER_ERRORS as e:
-        _fail(e)
+    report = run_experiment(config, overrides, log=lambda m: typer.echo(m))
     typer.echo(f"results: {report.parent / 'results.csv'}; claims: {report.parent / 'claims.csv'}; report: {report}")
 
 
 @app.command()
+@user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="run directory (a rerun resumes)"),
     fresh: bool = typer.Option(False, help="delete OUT first instead of resuming (only a directory oec made)"),
@@ -300,10 +278,7 @@ def demo(
     from oec.experiments.demo import demo_config, run_demo, text_tables
 
     typer.echo(f"oec demo: the experiment in {demo_config()} -> {out} (a rerun resumes)")
-    try:
-        report = run_demo(out, overrides, log=lambda m: typer.echo(m), fresh=fresh)
-    except USER_ERRORS as e:
-        _fail(e)
+    report = run_demo(out, overrides, log=lambda m: typer.echo(m), fresh=fresh)
     typer.echo("\n" + text_tables(out) + "\n")
     typer.echo(f"results: {out / 'results.csv'}\nclaims: {out / 'claims.csv'}\nreport: {report}")
 
