@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-tools bench clean podman-image swe-corpus
+.PHONY: install demo test test-fast test-tools bench clean podman-image swe-corpus
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ test: test-tools
 	$(BIN)/lint-imports
 	# two workers, each taking whole files (their module fixtures are built once)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+
+# The quick loop while editing: no system tools (no bubblewrap, podman or chromium), no slow tests; the in-memory
+# Env, the formats, the filters, the statistics, the docs. `make test` runs everything.
+test-fast: install
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/python -m pytest -q -n 2 -m "not tools and not slow"
 
 bench: install
 	$(BIN)/python bench/run_all.py

@@ -10,6 +10,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import generate_tasks, write_tasks
 from oec.viewer.show import summarize
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 @pytest.mark.slow
 def test_expert_resolves_every_train_and_heldout_task(tmp_path):

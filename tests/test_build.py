@@ -12,6 +12,9 @@ from oec.data.build import BuildConfig, build
 from oec.data.filter import filter_run
 from oec.rollout.collect import CollectConfig, collect
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, train_tasks):

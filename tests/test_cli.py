@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 OEC = [sys.executable, "-m", "oec"]
 
 

@@ -17,6 +17,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import load_tasks, write_tasks
 from oec.viewer.show import summarize
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def _collect(tasks_file, out, **kw):
     cfg = CollectConfig(tasks=str(tasks_file), out=str(out), workers=kw.pop("workers", 4), **kw)

@@ -15,6 +15,9 @@ from oec.experiments.dagger import COLUMNS, DaggerConfig, run_dagger
 from oec.tasks.io import write_tasks
 from oec.tasks.toy import generate
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def test_beta_schedules():
     lin = DaggerConfig(tasks="t", student="m", out="o", rounds=4, beta=1.0)

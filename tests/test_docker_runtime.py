@@ -25,6 +25,9 @@ from oec.tasks.io import load_tasks, write_tasks
 from oec.tasks.mutate import MutateConfig, mutate
 from oec.tasks.toy import generate
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("OEC_PODMAN_IMAGE", "localhost/oec-base:bookworm")
 NO_PYTHON = "localhost/oec-test-no-python:bookworm"

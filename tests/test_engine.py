@@ -27,6 +27,9 @@ from oec.rollout.policies.local import LocalPolicy
 from oec.tasks.io import write_tasks
 from oec.tasks.toy import ToyConfig, generate
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 WARM = Path(oec.__file__).parent / "assets/warm-student"
 KNOBS = ToyConfig(hops=0, direct_test_prob=1.0, modules=2, functions_per_module=2)
 

@@ -14,6 +14,9 @@ from oec.core.store import read_trajectories
 from oec.experiments.claims import shift_claim
 from oec.train.sft import steps_for_tokens
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 TINY = {
     "name": "tiny",
     "suite": {"train": 6, "heldout": 3, "seed": 0, "knobs": {"hops": 0, "modules": 2, "functions_per_module": 2}},

@@ -20,6 +20,9 @@ from oec.tasks.io import write_tasks
 from oec.viewer.failures import CATEGORIES, FAILURES, RESOLVED, classify, classify_run, read_failures
 from oec.viewer.failures_report import COLOURS
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
                        "RU5ErkJggg==")
 

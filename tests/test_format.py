@@ -6,6 +6,9 @@ from oec.core.errors import FormatError, InputError
 from oec.core.types import Action, Completion, Step, ToolCall
 from oec.formats import TextFormat, ToolCallFormat, make_format
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def C(text="", calls=()):
     return Completion(text=text,

@@ -32,6 +32,9 @@ from oec.rollout.loop import LoopConfig, rollout
 from oec.rollout.policies import make_policy
 from oec.rollout.schedules import make_schedule
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 REPO = Path(__file__).resolve().parents[1]
 # Small enough that the memory and fork-bomb attacks cannot hurt a shared 24 GiB, 2-core machine
 LIMITS = Limits(tasks=256, memory=512 << 20, disk=64 << 20, files=5000)

@@ -17,6 +17,9 @@ from oec.tasks.io import load_tasks
 from oec.tasks.mutate import MutateConfig, mutate
 from oec.viewer.show import summarize
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 SAMPLE = '''def f(a, b, items):
     """Docstring stays."""
     total = a + b  # a comment stays too

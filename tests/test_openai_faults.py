@@ -21,6 +21,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import make_policy
 from oec.tasks.io import write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
       "choices": [{"index": 0, "finish_reason": "stop",
                    "message": {"role": "assistant", "content": "THOUGHT: done\n```bash\nsubmit\n```"}}],

@@ -13,6 +13,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import make_policy
 from oec.tasks.io import write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def _episode(task):
     return Episode(task, None, [], random.Random(0), "student")

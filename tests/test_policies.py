@@ -11,6 +11,9 @@ from oec.rollout.loop import rollout
 from oec.rollout.policies import make_policy
 from oec.rollout.schedules import make_schedule
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def _run(task, env, mode="expert", student="scripted:noisy", seed=0):
     policies = {"expert": make_policy("scripted:expert"), "student": make_policy(student)}

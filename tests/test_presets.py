@@ -9,6 +9,9 @@ import pytest
 from oec.tasks.io import InputError, generate_tasks
 from oec.tasks.toy import PRESETS, ToyConfig, generate, toy_config
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def test_a_preset_sets_its_knobs_and_given_knobs_override_it():
     cfg = toy_config("multihop")

@@ -24,6 +24,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 from oec.tasks.toy import generate
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -18,6 +18,9 @@ from oec.tasks.io import load_tasks  # noqa: E402
 from oec.tasks.mutate import MutateConfig, mutate  # noqa: E402
 from oec.viewer.show import summarize  # noqa: E402
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 # unittest.TestCase suites (every test "failed" in the sandbox while its `debugging` plugin was disabled; colorama
 # also has a CRLF file the expert once took for a wrong edit), and semver: src/ layout, conftest, and doctests that run
 # only because its addopts say --doctest-modules (they were dropped with `-o addopts=`), next to --cov

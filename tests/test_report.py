@@ -15,6 +15,9 @@ from oec.experiments.report import write_report
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 RESULTS = """arm,size,seed,resolve_rate,ci_lo,ci_hi,expert_tokens,n,mean_turns
 bc,10,0,0.30,0.20,0.40,1000,100,7.5
 bc,10,1,0.34,0.24,0.44,1000,100,7.1

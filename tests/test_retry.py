@@ -22,6 +22,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 from oec.viewer.show import summarize
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 REPLY = chat_completion("THOUGHT: done\n\n```bash\nsubmit\n```")
 
 

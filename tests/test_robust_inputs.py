@@ -20,6 +20,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import load_tasks, write_tasks
 from oec.viewer.show import summarize
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory, train_tasks):

@@ -28,6 +28,9 @@ from oec.experiments.rows import remove_experiment
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import generate_tasks, write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 OEC = [sys.executable, "-m", "oec"]
 # One thread per process: the reference run and the killed runs go side by side on 2 cores, and equal thread counts
 # keep the CPU arithmetic identical.

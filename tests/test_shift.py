@@ -14,6 +14,9 @@ from oec.shift.embed import history_text
 from oec.shift.stats import Gaussian, compare, frechet, kl
 from oec.tasks.io import generate_tasks, write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def test_distances_of_known_gaussians():
     a = Gaussian(np.zeros(2), np.eye(2))

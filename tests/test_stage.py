@@ -16,6 +16,9 @@ from oec.core.stage import BUILD_INFO, TRAIN_INFO, completed, fingerprint, guard
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 def _make(out, key, content="x"):
     with making(out, "m.json", key) as (tmp, record):

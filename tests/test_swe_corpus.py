@@ -27,6 +27,9 @@ from oec.core.types import Task
 from oec.env.repos import patch_paths
 from oec.env.sandbox_env import EnvConfig, SandboxEnv
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 CORPUS = Path(os.environ.get("OEC_SWE_CORPUS", Path.home() / ".cache/oec/swe-corpus-1"))
 IMPORTABLE = {"pallets/flask": "src"}  # where the package lives in its repository (as scripts/swe_corpus.py)
 

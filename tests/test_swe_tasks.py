@@ -20,6 +20,9 @@ from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.importers import import_instances
 from oec.tasks.io import load_tasks, write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 OPS = '''def add(a, b):
     return a + b
 

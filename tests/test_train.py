@@ -11,6 +11,9 @@ from oec.data.build import BuildConfig, build
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, train_tasks, tiny_model):

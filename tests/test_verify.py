@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from scripted_agent import ScriptedAgentServer
 
 from oec.core.types import Task, Trajectory
@@ -18,6 +19,9 @@ from oec.env.repos import template
 from oec.env.verify import MAX_DROPPED
 from oec.tasks.io import write_tasks
 from oec.tasks.toy import generate
+
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
 
 OEC = [sys.executable, "-m", "oec"]
 # A host directory the hostile rows aim their links at, and host paths a followed link would create

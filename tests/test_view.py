@@ -21,6 +21,9 @@ from oec.tasks.io import write_tasks
 from oec.viewer.page import render_text
 from oec.viewer.view import load, write_view
 
+# needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
+pytestmark = pytest.mark.tools
+
 WARM = Path(__file__).parents[1] / "src/oec/assets/warm-student"
 STUDENT_BG, EXPERT_BG, SWITCH = (0xE8, 0xF0, 0xFE), (0xFD, 0xF0, 0xE0), (0xCC, 0x00, 0x00)
 
