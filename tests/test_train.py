@@ -82,11 +82,20 @@ def test_context_loss_also_teaches_the_context(data, tiny_model):
 
 
 def test_lora_trains_and_merges(data, tiny_model):
+    from safetensors.torch import load_file
+
     from oec.train.sft import TrainConfig, train
 
     info = train(TrainConfig(data=str(data / "data"), model=str(tiny_model), out=str(data / "lora"), lora=True,
                              lora_r=4, trl={"max_steps": 2, "logging_steps": 1}), progress=False)
     assert info["steps"] == 2 and (data / "lora/model.safetensors").exists()
+    # merged, not merely saved: the same tensor names as a plain model (no adapter left), the linear layers LoRA
+    # adapted changed, and what it does not adapt (the embeddings) did not
+    base, merged = load_file(tiny_model / "model.safetensors"), load_file(data / "lora/model.safetensors")
+    assert set(merged) == set(base)
+    linear = [k for k in base if k.endswith(("q_proj.weight", "v_proj.weight", "down_proj.weight"))]
+    assert linear and all(not merged[k].equal(base[k]) for k in linear)
+    assert all(merged[k].equal(base[k]) for k in base if "embed_tokens" in k or "norm" in k)
 
 
 def test_a_dataset_from_another_tokenizer_is_refused(data, tmp_path, train_tasks):
