@@ -5,6 +5,7 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from oec.cli import app
@@ -71,3 +72,19 @@ def test_every_file_at_the_root_is_one_the_layout_names():
     root_files = [f for f in tracked.splitlines() if "/" not in f and not f.startswith(".git")]
     layout = (ROOT / "docs/layout.md").read_text()
     assert [f for f in root_files if not re.search(rf"^{re.escape(f)}\s", layout, re.M)] == []
+
+
+@pytest.mark.tools
+def test_the_python_api_example_runs_as_written(tmp_path):
+    """The README's Python API block, run as a script in an empty directory: the whole small pipeline, real
+    sandbox, real training (it needs bubblewrap, as the pipeline does)."""
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith(" kept") and int(lines[0].split()[0]) > 0
+    assert float(lines[-1]) >= 0 and (tmp_path / "ckpt/oec").is_dir() and (tmp_path / "runs/eval").is_dir()
