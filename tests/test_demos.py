@@ -1,9 +1,10 @@
 """`oec demos import`: mini-swe-agent trajectory files and SWE-smith-style messages JSONL as BC demonstrations.
 
-The two .traj.json files in tests/data are real mini-swe-agent 2.4.6 runs (its agent, shell environment, prompts and
-file writer) on a toy task; only its model is its own DeterministicModel replaying fixed commands, because no API model
-can run here (tests/data/make_miniswe_trajs.py writes them). The SWE-smith records are written by hand in the shape of
-SWE-agent's function-calling trajectories, as no real ones can be downloaded here.
+The .traj.json files in tests/data are real mini-swe-agent 2.4.6 runs (its agent, shell environment, prompts and file
+writer) on a toy task; only its model is its own DeterministicModel replaying fixed commands, because no API model can
+run here (tests/data/make_miniswe_trajs.py writes them): one per SWE-bench config (text and tool calls), one with a
+reply its own parser rejects (a format error), one with two tool calls in one reply. The SWE-smith records are written
+by hand in the shape of SWE-agent's function-calling trajectories, as no real ones can be downloaded here.
 """
 
 import json
@@ -44,9 +45,12 @@ def smith_record(iid, resolved=True):
     ])}
 
 
+CLEAN = [DATA / "miniswe_backticks.traj.json", DATA / "miniswe_toolcalls.traj.json"]
+
+
 def test_real_mini_swe_agent_trajectories_become_expert_runs(tmp_path):
     run = tmp_path / "msa"
-    result = import_demos([DATA], run, "miniswe")
+    result = import_demos(CLEAN, run, "miniswe")
     assert result == {"run": str(run), "imported": 2, "already_there": 0, "errors": 0}
     trajs = read_trajectories(run)
     task = json.loads((DATA / "toy_task.json").read_text())
@@ -58,9 +62,34 @@ def test_real_mini_swe_agent_trajectories_become_expert_runs(tmp_path):
         assert "FAILED tests/" in t.steps[0].observation and "<returncode>" not in t.steps[0].observation
         assert t.steps[0].returncode == 0 and t.steps[0].thought == "Let me run the tests to see what fails."
     assert sorted(t.sample for t in trajs) == [0, 1]  # two demonstrations of one instance
-    assert import_demos([DATA], run, "miniswe")["already_there"] == 2 and len(read_trajectories(run)) == 2
+    assert import_demos(CLEAN, run, "miniswe")["already_there"] == 2 and len(read_trajectories(run)) == 2
+    # the same files by other spellings of their paths, and a copy elsewhere: nothing new
+    other = [DATA / ".." / "data" / p.name for p in CLEAN]
+    (tmp_path / "copy.traj.json").write_bytes(CLEAN[0].read_bytes())
+    assert import_demos([*other, tmp_path / "copy.traj.json"], run, "miniswe")["already_there"] == 3
+    assert len(read_trajectories(run)) == 2
     problems = [json.loads(x) for x in (run / "problems.jsonl").read_text().splitlines()]
     assert problems[0]["problem_statement"] == task["problem_statement"].strip()  # taken out of <pr_description>
+
+
+def test_format_errors_and_parallel_tool_calls_import_without_loss(tmp_path):
+    """A reply mini-swe-agent rejected lives only inside its format-error message: it becomes a format-error step
+    with the reply and the feedback, so the format_errors filter sees it. Two tool calls in one reply (parallel
+    calls, on by default in its tool-call config) become two steps, each with the output of its own call."""
+    run = tmp_path / "r"
+    import_demos([DATA / "miniswe_format_error.traj.json", DATA / "miniswe_parallel.traj.json"], run, "miniswe")
+    by_file = {t.exit_message.split(" from ")[1].split(" (")[0]: t for t in read_trajectories(run)}
+    fe, par = by_file[str(DATA / "miniswe_format_error.traj.json")], by_file[str(DATA / "miniswe_parallel.traj.json")]
+    assert len(fe.steps) == 7 and [s.format_error for s in fe.steps] == [False, True] + [False] * 5
+    rejected = fe.steps[1]
+    assert "```mswea_bash_command\nls\n```" in rejected.output and rejected.action is None
+    assert "Expected exactly 1 action, found 2" in rejected.observation
+    verdicts = filter_run(run, FilterConfig(require_resolved=False, max_read_only_run=None, max_format_errors=0))
+    assert verdicts["kept"] == 1  # the parallel one; the other has one format error too many
+    assert len(par.steps) == 8 and [s.info.get("parallel_call") for s in par.steps[1:3]] == [0, 1]
+    assert [s.action.command for s in par.steps[1:3]][0] == "ls"
+    assert par.steps[1].observation.split() == ["fine_kiko", "tests"]
+    assert par.steps[2].observation.startswith("def zeme_viba") and par.steps[2].returncode == 0
 
 
 def test_imported_demos_build_in_the_students_format(tmp_path, tiny_model):
@@ -104,10 +133,10 @@ def test_cli_reports_counts_and_resolved_ids(tmp_path):
     report.write_text(json.dumps({"resolved_ids": [task_id]}))
     r = subprocess.run([sys.executable, "-m", "oec", "demos", "import", str(DATA), "--out", str(tmp_path / "r"),
                         "--resolved-ids", str(report)], capture_output=True, text=True)
-    assert r.returncode == 0 and "imported 2 demonstrations" in r.stdout, r.stderr
+    assert r.returncode == 0 and "imported 4 demonstrations" in r.stdout, r.stderr
     assert all(t.resolved for t in read_trajectories(tmp_path / "r"))
     r = subprocess.run([sys.executable, "-m", "oec", "show", str(tmp_path / "r")], capture_output=True, text=True)
-    assert r.returncode == 0 and "2 trajectories" in r.stdout, r.stderr
+    assert r.returncode == 0 and "4 trajectories" in r.stdout, r.stderr
     r = subprocess.run([sys.executable, "-m", "oec", "demos", "import", str(tmp_path / "nope"), "--out",
                         str(tmp_path / "x")], capture_output=True, text=True)
     assert r.returncode == 2 and "nope: no such file" in r.stderr

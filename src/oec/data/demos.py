@@ -18,6 +18,7 @@ goes on. Importing again into the same run adds only what is not there yet.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ EXIT = {"submitted": "submitted", "limitsexceeded": "step_limit", "formaterror":
 # Any fenced block: ```bash, ```sh, or mini-swe-agent 2's ```mswea_bash_command.
 FENCE = re.compile(r"^```[\w-]*[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 OBSERVATION = re.compile(r"<returncode>(-?\d+)</returncode>\s*(.*)", re.DOTALL)
+SOURCE = re.compile(r" from (.*) \(sha256 ([0-9a-f]{16})\)$")  # where an imported trajectory came from
 
 
 def _text(content) -> str:
@@ -124,6 +126,37 @@ def _action(message: dict) -> tuple[str, Action | None]:
     return thought, Action(kind="bash", command=command)
 
 
+def _rejected(message: dict) -> bool:
+    return message.get("role") == "user" and (message.get("extra") or {}).get("interrupt_type") == "FormatError"
+
+
+def _rejected_reply(message: dict) -> str:
+    """The reply a format-error message rejected: text models keep it as `model_response`; tool-call models keep the
+    provider's whole response, whose message content is the reply's text."""
+    extra = message.get("extra") or {}
+    if extra.get("model_response") is not None:
+        return _text(extra["model_response"])
+    response = extra.get("response")
+    choices = response.get("choices") if isinstance(response, dict) else None
+    return _text(choices[0].get("message", {}).get("content")) if choices else ""
+
+
+def _one_per_call(message: dict, replies: list[dict]) -> list[tuple[dict, list[dict]]]:
+    """(assistant message, its replies), one pair per tool call: parallel calls (on by default in mini-swe-agent's
+    tool-call config) become one step each, with the tool message that answers it (by call id, else in order)."""
+    calls = message.get("tool_calls") or []
+    if len(calls) < 2:
+        return [(message, replies)]
+    actions = (message.get("extra") or {}).get("actions") or []
+    by_id = {r.get("tool_call_id"): r for r in replies if r.get("tool_call_id")}
+    out = []
+    for k, call in enumerate(calls):
+        answer = by_id.get(call.get("id")) or (replies[k] if k < len(replies) else None)
+        extra = {**(message.get("extra") or {}), "actions": actions[k:k + 1]}
+        out.append(({**message, "tool_calls": [call], "extra": extra}, [answer] if answer else []))
+    return out
+
+
 def convert(messages: list[dict], task_id: str, sample: int, source: str, exit_status: str | None = None,
             resolved: bool | None = None, patch: str = "") -> tuple[Trajectory, Problem]:
     if not messages or not isinstance(messages, list):
@@ -132,26 +165,36 @@ def convert(messages: list[dict], task_id: str, sample: int, source: str, exit_s
     if not users:
         raise ConversionError("no user message with the problem statement")
     problem = Problem(task_id=task_id, problem_statement=problem_of(_text(users[0].get("content"))))
-    start = messages.index(users[0]) + 1
+    i = messages.index(users[0]) + 1
     steps: list[Step] = []
-    i = start
+
+    def add(**fields) -> None:
+        steps.append(Step(turn=len(steps), actor="expert", format=f"import:{source}", **fields))
+
     while i < len(messages):
         m = messages[i]
         i += 1
+        if _rejected(m):  # mini-swe-agent 2 keeps a rejected reply only inside its format-error message
+            reply = _rejected_reply(m)
+            add(output=reply, thought=reply.strip(), action=None, observation=_text(m.get("content")),
+                format_error=True)
+            continue
         if m.get("role") != "assistant":
             continue  # e.g. a second instruction message before the first turn
-        thought, action = _action(m)
-        replies, raw = [], []
-        while i < len(messages) and messages[i].get("role") in ("user", "tool"):
-            replies.append(_text(messages[i].get("content")))
-            raw.append((messages[i].get("extra") or {}))
+        replies = []
+        while i < len(messages) and messages[i].get("role") in ("user", "tool") and not _rejected(messages[i]):
+            replies.append(messages[i])
             i += 1
-        observation, returncode = observation_of("\n".join(replies))
-        if len(raw) == 1 and "raw_output" in raw[0]:  # mini-swe-agent 2 keeps the untemplated output
-            observation, returncode = raw[0]["raw_output"], raw[0].get("returncode", returncode)
-        steps.append(Step(turn=len(steps), actor="expert", output=_text(m.get("content")), format=f"import:{source}",
-                          thought=thought, action=action, observation=observation if action else "\n".join(replies),
-                          format_error=action is None, returncode=returncode))
+        for k, (single, answer) in enumerate(_one_per_call(m, replies)):
+            thought, action = _action(single)
+            observation, returncode = observation_of("\n".join(_text(r.get("content")) for r in answer))
+            raw = [(r.get("extra") or {}) for r in answer]
+            if len(raw) == 1 and "raw_output" in raw[0]:  # mini-swe-agent 2 keeps the untemplated output
+                observation, returncode = raw[0]["raw_output"], raw[0].get("returncode", returncode)
+            add(output=_text(m.get("content")) if k == 0 else "", thought=thought if k == 0 else "", action=action,
+                observation=observation if action else "\n".join(_text(r.get("content")) for r in answer),
+                format_error=action is None, returncode=returncode,
+                info={"parallel_call": k} if len(m.get("tool_calls") or []) > 1 else {})
     if not steps:
         raise ConversionError("no assistant turns")
     status = EXIT.get((exit_status or "").replace("_", "").lower())
@@ -177,17 +220,18 @@ def _records(paths: list[Path], source: str) -> Iterator[tuple[str, dict | None,
             files = sorted(path.rglob("*.traj.json")) + sorted(path.rglob("*.traj")) if path.is_dir() else [path]
             for f in files:
                 try:
-                    yield str(f), json.loads(f.read_text()), None
+                    yield str(f.resolve()), json.loads(f.read_text()), None
                 except (json.JSONDecodeError, UnicodeDecodeError) as e:
                     yield str(f), None, f"not valid JSON ({e})"
         else:
             with path.open() as fh:
                 for lineno, line in enumerate(fh, 1):
                     if line.strip():
+                        where = f"{path.resolve()} line {lineno}"
                         try:
-                            yield f"{path} line {lineno}", json.loads(line), None
+                            yield where, json.loads(line), None
                         except json.JSONDecodeError as e:
-                            yield f"{path} line {lineno}", None, f"not valid JSON ({e.msg} at column {e.colno})"
+                            yield where, None, f"not valid JSON ({e.msg} at column {e.colno})"
 
 
 def _fields(record: dict, where: str, source: str, resolved_ids: set[str] | None) -> dict:
@@ -225,7 +269,11 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
     run = Path(out)
     run.mkdir(parents=True, exist_ok=True)
     have = read_trajectories(run / TRAJECTORIES)
-    seen_sources = {t.exit_message.split(" from ", 1)[-1] for t in have}
+    # what is there already, by the file (resolved: another spelling of a path is the same file) and by content (the
+    # same trajectory copied elsewhere)
+    sources = [SOURCE.search(t.exit_message) for t in have]
+    seen_sources = {m.group(1) for m in sources if m} | {t.exit_message.split(" from ", 1)[-1] for t in have}
+    seen_content = {m.group(2) for m in sources if m}
     samples: dict[str, int] = {}
     for t in have:
         samples[t.task_id] = max(samples.get(t.task_id, 0), t.sample + 1)
@@ -234,7 +282,8 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
     try:
         with (run / PROBLEMS).open("a") as problems, (run / ERRORS).open("a") as errors:
             for where, record, error in _records([Path(p) for p in paths], source):
-                if where in seen_sources:
+                digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+                if where in seen_sources or (record is not None and digest in seen_content):
                     counts["already_there"] += 1
                     continue
                 try:
@@ -258,7 +307,10 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
                 problems.write(problem.model_dump_json() + "\n")
                 problems.flush()
                 os.fsync(problems.fileno())
-                writer.write(traj.model_copy(update={"exit_message": f"{traj.exit_message} from {where}"}))
+                writer.write(traj.model_copy(update={"exit_message": f"{traj.exit_message} from {where} "
+                                                                     f"(sha256 {digest})"}))
+                seen_sources.add(where)
+                seen_content.add(digest)
                 counts["imported"] += 1
     finally:
         writer.close()
