@@ -88,3 +88,30 @@ def test_student_init_then_collect_with_the_local_student(tmp_path):
     r = CliRunner().invoke(app, ["student", "init", "--tasks", str(tasks), "--out", str(tmp_path / "x"),
                                  "hiden_size=3"])
     assert r.exit_code == 2 and "hiden_size" in r.stderr
+
+
+@pytest.mark.parametrize("verb,model,fields", [
+    (["eval"], "oec.rollout.collect:CollectConfig", ["tasks", "out", "samples", "workers", "seed"]),
+    (["tasks", "generate"], "oec.tasks.toy:ToyConfig", ["modules", "hops", "shapes", "mutation_kinds"]),
+    (["tasks", "mutate"], "oec.tasks.mutate:MutateConfig", ["repo", "n", "kinds", "per_function", "test_timeout"]),
+])
+def test_verb_options_come_from_their_config(verb, model, fields):
+    """One default and one description per setting: the option's help is the config field's (`--test-timeout` of
+    `tasks mutate` once could not be set at all; `eval` once defaulted to 8 workers where CollectConfig says 4)."""
+    import importlib
+
+    from pydantic_core import PydanticUndefined
+    from typer.testing import CliRunner
+
+    from oec.cli.main import app
+
+    module, _, name = model.partition(":")
+    config = getattr(importlib.import_module(module), name)
+    text = " ".join(CliRunner().invoke(app, [*verb, "--help"], env={"COLUMNS": "400"}).output.split())
+    for field in fields:
+        info = config.model_fields[field]
+        assert f"--{field.replace('_', '-')}" in text, field
+        assert " ".join(info.description.split())[:40] in text, field
+        if info.default not in (None, PydanticUndefined) and info.default_factory is None:
+            shown = ",".join(info.default) if isinstance(info.default, list) else info.default
+            assert f"(default: {shown})" in text, field

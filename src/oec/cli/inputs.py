@@ -10,36 +10,32 @@ from typing import List, Optional
 import typer
 
 from oec.cli.common import user_errors
+from oec.cli.options import config_options
 from oec.core.atomic import check_output, write_text
 from oec.core.config import load_config
 from oec.tasks.io import generate_tasks, load_tasks, write_tasks
+from oec.tasks.mutate import MutateConfig
+from oec.tasks.toy import PRESETS, ToyConfig
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Make and inspect task files.")
 
 
 @tasks_app.command("generate")
+@config_options(ToyConfig, "modules", "functions_per_module", "hops", "shapes", "mutation_kinds", "direct_test_prob")
 @user_errors
 def tasks_generate(
+    options: dict,
     out: Path = typer.Option(..., help="tasks JSONL file to write"),
     suite: str = typer.Option("toy", help="task generator (the embedded suite is 'toy')"),
     split: str = typer.Option("train", help="train | heldout (disjoint names)"),
     n: int = typer.Option(100, min=1, help="number of tasks"),
     seed: int = typer.Option(0, help="generator seed"),
-    preset: Optional[str] = typer.Option(None, help="named knobs (easy | multihop); knobs given too override it"),
-    modules: Optional[int] = typer.Option(None, help="modules per package [3]"),
-    functions_per_module: Optional[int] = typer.Option(None, help="functions per module [3]"),
-    hops: Optional[int] = typer.Option(None, help="call hops from the reported function to the bug [1]"),
-    shapes: Optional[str] = typer.Option(None, help="comma-separated function shapes [all]"),
-    mutations: Optional[str] = typer.Option(None, help="comma-separated mutation kinds [all]"),
-    direct_test_prob: Optional[float] = typer.Option(None, help="chance the buggy function has its own test [0.5]"),
+    preset: Optional[str] = typer.Option(None, help=f"named knobs ({' | '.join(PRESETS)}); knobs given too override "
+                                         "it"),
 ):
     """Generate tasks, e.g. `oec tasks generate --suite toy --split train --n 200 --seed 0 --out tasks/train.jsonl`."""
     check_output(out, "file")
-    tasks = generate_tasks(
-        suite, split, n, seed, preset=preset, modules=modules, functions_per_module=functions_per_module, hops=hops,
-        shapes=shapes.split(",") if shapes else None, mutation_kinds=mutations.split(",") if mutations else None,
-        direct_test_prob=direct_test_prob,
-    )
+    tasks = generate_tasks(suite, split, n, seed, preset=preset, **options)
     write_tasks(tasks, out)
     typer.echo(f"wrote {len(tasks)} {suite}/{split} tasks to {out}")
 
@@ -75,30 +71,19 @@ def tasks_import(
 
 
 @tasks_app.command("mutate")
+@config_options(MutateConfig, "repo", "out", "n", "seed", "split", "kinds", "per_function", "max_tries", "workers",
+                "test_timeout")
 @user_errors
-def tasks_mutate(
-    repo: Path = typer.Option(..., help="a Python repository with a pytest suite (git work tree or source tree)"),
-    out: Path = typer.Option(..., help="tasks JSONL to write; the tasks' git repo goes to OUT.repo/ beside it"),
-    n: int = typer.Option(50, min=1, help="tasks to keep"),
-    seed: int = typer.Option(0, help="order in which mutants are tried"),
-    split: Optional[str] = typer.Option(None, help="split written into the tasks [train]"),
-    kinds: Optional[str] = typer.Option(None, help="comma-separated mutation kinds [all]"),
-    per_function: Optional[int] = typer.Option(None, help="tasks per function at most [2]"),
-    max_tries: Optional[int] = typer.Option(None, help="mutants tried at most [10 * n]"),
-    workers: Optional[int] = typer.Option(None, help="sandboxes used in parallel [cores, at most 4]"),
-    quiet: bool = typer.Option(False, help="no progress bar"),
-):
+def tasks_mutate(options: dict, quiet: bool = typer.Option(False, help="no progress bar")):
     """Procedural bugs in a real repo, kept only if some tests fail and some pass:
     `oec tasks mutate --repo R --n 50 --out tasks/m.jsonl`."""
-    from oec.tasks.mutate import MutateConfig, mutate
+    from oec.tasks.mutate import mutate
 
-    options = dict(repo=str(repo), out=str(out), n=n, seed=seed, split=split, per_function=per_function,
-                   max_tries=max_tries, workers=workers, kinds=kinds.split(",") if kinds else None)
     stats = mutate(load_config(MutateConfig, None, options), progress=not quiet)
     typer.echo(f"tried {stats['tried']} of {stats['candidates']} mutants: {stats['survived']} failed to break a test, "
                f"{stats['broke_all']} broke every test, {stats['timed_out']} timed out, {stats['duplicates']} "
                f"duplicates, {stats['order_dependent']} failed on the clean code in the verifier's order; kept "
-               f"{stats['kept']} -> {out} (repo {stats['repo']}) in {stats['seconds']:.0f} s")
+               f"{stats['kept']} -> {options['out']} (repo {stats['repo']}) in {stats['seconds']:.0f} s")
 
 
 student_app = typer.Typer(no_args_is_help=True, help="Make student models.")

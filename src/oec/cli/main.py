@@ -120,25 +120,19 @@ def train_cmd(
 
 
 @app.command("eval")
+@config_options(CollectConfig, "tasks", "out", "samples", "workers", "seed", "backend", "ray_address")
 @user_errors
 def eval_cmd(
+    options: dict,
     model: str = typer.Option(..., help="model directory (or any policy spec, e.g. openai:M@URL)"),
-    tasks: Path = typer.Option(..., help="held-out tasks"),
-    out: Path = typer.Option(..., help="run directory for the student's trajectories"),
-    samples: int = typer.Option(1, help="episodes per task"),
     temperature: float = typer.Option(0.0, help="sampling temperature (0 = greedy)"),
-    workers: int = typer.Option(8, help="concurrent episodes (batched together by the local policy)"),
-    seed: int = typer.Option(0),
-    backend: str = typer.Option("local", help="local | ray (worker actors on Ray; the model loads once per worker)"),
-    ray_address: Optional[str] = typer.Option(None, help="ray: cluster address, e.g. auto [start a local Ray]"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Student-only rollouts on held-out tasks: resolve rate with a Wilson 95% interval (a normal run directory)."""
     spec = model if ":" in model else f"local:{model}?temperature={temperature}"
-    cfg = CollectConfig(tasks=str(tasks), out=str(out), mode="student", student=spec, samples=samples,
-                        workers=workers, seed=seed, backend=backend, ray_address=ray_address)
+    cfg = load_config(CollectConfig, None, {**options, "mode": "student", "student": spec})
     collect(cfg, progress=not as_json)
-    summary = summarize(out)
+    summary = summarize(cfg.out)
     typer.echo(json.dumps(summary, indent=2) if as_json else render(summary))
 
 

@@ -23,10 +23,17 @@ from pydantic_core import PydanticUndefined
 SCALARS = (str, int, float, bool)
 
 
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list and typing.get_args(annotation) in ((str,),)
+
+
 def _scalar(annotation: Any) -> type:
-    """The option type of a field: its scalar type (Literal choices and `X | None` reduce to it)."""
+    """The option type of a field: its scalar type (Literal choices and `X | None` reduce to it; a list of strings is
+    one comma-separated string)."""
     if annotation in SCALARS:
         return annotation
+    if _is_list(annotation):
+        return str
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return type(typing.get_args(annotation)[0])
@@ -42,8 +49,11 @@ def _help(field) -> str:
     origin = typing.get_origin(field.annotation)
     if origin is typing.Literal:
         text = f"{' | '.join(map(str, typing.get_args(field.annotation)))}{': ' + text if text else ''}"
+    if _is_list(field.annotation):
+        text += " (comma-separated)"
     if field.default is not PydanticUndefined and field.default is not None and field.default_factory is None:
-        text += f" (default: {field.default})"
+        shown = ",".join(field.default) if _is_list(field.annotation) else field.default
+        text += f" (default: {shown})"
     return text.strip()
 
 
@@ -60,10 +70,13 @@ def config_options(model: type[BaseModel], *names: str) -> Callable:
             derived.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind],
                                              default=typer.Option(None, help=_help(field))))
 
+        lists = {n for n in names if _is_list(model.model_fields[n].annotation)}
+
         @functools.wraps(command)
         def run(**kwargs):
             given = {n: kwargs.pop(n) for n in names}
-            options = {n: str(v) if isinstance(v, Path) else v for n, v in given.items() if v is not None}
+            options = {n: v.split(",") if n in lists else str(v) if isinstance(v, Path) else v
+                       for n, v in given.items() if v is not None}
             return command(options=options, **kwargs)
 
         run.__signature__ = signature.replace(parameters=own + derived)
