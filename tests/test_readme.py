@@ -88,3 +88,10 @@ def test_the_python_api_example_runs_as_written(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].endswith(" kept") and int(lines[0].split()[0]) > 0
     assert float(lines[-1]) >= 0 and (tmp_path / "ckpt/oec").is_dir() and (tmp_path / "runs/eval").is_dir()
+
+
+def test_the_source_cites_no_issue_numbers():
+    """Comments say why, not which ticket: an issue number means nothing to a reader of the code."""
+    cited = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "src").rglob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\bissues? #?\d+", line, re.I)]
+    assert cited == []

@@ -20,9 +20,9 @@ OEC has something to teach only where the student goes wrong and the expert, tak
   `sed -i`, a route's `cat > FILE <<'EOF'` rewrite) are not restores. The scripted expert restores only files that
   are neither the base version nor on the way to the fix, so this is a wrong edit, a deletion or a chmod by the student.
 
-Goals (issue 14): corrected >= 50% of kept OEC trajectories, restored > 0. The student-only resolve rate on the same
-pool tasks says how much room there is: near 0 leaves the student nothing of its own to build on, near 1 nothing
-to correct.
+Goals: corrected >= 50% of kept OEC trajectories, restored > 0 (docs/tasks.md, the multihop preset). The student-only
+resolve rate on the same pool tasks says how much room there is: near 0 leaves the student nothing of its own to build
+on, near 1 nothing to correct.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ PRESETS: dict[str, dict] = {
     # the shipped warm student's setting: the issue names the buggy function, the expert's route is 6 turns, and the
     # student's failures are mis-copied names rather than wrong decisions
     "easy": {"hops": 0, "direct_test_prob": 1.0, "modules": 2, "functions_per_module": 2},
-    # where OEC's mechanism acts (issue 14): the bug is one or two calls away from the function the issue names, in
+    # where OEC's mechanism acts: the bug is one or two calls away from the function the issue text names, in
     # another module, and often has no test of its own, so the student must decide where to look and what to edit;
     # the values were chosen by measurement (bench/RESULTS.md §14)
     "multihop": {"hops": 1, "direct_test_prob": 0.5, "modules": 3, "functions_per_module": 2},
