@@ -95,3 +95,15 @@ def test_the_source_cites_no_issue_numbers():
     cited = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "src").rglob("*.py"))
              for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"\bissues? #?\d+", line, re.I)]
     assert cited == []
+
+
+def test_the_demo_and_claims_run_times_agree_wherever_they_are_stated():
+    """A number said in several places drifts: each is checked against the README's (measured) figure."""
+    from oec.cli.main import demo
+
+    demo_time = re.search(r"default \((\d+-\d+ min)\)", (ROOT / "README.md").read_text()).group(1)
+    assert demo_time in (ROOT / "src/oec/assets/demo.yaml").read_text().splitlines()[0]
+    assert demo_time in " ".join(demo.__doc__.split())
+    readme = (ROOT / "README.md").read_text()
+    claims_time = re.search(r"claims-cpu\.yaml` \(500 held-out tasks x 2 seeds, (\d+ min)", readme)
+    assert claims_time and claims_time.group(1) in (ROOT / "docs/layout.md").read_text()

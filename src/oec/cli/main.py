@@ -267,7 +267,7 @@ def demo(
     fresh: bool = typer.Option(False, help="delete OUT first instead of resuming (only a directory oec made)"),
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE on the demo config, e.g. seeds=[0,1]"),
 ):
-    """The main job on the embedded default, small: `oec experiment` on the packaged demo config (~11 min on 2 CPU
+    """The main job on the embedded default, small: `oec experiment` on the packaged demo config (5-7 min on 2 CPU
     cores), then the results and claims tables and where the report is."""
     from oec.experiments.demo import demo_config, run_demo, text_tables
 
