@@ -24,12 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 
+from oec.core.metrics import summarize  # noqa: E402
 from oec.data.build import BuildConfig, build  # noqa: E402
 from oec.rollout.collect import CollectConfig, collect  # noqa: E402
 from oec.tasks.io import generate_tasks, write_tasks  # noqa: E402
 from oec.train.sft import TrainConfig, train  # noqa: E402
 from oec.train.student import StudentConfig, init_student  # noqa: E402
-from oec.viewer.show import summarize  # noqa: E402
 
 # The easy end of the toy suite: the bug is in the function the issue names, which has its own test.
 KNOBS = {"hops": 0, "direct_test_prob": 1.0, "modules": 2, "functions_per_module": 2}

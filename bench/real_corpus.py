@@ -27,9 +27,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from oec.core.metrics import summarize
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.mutate import MutateConfig, _Runner, mutate, source_tree
-from oec.viewer.show import summarize
 
 BENCH = Path(__file__).resolve().parent
 

@@ -6,9 +6,9 @@ the expert resolve 32 more train tasks (of another seed)."""
 
 import pytest
 
+from oec.core.metrics import summarize
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import generate_tasks, write_tasks
-from oec.viewer.show import summarize
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools

@@ -6,9 +6,9 @@ under test, and real students' outcomes of such known truth cannot be made to or
 import numpy as np
 import pytest
 
+from oec.core.metrics import wilson
 from oec.experiments.claims import claims, verdict
 from oec.experiments.stats import mcnemar_p, newcombe_paired, paired
-from oec.viewer.show import wilson
 
 TASKS, SEEDS = 400, (0, 1)
 ARMS = {"bc": {"kind": "bc"}, "on_policy": {"kind": "on_policy"},

@@ -12,10 +12,10 @@ import pytest
 
 from oec.core.config import load_config
 from oec.core.errors import InputError
+from oec.core.metrics import summarize
 from oec.core.store import read_trajectories
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import load_tasks, write_tasks
-from oec.viewer.show import summarize
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools

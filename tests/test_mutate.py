@@ -10,12 +10,12 @@ import time
 
 import pytest
 
+from oec.core.metrics import summarize
 from oec.core.store import read_trajectories
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.bugs import KINDS, mutants
 from oec.tasks.io import load_tasks
 from oec.tasks.mutate import MutateConfig, mutate
-from oec.viewer.show import summarize
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools

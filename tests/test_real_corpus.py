@@ -13,10 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from real_corpus import CORPUS, compare, fetch, plain_outcomes, sandbox_outcomes, unpack  # noqa: E402
 
+from oec.core.metrics import summarize  # noqa: E402
 from oec.rollout.collect import CollectConfig, collect  # noqa: E402
 from oec.tasks.io import load_tasks  # noqa: E402
 from oec.tasks.mutate import MutateConfig, mutate  # noqa: E402
-from oec.viewer.show import summarize  # noqa: E402
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools

@@ -16,11 +16,11 @@ from local_http import LocalServer, chat_completion, send
 from typer.testing import CliRunner
 
 from oec.cli.main import app
+from oec.core.metrics import summarize
 from oec.core.store import iter_trajectories, read_trajectories
 from oec.data.filter import FilterConfig, filter_run
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
-from oec.viewer.show import summarize
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from oec.cli.main import app
 from oec.core.errors import InputError
+from oec.core.metrics import summarize
 from oec.core.store import read_trajectories
 from oec.data.build import BuildConfig, build
 from oec.data.filter import filter_run, kept_keys
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import load_tasks, write_tasks
-from oec.viewer.show import summarize
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools

@@ -7,8 +7,8 @@ import pytest
 
 from oec.core.errors import PolicyError, PolicySpecError
 from oec.core.protocols import Episode
+from oec.formats.base import fit_to_context
 from oec.rollout.policies import make_policy
-from oec.rollout.policies.local import fit_to_context
 
 
 def test_student_dir_loads_with_auto_classes(tiny_model, train_tasks):

@@ -35,7 +35,7 @@ _WHERE = {
     "ShiftConfig": "oec.shift.config", "analyze": "oec.shift.analyze",
     "Experiment": "oec.experiments.experiment", "ExperimentConfig": "oec.experiments.experiment",
     "DaggerConfig": "oec.experiments.dagger", "run_dagger": "oec.experiments.dagger",
-    "summarize": "oec.viewer.show",
+    "summarize": "oec.core.metrics",
 }
 __all__ = sorted(_WHERE)
 

@@ -15,11 +15,12 @@ from oec.cli.inputs import demos_app, student_app, tasks_app
 from oec.cli.options import config_options
 from oec.core.config import load_config
 from oec.core.errors import InputError
+from oec.core.metrics import summarize
 from oec.data.build import BuildConfig
 from oec.rollout.collect import CollectConfig, collect
 from oec.shift.config import ShiftConfig
 from oec.train.sft import TrainConfig
-from oec.viewer.show import render, summarize
+from oec.viewer.show import render
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="On-policy expert corrections and DAgger for LM agents.")

@@ -31,7 +31,7 @@ from oec.core.store import TRAJECTORIES, read_trajectories
 from oec.core.types import Task, Trajectory
 from oec.data.filter import FILTER_LINES, kept_keys
 from oec.formats import make_format, text_reply
-from oec.rollout.policies.local import fit_to_context
+from oec.formats.base import fit_to_context
 from oec.tasks.io import tasks_of_run
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from oec.core.atomic import atomic_output, check_output
+from oec.core.metrics import summarize
 from oec.core.stage import guard_config
 from oec.core.store import read_trajectories
 from oec.data.build import BuildConfig, build
@@ -32,7 +33,6 @@ from oec.rollout.policies import check_local_options, local_spec
 from oec.tasks.disjoint import check_disjoint
 from oec.tasks.io import load_tasks, write_tasks
 from oec.train.sft import TrainConfig, check_trl, matched_steps, train
-from oec.viewer.show import summarize
 
 ROUNDS_CSV = "rounds.csv"
 COLUMNS = ["round", "beta", "episodes", "labels", "kept", "examples", "trainable_tokens", "train_seconds",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from oec.core.atomic import atomic_output
 from oec.core.errors import InputError
+from oec.core.metrics import summarize
 from oec.data.filter import FILTER_LINES, read_verdicts
-from oec.viewer.show import summarize
 
 # What `oec experiment` writes at the top of its directory (and the hidden partial names of those being written).
 EXPERIMENT_ENTRIES = re.compile(r"^\.?(experiment\.json|calibration\.json|run\.json|\w+\.csv|report\.html|\w+\.png|"

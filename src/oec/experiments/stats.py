@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oec.viewer.show import wilson
+from oec.core.metrics import wilson
 
 OUTCOME_COLUMNS = ["arm", "size", "seed", "task_id", "resolved"]
 REPLICATES = 2000  # percentile ends of a 95% interval move by under a point between bootstrap seeds at this size

@@ -1,4 +1,5 @@
-"""What every Format shares: observation text, windowing of old observations, format options."""
+"""What every Format shares: observation text, windowing of old observations and of whole turns that do not fit a
+context, format options."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oec.core.errors import PolicyError
+from oec.core.protocols import Message
 from oec.core.types import Problem, Step, Task
 
 
@@ -37,3 +40,18 @@ def windowed(steps: Sequence[Step], window: int | None) -> list[str]:
     cut = len(texts) - window
     return [f"[output of turn {i} elided: {len(t)} characters]" if i < cut and s.action else t
             for i, (s, t) in enumerate(zip(steps, texts))]
+
+
+def fit_to_context(messages: list[Message], count, budget: int) -> list[Message]:
+    """Drop the oldest (reply, observation) pairs until COUNT(messages) <= BUDGET; the system prompt and the problem
+    stay, and a note says how many turns were left out. TRL-style truncation would cut the *start*; we never do."""
+    for dropped in range((len(messages) - 2) // 2 + 1):
+        kept = messages[:2] + messages[2 + 2 * dropped :]
+        if dropped:  # the note counts against the budget too
+            note = f"\n\n[{dropped} earlier turns left out to fit]"
+            kept[1] = dict(kept[1], content=kept[1]["content"] + note)
+        if count(kept) <= budget:
+            return kept
+    raise PolicyError(f"the prompt needs {count(messages[:2] + messages[-2:])} tokens even with all earlier turns "
+                      f"left out, but only {budget} fit (context minus max_new_tokens); shorten the system prompt "
+                      "or lower output_limit")

@@ -25,6 +25,7 @@ from oec.core.errors import PolicyError, PolicySpecError
 from oec.core.protocols import Episode, Format, Message
 from oec.core.types import Completion
 from oec.formats import TextFormat
+from oec.formats.base import fit_to_context
 
 
 class LocalConfig(BaseModel):
@@ -45,21 +46,6 @@ class LocalConfig(BaseModel):
                                 "used idle one is dropped beyond that (its next turn is read in full)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads while this model generates (default: "
                                    "torch's choice; 1 is faster for a tiny student beside busy sandboxes)")
-
-
-def fit_to_context(messages: list[Message], count, budget: int) -> list[Message]:
-    """Drop the oldest (reply, observation) pairs until COUNT(messages) <= BUDGET; the system prompt and the problem
-    stay, and a note says how many turns were left out. TRL-style truncation would cut the *start*; we never do."""
-    for dropped in range((len(messages) - 2) // 2 + 1):
-        kept = messages[:2] + messages[2 + 2 * dropped :]
-        if dropped:  # the note counts against the budget too
-            note = f"\n\n[{dropped} earlier turns left out to fit]"
-            kept[1] = dict(kept[1], content=kept[1]["content"] + note)
-        if count(kept) <= budget:
-            return kept
-    raise PolicyError(f"the prompt needs {count(messages[:2] + messages[-2:])} tokens even with all earlier turns "
-                      f"left out, but only {budget} fit (context minus max_new_tokens); shorten the system prompt "
-                      "or lower output_limit")
 
 
 class LocalModel:
