@@ -196,3 +196,12 @@ def test_a_trajectories_file_that_cannot_be_read_is_one_line(verb, breakage, poo
     else:  # a link to nowhere reads as unreadable whoever runs the tests (root reads a chmod 000 file)
         (run / "trajectories.jsonl").symlink_to(tmp_path / "gone")
     one_line_error([*verb, run], "trajectories.jsonl")
+
+
+@pytest.mark.parametrize("override,needle", [("env.python=/nonexistent/python", "env.python=/nonexistent/python"),
+                                              ("env.disk_mb=3000", "env.disk_mb=3000")])
+def test_an_env_that_cannot_run_is_refused_before_any_episode(override, needle, pool, tmp_path):
+    """Once every episode of the collection ended in an error exit; now the config is refused in one line."""
+    one_line_error(["collect", "--tasks", pool / "tasks.jsonl", "--mode", "expert", "--out", tmp_path / "r",
+                    override], needle)
+    assert not (tmp_path / "r").exists()

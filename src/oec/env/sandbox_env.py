@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from oec.core.errors import SandboxError
+from oec.core.errors import InputError, SandboxError
 from oec.core.types import Task, Verdict
 from oec.env.docker import DockerConfig
 from oec.env.repos import template
-from oec.env.sandbox.bwrap import WORKSPACE
+from oec.env.sandbox.bwrap import WORKSPACE, python_prefixes
 from oec.env.sandbox.shell import CommandResult, Limits, Slot, SlotPool, pool_for
 from oec.env.verify import sentinel_source, verify_workspace
 
@@ -36,6 +36,25 @@ class EnvConfig(BaseModel):
         "bwrap", description="bwrap: pooled bubblewrap sandboxes (default); docker: a container per episode from "
                              "the instance's image (docker or podman: docs/containers.md)")
     docker: DockerConfig = Field(default_factory=DockerConfig, description="options of the docker runtime")
+
+    @model_validator(mode="after")
+    def _runs_here(self) -> EnvConfig:
+        # what would fail every episode (an interpreter that does not run, a workspace too big for the memory) is
+        # refused with the config, before any work, rather than as an error exit of each episode
+        if self.python and self.runtime == "docker":
+            raise ValueError("env.python is for the bwrap runtime; in a container the image's environment runs "
+                             "the tests (env.docker.setup activates it)")
+        try:
+            self.limits()
+            if self.python:
+                python_prefixes(self.python)
+        except InputError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def limits(self) -> Limits:
+        """The sandbox limits (and interpreter) these settings ask for."""
+        return Limits(disk=self.disk_mb << 20, files=self.max_files, python=self.python)
 
 
 MAX_LOG = 32 << 20  # bytes of a test command's log kept for grading (django prints a line per test)
@@ -90,8 +109,7 @@ class SandboxEnv:
         self.task = task
         self.config = config or EnvConfig()
         base = template(task).path
-        self._pool = pool or pool_for(Limits(disk=self.config.disk_mb << 20, files=self.config.max_files,
-                                                      python=self.config.python))
+        self._pool = pool or pool_for(self.config.limits())
         self._slot = self._pool.acquire()
         try:
             self._slot.load(base)
