@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from oec.core.types import Action, Completion
-from oec.env.sandbox.shell import Limits, SlotPool
+from oec.env.sandbox.limits import Limits
+from oec.env.sandbox.shell import SlotPool
 from oec.env.sandbox_env import EnvConfig, SandboxEnv
 from oec.formats.text import TextFormat, text_reply
 from oec.rollout.loop import LoopConfig, rollout

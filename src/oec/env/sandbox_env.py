@@ -16,7 +16,8 @@ from oec.core.types import Task, Verdict
 from oec.env.docker import DockerConfig
 from oec.env.repos import template
 from oec.env.sandbox.bwrap import WORKSPACE, python_prefixes
-from oec.env.sandbox.shell import CommandResult, Limits, Slot, SlotPool, pool_for
+from oec.env.sandbox.limits import Limits
+from oec.env.sandbox.shell import CommandResult, Slot, SlotPool, pool_for
 from oec.env.verify import sentinel_source, verify_workspace
 
 

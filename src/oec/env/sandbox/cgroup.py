@@ -48,10 +48,12 @@ class Controller:
             raise
         return group
 
-    @property
-    def events_file(self) -> str:
-        """Where the group counts its out-of-memory kills (`oom_kill N`)."""
-        return "memory.oom_control" if self.usage_file == "memory.usage_in_bytes" else "memory.events"
+    def meter(self) -> dict:
+        """The group's files the slot's watchdog reads (tools/accounting.py's Meter): bytes charged, out-of-memory
+        kills, the threads in the group, and the page cache it leaves out."""
+        v1 = self.usage_file == "memory.usage_in_bytes"
+        return {"usage": self.usage_file, "events": "memory.oom_control" if v1 else "memory.events",
+                "threads": "tasks" if v1 else "cgroup.threads", "cache": list(self.file_keys)}
 
     def alarm(self, group: Path, at: int) -> int | None:
         """An eventfd the kernel signals when GROUP's usage crosses AT bytes (v1's usage thresholds), so the

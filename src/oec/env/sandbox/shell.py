@@ -22,71 +22,19 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-from oec.core.errors import InputError, SandboxError
+from oec.core.errors import SandboxError
 from oec.env.sandbox import cgroup, seccomp
-from oec.env.sandbox.bwrap import TMP_BYTES, TOOLS, bwrap_argv, bwrap_path
+from oec.env.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
+from oec.env.sandbox.limits import Limits, can_cap_workspace, capped_workspace
 from oec.env.sandbox.tempdirs import clear_dir, owned_tempdir, remove_tree
 
 IO = "/oec/io"
 CGROUP = "/oec/cgroup"  # the slot's memory cgroup, read-only, where its watchdog reads the usage (cgroup.py)
 MAX_STREAM = 64 << 20  # output bytes read before a command is killed: past this it only burns CPU on both sides
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one sandbox may use at once (slotd.py kills everything in it past a limit: see its docstring), and the
-    interpreter it runs: slots are pooled by these, since none can change them once started."""
-
-    tasks: int = 1024  # processes and threads (as root, RLIMIT_NPROC is not enforced)
-    memory: int = 4 << 30  # bytes charged to its memory cgroup (see cgroup.py), or resident bytes without one
-    disk: int = 1 << 30  # bytes the workspace may hold (its own size-capped filesystem, where one can be mounted)
-    files: int = 100_000  # files and directories the workspace, /tmp, /run and /dev/shm may each hold
-    python: str | None = None  # the task's interpreter (env.python): tests, `python`, `pytest` (None: oec's own)
-
-    def __post_init__(self):
-        if self.tasks < 16 or self.memory < 256 << 20 or self.disk < 16 << 20 or self.files < 1000:
-            raise InputError(f"sandbox limits too small to run pytest: {self}; use tasks >= 16, memory >= 256 MiB, "
-                             "disk >= 16 MiB, files >= 1000")
-        if self.disk > self.memory // 2:  # the workspace is memory too: its files must leave room to run
-            raise InputError(f"env.disk_mb={self.disk >> 20} is more than half the sandbox's memory limit "
-                             f"({self.memory >> 20} MiB): the workspace is a memory filesystem; lower it")
-
-    @property
-    def tmp(self) -> int:
-        """The size of /tmp: a memory filesystem too, so at most a quarter of the memory limit."""
-        return min(TMP_BYTES, self.memory // 4)
-
-
-@cache
-def can_cap_workspace() -> bool:
-    """Whether this process may mount a size- and inode-capped tmpfs in a private mount namespace (root, or
-    CAP_SYS_ADMIN). Without it the workspace has no disk quota; the sandbox says so once."""
-    probe = ("d=$(mktemp -d) && mount -t tmpfs -o size=1m,nr_inodes=100 oec-probe \"$d\" && umount \"$d\"; r=$?; "
-             "rmdir \"$d\"; exit $r")
-    try:
-        ok = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", probe],
-                            capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    if not ok:
-        warnings.warn("the sandbox's workspace has no disk quota here: mounting a size-capped tmpfs needs root "
-                      "(or CAP_SYS_ADMIN); /tmp, /run and /dev/shm are capped as always", stacklevel=2)
-    return ok
-
-
-def capped_workspace(ws: Path, limits: Limits) -> list[str]:
-    """An argv prefix that runs the sandbox in a private mount namespace where WS is a tmpfs holding at most
-    LIMITS.disk bytes and LIMITS.files inodes (past either, writes fail with ENOSPC, which the agent sees). The
-    mount lives and dies with the sandbox's processes, so nothing is left mounted on the host after a kill -9."""
-    mount = 'mount -t tmpfs -o "size=$1,nr_inodes=$2,mode=0755" oec-workspace "$3" && shift 3 && exec "$@"'
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh", str(limits.disk),
-            str(limits.files), str(ws)]
 
 
 @dataclass(frozen=True)
@@ -174,15 +122,13 @@ class Slot:
                 alarm = memory.alarm(self._cgroup, limits.memory - cgroup.margin(limits.memory))
             except OSError:  # a controller that worked at the probe and fails now: fall back, as without one
                 memory = None
-        binds = {str(self._io): IO}
-        counted = ["-", "-", "-1"]
+        binds, meter = {str(self._io): IO}, {}
         if memory and self._cgroup:
             binds[str(self._cgroup)] = CGROUP
-            counted = [f"{memory.usage_file}:{memory.events_file}", ",".join(memory.file_keys),
-                       str(-1 if alarm is None else alarm)]
+            meter = {**memory.meter(), "alarm": -1 if alarm is None else alarm}
         # the init runs on the task's interpreter, so that pytest runs there too (stdlib only; pytest if present)
         slotd = [limits.python or sys.executable, "-I", f"{TOOLS}/slotd.py", str(shell_in_r), str(shell_out_w),
-                 str(limits.tasks), str(limits.memory), str(limits.files), *counted]
+                 str(limits.tasks), str(limits.memory), str(limits.files), json.dumps(meter)]
         filter_fd = seccomp.filter_fd(deny_memfd=memory is None)
         argv = bwrap_argv(self.workspace, slotd, extra_binds=binds, as_pid_1=True, seccomp_fd=filter_fd,
                           python=limits.python, tmp_bytes=limits.tmp)

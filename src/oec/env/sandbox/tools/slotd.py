@@ -16,7 +16,6 @@ Control protocol (host <-> this process, on stdin/stdout, one JSON object per li
   {"op": "verify", ...}  kill all, then testserver.verify_request
 Stdlib + pytest only; runs under the sandbox's Python.
 """
-import ctypes
 import errno
 import json
 import os
@@ -29,90 +28,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testserver  # noqa: E402
+from accounting import LIBC, Meter, remove_ipc, usage  # noqa: E402
 
 AGENT = "/tmp/.oec"
 SCRATCH = ("/tmp", "/run", "/dev/shm")
 WATCH_EVERY = 0.05
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-CGROUP = "/oec/cgroup"  # the slot's memory cgroup, bound read-only (oec/env/sandbox/cgroup.py)
-
-
-def oom_kills(events_file):
-    """How many processes the kernel has killed at the slot's cgroup limit (its `oom_kill` count)."""
-    with open(os.path.join(CGROUP, events_file)) as f:
-        return next((int(line.split()[1]) for line in f if line.startswith("oom_kill ")), 0)
-
-
-def cgroup_bytes(usage_file, file_keys):
-    """Bytes charged to the slot's memory cgroup, less the page cache the kernel can drop: process memory, memfd,
-    tmpfs files, SysV segments, pipe buffers and kernel objects alike."""
-    usage_file = usage_file.split(":")[0]
-    with open(os.path.join(CGROUP, usage_file)) as f:
-        used = int(f.read())
-    with open(os.path.join(CGROUP, "memory.stat")) as f:
-        stat = dict(line.split() for line in f if line.strip())
-    return used - sum(int(stat.get(k, 0)) for k in file_keys)
-
-
-def usage(max_tasks, cgroup=None):
-    """(tasks, memory bytes) of the namespace, this process included: the memory is CGROUP's count when the slot
-    has one (a (usage file, cache keys) pair), else resident sizes plus SysV IPC. Past MAX_TASKS processes it
-    answers at once, without reading each one's stat: under a fork bomb this process gets little CPU."""
-    pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    if len(pids) > max_tasks:
-        return len(pids), 0
-    tasks = rss = 0
-    for name in pids:
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:  # gone since the listing
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()  # the command name may hold spaces and parentheses
-        tasks += int(fields[17])  # num_threads
-        rss += int(fields[21]) * PAGE
-    return tasks, cgroup_bytes(*cgroup) if cgroup else rss + ipc_bytes()
-
-
-LIBC = ctypes.CDLL(None, use_errno=True)
-IPC_RMID = 0
-
-
-def sysvipc(kind):
-    """Rows of /proc/sysvipc/KIND (shm, msg, sem) as {column: int}: the objects of this IPC namespace only."""
-    try:
-        with open(f"/proc/sysvipc/{kind}") as f:
-            head, *rows = f.read().splitlines()
-    except OSError:
-        return []
-    names = head.split()
-    return [dict(zip(names, map(int, row.split()))) for row in rows]
-
-
-def ipc_bytes():
-    """Memory held by SysV IPC objects and not by any process: a detached shared memory segment or a queued
-    message outlives its creator, so the resident sizes of processes alone would let it past the memory limit."""
-    shm = sum(r.get("rss", r["size"]) + r.get("swap", 0) for r in sysvipc("shm") if r["nattch"] == 0)
-    return shm + sum(r["cbytes"] for r in sysvipc("msg"))
-
-
-def remove_ipc():
-    """Remove every SysV IPC object and POSIX message queue of the slot, so none outlives the episode (the slot
-    keeps its IPC namespace from one episode to the next)."""
-    for r in sysvipc("shm"):
-        LIBC.shmctl(r["shmid"], IPC_RMID, None)
-    for r in sysvipc("msg"):
-        LIBC.msgctl(r["msqid"], IPC_RMID, None)
-    for r in sysvipc("sem"):
-        LIBC.semctl(r["semid"], 0, IPC_RMID)
-    if os.path.isdir("/dev/mqueue"):
-        for name in os.listdir("/dev/mqueue"):
-            try:
-                os.unlink(os.path.join("/dev/mqueue", name))
-            except OSError:
-                pass
 
 
 def mount_points():
@@ -122,14 +42,13 @@ def mount_points():
 
 
 class Slot:
-    def __init__(self, shell_in, shell_out, max_tasks, max_memory, max_files, cgroup=None, alarm=-1):
+    def __init__(self, shell_in, shell_out, max_tasks, max_memory, max_files, meter=None, alarm=-1):
         self.shell_in, self.shell_out = shell_in, shell_out
         # With a cgroup its hard limit is MAX_MEMORY, which the kernel enforces by killing; the watchdog acts a
         # margin below it (as oec/env/sandbox/cgroup.py's margin), woken by ALARM (an eventfd) when usage crosses.
-        self.cgroup, self.alarm = cgroup, alarm
-        self.kill_at = max_memory - min(64 << 20, max_memory // 8) if cgroup else max_memory
-        self.events = cgroup[0].split(":")[1] if cgroup else None
-        self.oom_seen = oom_kills(self.events) if self.events else 0
+        self.meter, self.alarm = meter, alarm
+        self.kill_at = max_memory - min(64 << 20, max_memory // 8) if meter else max_memory
+        self.oom_seen = meter.oom_kills() if meter else 0
         self.max_tasks, self.max_memory, self.max_files = max_tasks, max_memory, max_files
         self.next_watch = 0.0
         self.secret = os.urandom(8).hex()  # in the shell-exit line, so the agent cannot fake one
@@ -205,13 +124,13 @@ class Slot:
 
     def over_limits(self):
         """Why the agent must be stopped now (its tasks or memory are over the limits), or None."""
-        tasks, rss = usage(self.max_tasks, self.cgroup)
+        tasks, rss = usage(self.max_tasks, self.meter)
         if tasks > self.max_tasks:
             return f"{tasks} processes and threads were running; the limit is {self.max_tasks}"
         if rss > self.kill_at:
             return f"{rss / 2**30:.2f} GiB of memory was in use; the limit is {self.max_memory / 2**30:.2f} GiB"
-        if self.events and oom_kills(self.events) > self.oom_seen:  # the kernel acted before this watchdog did
-            self.oom_seen = oom_kills(self.events)
+        if self.meter and self.meter.oom_kills() > self.oom_seen:  # the kernel acted before this watchdog did
+            self.oom_seen = self.meter.oom_kills()
             return f"the kernel killed a process at the memory limit ({self.max_memory / 2**30:.2f} GiB)"
         return self.scratch_full()
 
@@ -235,11 +154,11 @@ class Slot:
             return None
         had_shell = self.bash is not None
         self.kill_all()
-        if self.events:  # a kernel kill during this one is part of it, not news at the next look
-            self.oom_seen = oom_kills(self.events)
+        if self.meter:  # a kernel kill during this one is part of it, not news at the next look
+            self.oom_seen = self.meter.oom_kills()
         # files in /tmp, /run or /dev/shm would trip it again at once: too many of them, or (counted by the
         # cgroup) too much memory with no process left to hold it
-        if self.scratch_full() or usage(self.max_tasks, self.cgroup)[1] > self.kill_at:
+        if self.scratch_full() or usage(self.max_tasks, self.meter)[1] > self.kill_at:
             self.wipe()
         note = f"\n[the sandbox killed every process: {reason}]\n"
         if had_shell:  # as if the shell had exited, so the host starts another
@@ -410,14 +329,14 @@ class Slot:
 
 def main():
     shell_in, shell_out, max_tasks, max_memory, max_files = map(int, sys.argv[1:6])
-    usage_file, file_keys, alarm = sys.argv[6:9]  # "-", "-", "-1" without a cgroup
-    cgroup = (usage_file, file_keys.split(",")) if usage_file != "-" else None
+    meter = json.loads(sys.argv[6])  # the slot's memory cgroup's files and alarm fd; {} without one
+    alarm = meter.pop("alarm", -1)
     LIBC.prctl(4, 0)  # PR_SET_DUMPABLE = 0
     # Signals from inside the namespace reach its init only where it has a handler, and Python installs one for
     # SIGINT: without this, `kill -INT 1` would end the sandbox. Children put the default back.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     testserver.warm_up()
-    slot = Slot(shell_in, shell_out, max_tasks, max_memory, max_files, cgroup, int(alarm))
+    slot = Slot(shell_in, shell_out, max_tasks, max_memory, max_files, Meter(**meter) if meter else None, alarm)
     slot.wipe()
     sys.stdout.write(json.dumps({"ready": True, "secret": slot.secret}) + "\n")
     sys.stdout.flush()
