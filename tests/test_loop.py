@@ -12,7 +12,7 @@ from oec.env.sandbox.shell import CommandResult
 from oec.formats import TextFormat
 from oec.rollout.loop import LoopConfig, rollout
 from oec.rollout.policies import make_policy
-from oec.rollout.policies.scripted import edits_from_patch
+from oec.rollout.policies.edits import edits_from_patch
 from oec.rollout.schedules import make_schedule
 
 

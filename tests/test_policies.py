@@ -50,7 +50,7 @@ def test_expert_recovers_from_a_wrong_state(train_tasks):
 
 def test_expert_continues_from_a_fixed_state(train_tasks):
     task = train_tasks[3]
-    from oec.rollout.policies.scripted import edits_from_patch
+    from oec.rollout.policies.edits import edits_from_patch
 
     with SandboxEnv(task) as env:
         for e in edits_from_patch(task.repo.files, task.gold_patch):

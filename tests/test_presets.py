@@ -106,8 +106,9 @@ def test_the_expert_counts_a_students_equivalent_command_and_edits_in_its_routes
     from oec.core.protocols import Episode
     from oec.core.types import Action, Step
     from oec.env.sandbox_env import SandboxEnv
+    from oec.rollout.policies.edits import edits_from_patch
     from oec.rollout.policies.routes import Route, edit_command_for
-    from oec.rollout.policies.scripted import ScriptedExpert, edits_from_patch, make_plan
+    from oec.rollout.policies.scripted import ScriptedExpert, make_plan
 
     task = train_tasks[1]
     plan = make_plan(task)

@@ -7,7 +7,7 @@ import pytest
 
 from oec.env.sandbox.shell import PersistentShell
 from oec.env.sandbox_env import EnvConfig, SandboxEnv
-from oec.rollout.policies.scripted import edits_from_patch
+from oec.rollout.policies.edits import edits_from_patch
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools

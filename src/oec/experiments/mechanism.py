@@ -16,7 +16,7 @@ OEC has something to teach only where the student goes wrong and the expert, tak
 - **the expert restored a file the student broke**: the student ran a command that writes (anything
   `oec.core.shell_facts.is_read_only` does not call read-only, `runtests` aside), and after the switch the expert ran a
   restoring command: `git checkout`, `git restore`, `git stash`, `rm`, or its whole-file write-back (the
-  `OEC_EOF` heredoc of `oec.rollout.policies.scripted.rewrite_command`). The expert's own fixes (the `edit` tool,
+  `OEC_EOF` heredoc of `oec.rollout.policies.edits.rewrite_command`). The expert's own fixes (the `edit` tool,
   `sed -i`, a route's `cat > FILE <<'EOF'` rewrite) are not restores. The scripted expert restores only files that
   are neither the base version nor on the way to the fix, so this is a wrong edit, a deletion or a chmod by the student.
 

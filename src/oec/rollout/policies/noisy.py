@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from oec.core.protocols import Episode, Format, Message
 from oec.core.types import Completion, Task
 from oec.formats import TextFormat
-from oec.rollout.policies.scripted import Edit, ScriptedExpert, base_texts, read_workspace, reply
+from oec.rollout.policies.edits import Edit
+from oec.rollout.policies.scripted import ScriptedExpert, base_texts, read_workspace, reply
 
 
 @functools.lru_cache(maxsize=256)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from oec.core.shell_facts import is_read_only
+from oec.core.types import Task
 
 LOCATES = ("grep -rn 'def {fn}(' {pkg}", "grep -rn 'def {fn}(' .", "grep -n 'def {fn}(' {pkg}/*.py")
 READS = ("cat {path}", "head -n 100 {path}", "cat -n {path}")  # whole files: toy modules are a few dozen lines
@@ -82,6 +83,11 @@ def chain_probes(chain: list[str], pkg: str, home: dict[str, str], tests: dict[s
         if i == 0 and not route.tests_first:
             out.append(("Let me run the tests to see what else fails.", "runtests", Need("tests")))
     return out
+
+
+def tests_command(task: Task) -> str:
+    """How the expert runs the tests: the task's own command (an imported SWE-bench instance), else `runtests`."""
+    return task.test_command.command if task.test_command else "runtests"
 
 
 def satisfied(need: Need, steps: Sequence, fresh_from: int) -> bool:
