@@ -34,10 +34,17 @@ class Format(Protocol):
 
     name: str
     tools: list[dict] | None  # native tool definitions to send with the request (None: plain text)
+    plain: bool  # the scaffold offers a plain shell only (no `runtests`, `edit`): the scripted expert uses neither
 
     def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]: ...  # needs only the problem
 
     def parse(self, completion: Completion) -> tuple[str, Action]: ...  # (thought, action); raises FormatError
+
+    def write(self, thought: str, action: Action) -> str: ...  # a reply's text, as a model in this format writes it
+
+    def submits(self, output: str, returncode: int | None) -> bool: ...  # a command's output ends the episode
+
+    def submission(self, paths: Sequence[str]) -> list[str]: ...  # the commands that submit a fix of PATHS
 
 
 class Policy(Protocol):

@@ -124,6 +124,7 @@ class Completion(Record):
     cost: float = 0.0
     latency_s: float = 0.0
     retries: int = Field(0, description="transient failures retried before this answer")
+    finish_reason: str | None = Field(None, description="why generation stopped (stop, length), where known")
 
 
 class Label(Record):

@@ -30,7 +30,7 @@ from oec.core.stage import BUILD_INFO, completed, fingerprint, making
 from oec.core.store import TRAJECTORIES, read_trajectories
 from oec.core.types import Task, Trajectory
 from oec.data.filter import FILTER_LINES, kept_keys
-from oec.formats import make_format, text_reply
+from oec.formats import make_format
 from oec.formats.base import fit_to_context
 from oec.tasks.io import tasks_of_run
 
@@ -79,8 +79,8 @@ def conversations(traj: Trajectory, task: Task, fmt, mask: str) -> list[Conversa
         out.append(Conversation(messages, expert_turns, meta))
     for i, step in enumerate(traj.steps):  # DAgger: the expert's label at a state the student reached
         if step.label is not None and step.label.action is not None:
-            same = step.label.completion is not None and not step.label.completion.tool_calls and fmt.name == "text"
-            target = step.label.output if same else text_reply("", step.label.action)
+            same = step.label.completion is not None and not step.label.completion.tool_calls and not fmt.tools
+            target = step.label.output if same else fmt.write("", step.label.action)
             prefix = messages[: 2 + 2 * i]
             out.append(Conversation(prefix + [{"role": "assistant", "content": target}], [False] * i + [True],
                                     {**meta, "turn": i}))

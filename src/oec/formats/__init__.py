@@ -1,4 +1,4 @@
-"""Format specs -> formats: `text`, `toolcalls`, with options as `text?window=4`."""
+"""Format specs -> formats: `text`, `toolcalls`, `miniswe`, with options as `text?window=4`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from pydantic import ValidationError
 
 from oec.core.errors import InputError, describe
 from oec.formats.base import FormatConfig
+from oec.formats.miniswe import MiniSweFormat
 from oec.formats.text import TextFormat, text_reply
 from oec.formats.toolcalls import ToolCallFormat, tool_call
 
-FORMATS = {"text": TextFormat, "toolcalls": ToolCallFormat}
+FORMATS = {"text": TextFormat, "toolcalls": ToolCallFormat, "miniswe": MiniSweFormat}
 
 
 def parse_spec_options(spec: str) -> tuple[str, dict[str, str]]:
@@ -28,5 +29,5 @@ def make_format(spec: str = "text"):
         raise InputError(f"format {spec!r}: {describe(e)} (options: {sorted(FormatConfig.model_fields)})") from None
 
 
-__all__ = ["FORMATS", "FormatConfig", "TextFormat", "ToolCallFormat", "make_format", "parse_spec_options",
-           "text_reply", "tool_call"]
+__all__ = ["FORMATS", "FormatConfig", "MiniSweFormat", "TextFormat", "ToolCallFormat", "make_format",
+           "parse_spec_options", "text_reply", "tool_call"]

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from oec.core.errors import PolicyError
+from oec.core.errors import InputError, PolicyError
 from oec.core.protocols import Message
 from oec.core.types import Problem, Step, Task
 
@@ -18,6 +18,27 @@ class FormatConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     window: int | None = Field(None, ge=1, description="keep only the last N observations in full; older ones elided")
     system: str | None = Field(None, description="system prompt (default: the format's own)")
+    config: str | None = Field(None, description="miniswe: the mini-swe-agent config, a file or a name it ships "
+                                                 "[swebench_backticks.yaml]")
+
+
+class OecFormat:
+    """What oec's own formats share: oec's tools (`runtests`, `edit`) are offered, and `submit` ends an episode."""
+
+    name: str
+    plain = False  # False: the scripted expert may use oec's tools
+
+    def __init__(self, config: FormatConfig | None, system: str):
+        self.config = config or FormatConfig()
+        if self.config.config is not None:
+            raise InputError(f"format {self.name}: `config` is an option of the miniswe format only")
+        self.system = self.config.system or system
+
+    def submits(self, output: str, returncode: int | None) -> bool:
+        return False  # an episode ends by the `submit` action, never by what a command printed
+
+    def submission(self, paths: Sequence[str]) -> list[str]:
+        return ["submit"]
 
 
 def opening(system: str, task: Task | Problem) -> list[dict]:

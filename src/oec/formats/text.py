@@ -8,7 +8,7 @@ from typing import Sequence
 from oec.core.errors import FormatError
 from oec.core.protocols import Message
 from oec.core.types import Action, Completion, Problem, Step, Task
-from oec.formats.base import FormatConfig, opening, windowed
+from oec.formats.base import FormatConfig, OecFormat, opening, windowed
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Reply with a short thought and exactly one bash block:
 ```bash
@@ -40,13 +40,15 @@ def text_reply(thought: str, action: Action) -> str:
     return f"THOUGHT: {thought}\n\n```bash\n{command}\n```" if thought else f"```bash\n{command}\n```"
 
 
-class TextFormat:
+class TextFormat(OecFormat):
     name = "text"
     tools = None
 
     def __init__(self, config: FormatConfig | None = None):
-        self.config = config or FormatConfig()
-        self.system = self.config.system or SYSTEM
+        super().__init__(config, SYSTEM)
+
+    def write(self, thought: str, action: Action) -> str:
+        return text_reply(thought, action)
 
     def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]:
         messages = opening(self.system, task)

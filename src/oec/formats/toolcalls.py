@@ -13,7 +13,8 @@ from oec.core.errors import FormatError
 from oec.core.protocols import Message
 from oec.core.shell_facts import edit_command, parse_edit
 from oec.core.types import Action, Completion, Problem, Step, Task, ToolCall
-from oec.formats.base import FormatConfig, opening, windowed
+from oec.formats.base import FormatConfig, OecFormat, opening, windowed
+from oec.formats.text import text_reply
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Call exactly one tool per reply: `bash` runs a shell
 command (`runtests [pytest args]` runs the tests and prints one line per failure), `edit` replaces one exact, unique
@@ -46,13 +47,16 @@ def tool_call(action: Action, call_id: str) -> ToolCall:
     return ToolCall(id=call_id, name="bash", arguments=json.dumps({"command": action.command}))
 
 
-class ToolCallFormat:
+class ToolCallFormat(OecFormat):
     name = "toolcalls"
     tools = TOOLS
 
     def __init__(self, config: FormatConfig | None = None):
-        self.config = config or FormatConfig()
-        self.system = self.config.system or SYSTEM
+        super().__init__(config, SYSTEM)
+
+    def write(self, thought: str, action: Action) -> str:
+        """The step as text (a DAgger label for a text-trained student): tool calls have no text form."""
+        return text_reply(thought, action)
 
     def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]:
         messages = opening(self.system, task)

@@ -10,11 +10,13 @@ import random
 import threading
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from oec.core.errors import InputError
 from oec.core.types import Task, Trajectory, Verdict
 from oec.env.sandbox_env import EnvConfig, SandboxEnv
+from oec.formats import parse_spec_options
+from oec.formats.miniswe import MIN_OUTPUT_LIMIT
 from oec.rollout.loop import LoopConfig, rollout
 from oec.rollout.policies import make_policy
 from oec.rollout.schedules import make_schedule
@@ -45,6 +47,25 @@ class CollectConfig(BaseModel):
     ray_actors: int | None = Field(None, ge=1, description="ray: worker processes, each with its own policies and "
                                    "sandboxes [one per CPU of the cluster, at most `workers`]")
     ray_max_retries: int = Field(3, ge=0, description="ray: times an episode is re-run after its worker died")
+
+    @model_validator(mode="after")
+    def _one_scaffold(self) -> CollectConfig:
+        # a student for mini-swe-agent learns what that scaffold shows and offers, so the expert acts in it too,
+        # and the shell keeps outputs as long as its observation template shows them whole (unless told otherwise,
+        # the shell's limit is raised to that; a smaller one given is refused)
+        acting = [self.student_format] * (self.mode != "expert") + [self.expert_format] * (self.mode != "student")
+        names = {parse_spec_options(spec)[0] for spec in acting}
+        if "miniswe" not in names:
+            return self
+        if len(names) > 1:
+            raise ValueError("the miniswe format is a scaffold: student_format and expert_format must both be "
+                             "miniswe, so that every turn is written and shown as mini-swe-agent would")
+        if "output_limit" not in self.env.model_fields_set:
+            self.env.output_limit = max(self.env.output_limit, MIN_OUTPUT_LIMIT)
+        elif self.env.output_limit < MIN_OUTPUT_LIMIT:
+            raise ValueError(f"the miniswe format shows outputs up to {MIN_OUTPUT_LIMIT} characters whole: set "
+                             f"env.output_limit to at least {MIN_OUTPUT_LIMIT} (it is {self.env.output_limit})")
+        return self
 
 # What selects *where* episodes run, not what they contain: a run may be resumed on another backend.
 EXECUTION = {"workers", "backend", "ray_address", "ray_actors", "ray_max_retries"}

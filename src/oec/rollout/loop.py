@@ -103,6 +103,9 @@ def rollout(
             steps.append(Step(turn=turn, actor=actor, output=completion.text, format=fmt, thought=thought,
                               action=action, observation=result.output, returncode=result.returncode,
                               completion=completion, env_latency_s=time.monotonic() - t0, label=label))
+            if policy.format.submits(result.output, result.returncode):  # a scaffold's submit command (miniswe)
+                status = "submitted"
+                break
     except Exception as e:  # a policy or environment failure ends this episode, never the collection
         status = "error"
         message = f"{e.__class__.__name__}: {e}\n" + "".join(traceback.format_exc(limit=-3))

@@ -76,7 +76,8 @@ class KVPolicy(LocalModel):
         request = Request(ids, self._episode_key(episode), episode.rng.getrandbits(63))
         self._queue.put(request)
         text, n_new = request.future.result()
-        return Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_new, latency_s=time.monotonic() - t0)
+        return Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_new, latency_s=time.monotonic() - t0,
+                          finish_reason="length" if n_new >= self.config.max_new_tokens else "stop")
 
     def cached_tokens(self, episode: Episode) -> list[int]:
         """The ids whose keys the episode's cache holds (for tests; call it between the episode's turns)."""

@@ -116,7 +116,8 @@ class LocalPolicy(LocalModel):
         fut: Future = Future()
         self._queue.put((ids, episode.rng.getrandbits(63), fut))
         text, n_new = fut.result()
-        return Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_new, latency_s=time.monotonic() - t0)
+        return Completion(text=text, prompt_tokens=len(ids), completion_tokens=n_new, latency_s=time.monotonic() - t0,
+                          finish_reason="length" if n_new >= self.config.max_new_tokens else "stop")
 
     def _loop(self) -> None:
         closing = False

@@ -55,6 +55,7 @@ class _Message(BaseModel):
 class _Choice(BaseModel):
     model_config = STRICT
     message: _Message
+    finish_reason: str | None = None
 
 
 class _Usage(BaseModel):
@@ -180,4 +181,4 @@ class OpenAIPolicy:
         pin, pout = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         cost = (pin * self.config.price_in + pout * self.config.price_out) / 1e6
         return Completion(text=_utf8(msg.content or ""), tool_calls=calls, prompt_tokens=pin, completion_tokens=pout,
-                          cost=cost, latency_s=latency, retries=retries)
+                          cost=cost, latency_s=latency, retries=retries, finish_reason=resp.choices[0].finish_reason)

@@ -22,6 +22,7 @@ from typing import Sequence
 
 from oec.core.shell_facts import is_read_only
 from oec.core.types import Task
+from oec.rollout.policies.edits import rewrite_command
 
 LOCATES = ("grep -rn 'def {fn}(' {pkg}", "grep -rn 'def {fn}(' .", "grep -n 'def {fn}(' {pkg}/*.py")
 READS = ("cat {path}", "head -n 100 {path}", "cat -n {path}")  # whole files: toy modules are a few dozen lines
@@ -37,6 +38,7 @@ class Route:
     read_test: bool = False  # also read the failing test of the function the issue names, before its source
     edit: str = "edit"  # edit | sed (single-line fixes; else edit) | rewrite (the whole fixed file)
     review: bool = False  # look at `git diff` once the fix is in, before the last test run
+    plain: bool = False  # a plain shell only (the miniswe format): pytest for `runtests`, sed or a rewrite for `edit`
 
 
 FIXED = Route()  # the expert's one script before routes existed (and with `routes=fixed`, still)
@@ -64,11 +66,11 @@ class Need:
     where: str = ""
 
 
-def chain_probes(chain: list[str], pkg: str, home: dict[str, str], tests: dict[str, str], route: Route
+def chain_probes(chain: list[str], pkg: str, home: dict[str, str], tests: dict[str, str], route: Route, run: str
                  ) -> list[tuple[str, str, Need]]:
     """(thought, command, need) that follow the issue's call chain to the bug along ROUTE. HOME: function -> the
-    module defining it; TESTS: function -> the test file that calls it."""
-    out = [("Let me run the tests to see what fails.", "runtests", Need("tests"))] if route.tests_first else []
+    module defining it; TESTS: function -> the test file that calls it; RUN: the command that runs the tests."""
+    out = [("Let me run the tests to see what fails.", run, Need("tests", run))] if route.tests_first else []
     seen = set()
     for i, fn in enumerate(chain):
         why = "The issue is about" if i == 0 else "It calls"
@@ -81,13 +83,17 @@ def chain_probes(chain: list[str], pkg: str, home: dict[str, str], tests: dict[s
             seen.add(home[fn])
             out.append((f"Let me read {home[fn]}.", route.read.format(path=home[fn]), Need("read", home[fn])))
         if i == 0 and not route.tests_first:
-            out.append(("Let me run the tests to see what else fails.", "runtests", Need("tests")))
+            out.append(("Let me run the tests to see what else fails.", run, Need("tests", run)))
     return out
 
 
-def tests_command(task: Task) -> str:
-    """How the expert runs the tests: the task's own command (an imported SWE-bench instance), else `runtests`."""
-    return task.test_command.command if task.test_command else "runtests"
+PLAIN_TESTS = "python -m pytest -q"  # `runtests` where the scaffold offers a plain shell only
+
+
+def tests_command(task: Task, route: Route) -> str:
+    """How the expert runs the tests: the task's own command (an imported SWE-bench instance), else `runtests` (plain
+    pytest in a plain shell)."""
+    return task.test_command.command if task.test_command else PLAIN_TESTS if route.plain else "runtests"
 
 
 def satisfied(need: Need, steps: Sequence, fresh_from: int) -> bool:
@@ -95,7 +101,7 @@ def satisfied(need: Need, steps: Sequence, fresh_from: int) -> bool:
     its file was shown whole since the workspace last changed (step index FRESH_FROM on)."""
     for i, step in enumerate(steps):
         command = step.action.command if step.action and step.action.kind == "bash" else ""
-        if need.kind == "tests" and command == (need.target or "runtests"):  # it fails, by design, until the fix
+        if need.kind == "tests" and command == need.target:  # it fails, by design, until the fix
             return True
         if need.kind == "exact" and command == need.target and (i >= fresh_from or not need.where):
             return True
@@ -124,15 +130,17 @@ SED_SPECIAL = re.compile(r"([\\/.*\[\]^$])")
 
 
 def edit_command_for(edit, now: str, route: Route) -> str:
-    """EDIT (oec.rollout.policies.scripted.Edit) in ROUTE's style, NOW being the file's current text."""
+    """EDIT (oec.rollout.policies.scripted.Edit) in ROUTE's style, NOW being the file's current text. What a style
+    cannot write falls back to the `edit` tool, or in a plain shell to writing the whole file."""
     if edit.kind != "edit" or route.edit == "edit":
         return edit.command()
+    fixed = now.replace(edit.old, edit.new, 1)
+    fallback = rewrite_command(edit.path, fixed) if route.plain else edit.command()
     if route.edit == "sed":
         if "\n" in edit.old or "\n" in edit.new or "'" in edit.old + edit.new or not edit.old.strip():
-            return edit.command()  # a multi-line or quoted fix: sed's escaping would be the hard part
+            return fallback  # a multi-line or quoted fix: sed's escaping would be the hard part
         old, new = SED_SPECIAL.sub(r"\\\1", edit.old), re.sub(r"([\\/&])", r"\\\1", edit.new)
         return f"sed -i 's/{old}/{new}/' {edit.path}"
-    fixed = now.replace(edit.old, edit.new, 1)
     if "\nEOF\n" in fixed or not fixed.endswith("\n"):
-        return edit.command()
+        return fallback
     return f"cat > {edit.path} <<'EOF'\n{fixed}EOF"

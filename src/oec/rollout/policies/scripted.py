@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,7 +24,7 @@ from oec.core.protocols import Episode, Format, Message
 from oec.core.shell_facts import is_read_only
 from oec.core.types import Action, Completion, Task
 from oec.env.repos import patch_paths, template
-from oec.formats import TextFormat, text_reply, tool_call
+from oec.formats import TextFormat, tool_call
 from oec.rollout.policies.edits import Edit, edits_from_patch, rewrite_command
 from oec.rollout.policies.routes import (
     FIXED,
@@ -86,9 +86,9 @@ def make_plan(task: Task, route: Route = FIXED) -> Plan:
                      and not p.startswith("tests/")) for fn in chain}
     tests = {fn: next((p for p, c in base.items() if c and p.startswith("tests/") and f"def test_{fn}(" in c), "")
              for fn in chain[:1]}
-    probes = chain_probes(chain, pkg, home, tests, route) if chain else []
+    run = tests_command(task, route)
+    probes = chain_probes(chain, pkg, home, tests, route, run) if chain else []
     if not any(need.kind == "tests" for _, _, need in probes):  # no call chain: the failing tests come first
-        run = tests_command(task)
         probes.insert(0, ("Let me run the tests to see what fails.", run, Need("tests", run)))
     seen_files = set(home.values())
     if task.meta.get("function"):  # mutated tasks: the function with the bug
@@ -210,7 +210,7 @@ def reply(fmt: Format, thought: str, command: str, turn: int) -> Completion:
     action = Action(kind="submit") if command == "submit" else Action(kind="bash", command=command)
     if fmt.tools:
         return Completion(text=thought, tool_calls=[tool_call(action, f"call_{turn}")])
-    return Completion(text=text_reply(thought, action))
+    return Completion(text=fmt.write(thought, action))
 
 
 class ExpertConfig(BaseModel):
@@ -248,7 +248,10 @@ class ScriptedExpert:
                                              "completion_tokens": estimated_tokens(said, cpt)})
 
     def route(self, episode: Episode) -> Route:
-        return draw_route(episode.rng) if self.config.routes == "seeded" else FIXED
+        route = draw_route(episode.rng) if self.config.routes == "seeded" else FIXED
+        if self.format.plain:  # no `edit` tool: sed where it can, else the whole file
+            route = replace(route, plain=True, edit="sed" if route.edit == "edit" else route.edit)
+        return route
 
     def decide(self, episode: Episode) -> tuple[str, str]:
         task = episode.task
@@ -256,8 +259,13 @@ class ScriptedExpert:
         plan = _plan(task.model_dump_json(), route)
         state, wrong = workspace_state(episode.workspace, task, plan)
         done = [s.action.command if s.action.kind == "bash" else "submit" for s in episode.steps if s.action]
-        # commands since the workspace last changed: a view older than that may show stale code
-        last_change = max((i for i, c in enumerate(done) if not is_read_only(c)), default=-1)
+        # the scaffold's way to submit the fix (`submit`; in mini-swe-agent, write patch.txt, then print the word)
+        submission = self.format.submission(sorted(p for p, s in plan.stages.items() if s[-1] != s[0]))
+        run = tests_command(task, route)
+        # commands since the workspace last changed: a view older than that may show stale code (running the tests
+        # and writing the patch file change no code)
+        unchanging = {run, *submission}
+        last_change = max((i for i, c in enumerate(done) if not is_read_only(c) and c not in unchanging), default=-1)
         fresh = done[last_change + 1 :]
         # every command below is relative to the workspace: go back there after a `cd` elsewhere, or when a path
         # that exists in the workspace was not found (a `cd` we did not see). A wrong path is no reason to `cd`:
@@ -275,18 +283,21 @@ class ScriptedExpert:
                 return "There are changes I did not expect; let me look at them.", "git diff"
             return "These changes are wrong; let me revert them.", "git checkout -- " + " ".join(sorted(wrong))
         if state == "fixed":
-            run = tests_command(task)
             if route.review and "git diff" not in fresh and run not in fresh:
                 return "Let me look at the change before testing it.", "git diff"
             if run not in fresh:
                 return "Let me check that the tests pass now.", run
             # say what the run showed, never more: its text becomes training data
             last = next(s for s in reversed(episode.steps) if s.action and s.action.command == run)
+            step = next((i for i in range(len(submission) - 1, 0, -1) if done[-i:] == submission[:i]), 0)
+            if step:  # on the way to submitting (the patch file is written)
+                return "The patch holds the fix; I submit it.", submission[step]
             if last.returncode != 0:
                 why = "did not finish" if last.returncode is None else "still reports failures"
                 return f"The test run {why}, but the change is the fix the failing test asks for; I submit it.", \
-                    "submit"
-            return "The tests pass; the fix is done.", "submit"
+                    submission[0]
+            return "The tests pass; the fix is done." + (" Let me write the patch." if len(submission) > 1 else ""), \
+                submission[0]
         acted = [s for s in episode.steps if s.action]  # indexed like `done`
         for (thought, command), need in zip(plan.explore, plan.needs):
             if not satisfied(need, acted, last_change + 1):
