@@ -50,7 +50,7 @@ Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
 RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens", "n", "resolved",
                   "submitted", "mean_turns", "trajectories", "kept", "examples", "trained_tokens", "train_seconds",
-                  "note"]
+                  "note", "slips", "decisions"]
 
 
 class SuiteConfig(BaseModel):

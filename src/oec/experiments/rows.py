@@ -7,12 +7,14 @@ import csv
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from oec.core.atomic import atomic_output
 from oec.core.errors import InputError
 from oec.core.metrics import summarize
 from oec.data.filter import FILTER_LINES, read_verdicts
+from oec.viewer.failures import classify_run
 
 # What `oec experiment` writes at the top of its directory (and the hidden partial names of those being written).
 EXPERIMENT_ENTRIES = re.compile(r"^\.?(experiment\.json|calibration\.json|run\.json|\w+\.csv|report\.html|\w+\.png|"
@@ -47,10 +49,13 @@ def remove_experiment(root: Path, config_fields: set[str]) -> None:
 
 def eval_row(run: Path) -> dict:
     s = summarize(run)
+    # what the failed episodes' first errors were: slips (mis-copied names) or decisions (where to look, what to edit)
+    firsts = Counter((r.get("first_error") or {}).get("kind") for r in classify_run(run))
     return {"resolve_rate": s["resolve_rate"], "ci_lo": s["resolve_rate_ci95"][0], "ci_hi": s["resolve_rate_ci95"][1],
             "n": s["n"], "resolved": s["resolved"], "mean_turns": round(s["mean_steps"], 2),
             # resolved / submitted: how often a submit is right (OEC data raises it: bench/RESULTS.md §9)
-            "submitted": s["by_exit_status"].get("submitted", 0)}
+            "submitted": s["by_exit_status"].get("submitted", 0), "slips": firsts["slip"],
+            "decisions": firsts["decision"]}
 
 
 def expert_tokens(run: Path) -> int:

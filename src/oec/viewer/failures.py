@@ -23,6 +23,7 @@ from oec.core.store import read_trajectories
 from oec.core.types import Problem, Task, Trajectory
 from oec.env.repos import patch_paths
 from oec.tasks.io import tasks_of_run
+from oec.viewer.first_error import first_error
 
 if TYPE_CHECKING:
     from oec.viewer.judge import Judge
@@ -138,7 +139,8 @@ def classify(traj: Trajectory, task: Task | Problem | None = None) -> dict:
     # every exit status is covered by one rule (error, format_errors, submitted, step_limit, cancelled), so an
     # unresolved trajectory always gets a category
     category = next(iter(signals))
-    return {**key, "category": category, "reason": signals[category], "signals": signals}
+    first = first_error(traj, task).row() if isinstance(task, Task) else None
+    return {**key, "category": category, "reason": signals[category], "signals": signals, "first_error": first}
 
 
 def fingerprint(traj: Trajectory) -> str:
@@ -204,6 +206,11 @@ def render(rows: list[dict], run: str | Path = "") -> str:
     for cat, k in table(rows).items():
         meaning = CATEGORIES.get(cat, "the tests pass")
         lines.append(f"  {cat:<20}{k:>5}{k / n:>8.0%}  {meaning}")
+    firsts = Counter(r["first_error"]["kind"] for r in failed if r.get("first_error"))
+    if firsts["slip"] + firsts["decision"]:
+        kinds = Counter(r["first_error"]["category"] for r in failed if r.get("first_error"))
+        lines.append(f"first errors: {firsts['slip']} slips, {firsts['decision']} decisions "
+                     f"({', '.join(f'{c} {k}' for c, k in kinds.most_common() if c != 'none')})")
     judged = [r for r in rows if "judge" in r]
     if judged:
         lines.append(f"LLM judge ({len(judged)} failed trajectories):")

@@ -1,0 +1,129 @@
+"""The first error of a failed episode, and whether it was a slip or a decision.
+
+OEC corrects a student's mistakes; which kind it makes decides what there is to correct. A *slip* is a mistake of
+execution: a reply that does not parse, a file or function name the repository does not have (a name mis-copied or
+made up), an edit whose old text is not there. A *decision* is a wrong choice between things that exist: editing a
+file the fix does not touch (the function named in the issue instead of the one it calls), a wrong change in the
+right file, never finding the file with the bug, or finding it and never changing it.
+
+Only the student's turns count (the expert's never are the student's errors). Errors found turn by turn (slips, a
+wrong file) are weighed against what the final workspace shows (a wrong fix dates from the first write to a file of
+the fix): the earliest one is the first error. `oec.experiments` and the failure view (`failures.jsonl`) use this
+one classifier.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass
+
+from oec.core.types import Task, Trajectory
+from oec.env.repos import patch_paths, template
+
+SLIPS = {
+    "format_error": "a reply that does not parse",
+    "missing_path": "a file the repository does not have (a mis-copied or made-up path)",
+    "missing_function": "a function the repository does not define (a mis-copied or made-up name)",
+    "edit_missed": "wrote to a file of the fix, which ended unchanged (the old text was not there)",
+}
+DECISIONS = {
+    "wrong_file": "edited a file the fix does not touch",
+    "wrong_fix": "changed the right file, but not into a fix",
+    "not_localised": "never looked at the file with the bug",
+    "not_fixed": "looked at the file with the bug, never changed it",
+}
+PATH = re.compile(r"^(?:\./)?[\w.-]+(?:/[\w.-]+)*\.py$")
+DEF = re.compile(r"def\\?\s+(\w+)")
+
+
+@dataclass(frozen=True)
+class FirstError:
+    kind: str  # slip | decision | none (resolved, or the episode could not run: nothing the student chose)
+    category: str  # a key of SLIPS or DECISIONS, or "none"
+    turn: int | None
+    evidence: str = ""
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+NONE = FirstError("none", "none", None)
+
+
+def _written(command: str) -> list[str]:
+    """Paths COMMAND writes: `edit PATH`, `sed -i ... PATH`, `> PATH` / `>> PATH`, `tee PATH`."""
+    out = re.findall(r">>?\s*([^\s;&|<>]+)", command)
+    try:
+        words = shlex.split(command.split("<<", 1)[0])
+    except ValueError:
+        return out
+    if words[:1] == ["edit"] and len(words) > 1:
+        out.append(words[1])
+    if words[:1] == ["sed"] and any(w.startswith("-i") for w in words):
+        out.append(words[-1])
+    if words[:1] == ["tee"]:
+        out += [w for w in words[1:] if not w.startswith("-")]
+    return [p.removeprefix("./") for p in out if p not in ("/dev/null", "&1", "&2")]
+
+
+def _named(command: str) -> tuple[list[str], list[str]]:
+    """(paths, function names) that COMMAND looks for: .py paths among its words, names in `def NAME(` patterns."""
+    try:
+        words = shlex.split(command.split("<<", 1)[0])
+    except ValueError:
+        words = command.split()
+    return [w.removeprefix("./") for w in words if PATH.match(w)], DEF.findall(command)
+
+
+def first_error(traj: Trajectory, task: Task) -> FirstError:
+    """The first error of TRAJ (NONE when it resolved or could not run)."""
+    if traj.verdict is None or traj.verdict.resolved or traj.exit_status in ("error", "cancelled") \
+            or traj.verdict.error or not task.gold_patch:
+        return NONE
+    base = template(task)
+    files = set(base.files)
+    gold = set(patch_paths(task.gold_patch))
+    defined = {name for p in files if p.endswith(".py") and (text := base.read(p))
+               for name in re.findall(r"^\s*def (\w+)\(", text, re.M)}
+    packages = {os.path.dirname(p) for p in files if p.endswith(".py")}
+    final = set(patch_paths(traj.verdict.patch or ""))
+    first_gold_write, seen_gold, created = None, False, set()
+    for step in traj.steps:
+        if step.actor != "student":
+            seen_gold = seen_gold or any(p in step.observation for p in gold)
+            continue
+        if step.format_error:
+            return FirstError("slip", "format_error", step.turn, step.output[:120])
+        if step.action is None or step.action.kind != "bash":
+            continue
+        command = step.action.command
+        written = _written(command)
+        paths, names = _named(command)
+        for path in paths:
+            if path not in files | gold | created | set(written):
+                return FirstError("slip", "missing_path", step.turn, path)
+        for name in names:
+            if name not in defined:
+                return FirstError("slip", "missing_function", step.turn, name)
+        for path in written:
+            if path in gold:
+                first_gold_write = first_gold_write or step
+            elif path in files:
+                return FirstError("decision", "wrong_file", step.turn, path)
+            elif os.path.dirname(path) in packages and path.endswith(".py"):  # a module the package does not have
+                return FirstError("slip", "missing_path", step.turn, path)
+            else:  # a file of its own (a script, the scaffold's patch file): no error in itself
+                created.add(path)
+        seen_gold = seen_gold or any(p in command or p in step.observation for p in gold)
+    if first_gold_write is not None:
+        changed = gold & final
+        if not changed:
+            return FirstError("slip", "edit_missed", first_gold_write.turn, first_gold_write.action.command[:120])
+        return FirstError("decision", "wrong_fix", first_gold_write.turn, ", ".join(sorted(changed)))
+    end = traj.steps[-1].turn if traj.steps else None
+    if (final & files) - gold:  # changed by a command the rules above do not read as a write (python -c, mv...)
+        return FirstError("decision", "wrong_file", end, ", ".join(sorted((final & files) - gold)))
+    return FirstError("decision", "not_fixed" if seen_gold else "not_localised", end,
+                      ", ".join(sorted(gold)))
