@@ -5,10 +5,10 @@ Measures the median wall time of one agent command (`ls`, `cat`, `grep -rn`, `gi
 one long-lived bash) and through mini-swe-agent's `LocalEnvironment.execute` (no sandbox, one `subprocess.Popen`
 with shell=True per command), on the same 200 commands over two identical copies of a toy task's git repo.
 
-mini-swe-agent pins old openai/huggingface-hub, so it lives in bench/.venv-minisweagent (created on first use) and
-runs as a worker subprocess that times each command itself and answers in JSON; ours runs in this process. The two
-alternate command by command (each command runs on both back to back, the order flipping every time), so both see
-the same machine noise; the median of the per-command ratios is printed too.
+mini-swe-agent (the `miniswe` extra, in `make install`'s dev set) runs as a worker subprocess that times each
+command itself and answers in JSON; ours runs in this process. The two alternate command by command (each command
+runs on both back to back, the order flipping every time), so both see the same machine noise; the median of the
+per-command ratios is printed too.
 
 Goal: median(ours) <= 0.5 x median(theirs), although ours is sandboxed and theirs is not.
 """
@@ -16,6 +16,7 @@ Goal: median(ours) <= 0.5 x median(theirs), although ours is sandboxed and their
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import random
 import shutil
@@ -30,8 +31,6 @@ from common import git_repo, machine, med, ms, pct, toy_tasks, verdict_line
 from oec.env.sandbox.shell import PersistentShell
 
 BENCH = Path(__file__).resolve().parent
-VENV = BENCH / ".venv-minisweagent"
-MSA_VERSION = "2.4.6"
 GOAL = 0.5
 
 WORKER = r'''
@@ -52,15 +51,10 @@ for line in sys.stdin:
 
 
 def ensure_venv() -> Path:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        print(f"creating {VENV} (mini-swe-agent=={MSA_VERSION}) ...", flush=True)
-        subprocess.run(["python3.11", "-m", "venv", str(VENV)], check=True)
-        pip = [str(VENV / "bin" / "pip"), "install", "-q"]
-        if subprocess.run(pip + [f"mini-swe-agent=={MSA_VERSION}"]).returncode != 0:
-            print(f"mini-swe-agent=={MSA_VERSION} unavailable; installing the newest", flush=True)
-            subprocess.run(pip + ["mini-swe-agent"], check=True)
-    return py
+    """The interpreter the mini-swe-agent worker runs on: this one (mini-swe-agent is in the dev extra)."""
+    if importlib.util.find_spec("minisweagent") is None:
+        sys.exit("mini-swe-agent is not installed: pip install 'oec[miniswe]' (make install does)")
+    return Path(sys.executable)
 
 
 def commands(files: dict[str, str], pkg: str, n: int, seed: int = 0) -> list[str]:

@@ -3,7 +3,7 @@ DefaultAgent and LocalEnvironment, with its own SWE-bench prompts, on a toy task
 replaced, by mini-swe-agent's own DeterministicModel / DeterministicToolcallModel (no API model can run here), replaying
 a fixed list of commands; the observations, messages and file format are mini-swe-agent's.
 
-    bench/.venv-minisweagent/bin/python tests/data/make_miniswe_trajs.py   # the venv bench/shell_latency.py makes
+    .venv/bin/python tests/data/make_miniswe_trajs.py   # mini-swe-agent is in the dev extra
 """
 
 import json
