@@ -1,9 +1,17 @@
-"""Facts about shell commands shared by policies and filters."""
+"""Facts about shell commands shared by policies, the filter and the failure categories."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
+from typing import Sequence
+
+from oec.core.types import Trajectory
+
+TEST_COMMAND = re.compile(r"\b(runtests|pytest|unittest|tox|nox)\b|\bmake\s+test")
+# commands that change a file: the toy tools' `edit`, and the usual shell ways
+EDIT_COMMAND = re.compile(r"^\s*(edit|patch|apply_patch)\s|\bsed\s+-i|\bgit\s+apply\b|>\s*[\w./-]+\.\w+|\btee\s")
 
 READ_ONLY = {"cat", "grep", "rg", "ls", "head", "tail", "find", "wc", "pwd", "echo", "nl", "tree", "runtests", "less"}
 READ_ONLY_GIT = {"diff", "status", "log", "show", "grep", "blame"}
@@ -27,6 +35,45 @@ def is_read_only(command: str) -> bool:
             continue
         return False
     return True
+
+
+def commands(traj: Trajectory) -> list[str]:
+    """The shell commands of TRAJ's steps, in order (`submit` actions and unparsable replies left out)."""
+    return [s.action.command for s in traj.steps if s.action and s.action.kind == "bash"]
+
+
+def longest_run(flags: Sequence[bool]) -> int:
+    best = run = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+def repetition(cmds: Sequence[str]) -> tuple[int, str, int]:
+    """(the longest run of one command in a row, the most frequent command, its count). Test runs count in a row but
+    not in all: running the tests after each edit is what an agent should do."""
+    row = max((longest_run([c == x for c in cmds]) for x in set(cmds)), default=0)
+    cmd, total = (Counter(c for c in cmds if not TEST_COMMAND.search(c)).most_common(1) or [("", 0)])[0]
+    return row, cmd, total
+
+
+def written_paths(command: str) -> list[str]:
+    """Paths COMMAND writes: `edit PATH`, `sed -i ... PATH`, `> PATH` / `>> PATH`, `tee PATH` (a heredoc's body,
+    the text written, is not read)."""
+    head = command.split("<<", 1)[0]
+    out = re.findall(r">>?\s*([^\s;&|<>]+)", head)
+    try:
+        words = shlex.split(head)
+    except ValueError:
+        return out
+    if words[:1] == ["edit"] and len(words) > 1:
+        out.append(words[1])
+    if words[:1] == ["sed"] and any(w.startswith("-i") for w in words):
+        out.append(words[-1])
+    if words[:1] == ["tee"]:
+        out += [w for w in words[1:] if not w.startswith("-")]
+    return [p.removeprefix("./") for p in out if p not in ("/dev/null", "&1", "&2")]
 
 
 EDIT = re.compile(r"\Aedit (\S+) <<'EOF'\n(.*?)\n=======\n(.*?)\nEOF\Z", re.DOTALL)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oec.core.atomic import atomic_output, write_text
 from oec.core.errors import InputError
-from oec.core.shell_facts import is_read_only
+from oec.core.shell_facts import commands, is_read_only, longest_run, repetition
 from oec.core.store import read_jsonl, read_trajectories
 from oec.core.types import Trajectory
 
@@ -41,18 +41,6 @@ class FilterConfig(BaseModel):
     reject_errors: bool = Field(True, description="reject episodes that ended in an error")
 
 
-def _commands(traj: Trajectory) -> list[str]:
-    return [s.action.command if s.action.kind == "bash" else "submit" for s in traj.steps if s.action]
-
-
-def _longest_run(flags: list[bool]) -> int:
-    best = run = 0
-    for f in flags:
-        run = run + 1 if f else 0
-        best = max(best, run)
-    return best
-
-
 def checks(cfg: FilterConfig) -> dict[str, Callable[[Trajectory], str | None]]:
     """name -> check returning the reason it rejects, or None."""
     out: dict[str, Callable[[Trajectory], str | None]] = {}
@@ -60,20 +48,19 @@ def checks(cfg: FilterConfig) -> dict[str, Callable[[Trajectory], str | None]]:
         out["unresolved"] = lambda t: None if t.resolved else "the tests do not pass"
     if cfg.max_repeat_consecutive:
         def consecutive(t, n=cfg.max_repeat_consecutive):  # bound now: a closure would see the last `n`
-            cmds = _commands(t)
-            longest = max((_longest_run([c == x for c in cmds]) for x in set(cmds)), default=0)
+            longest = repetition(commands(t))[0]
             return f"the same command {longest} times in a row (limit {n - 1})" if longest >= n else None
 
         out["repeat_consecutive"] = consecutive
     if cfg.max_repeat_total:
         def total(t, n=cfg.max_repeat_total):
-            cmd, count = (Counter(c for c in _commands(t) if c != "submit").most_common(1) or [("", 0)])[0]
+            _, cmd, count = repetition(commands(t))
             return f"`{cmd[:40]}` {count} times (limit {n})" if count > n else None
 
         out["repeat_total"] = total
     if cfg.max_read_only_run:
         def reads(t, n=cfg.max_read_only_run):
-            longest = _longest_run([c != "submit" and is_read_only(c) for c in _commands(t)])
+            longest = longest_run([is_read_only(c) for c in commands(t)])
             return f"{longest} read-only commands in a row (limit {n})" if longest > n else None
 
         out["read_only_run"] = reads

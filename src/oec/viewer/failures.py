@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from oec.core.errors import InputError
+from oec.core.shell_facts import EDIT_COMMAND, TEST_COMMAND, commands, repetition
 from oec.core.store import read_trajectories
 from oec.core.types import Problem, Task, Trajectory
+from oec.data.filter import FilterConfig
 from oec.env.repos import patch_paths
 from oec.tasks.io import tasks_of_run
 from oec.viewer.first_error import first_error
@@ -29,11 +30,9 @@ if TYPE_CHECKING:
     from oec.viewer.judge import Judge
 
 FAILURES = "failures.jsonl"
-REPEAT_IN_A_ROW = 3  # the same command this many times in a row: the agent is looping (data/filter.py's default too)
-REPEAT_TOTAL = 5  # ... or this many times in all
-TEST_COMMAND = re.compile(r"\b(runtests|pytest|unittest|tox|nox)\b|\bmake\s+test")
-# commands that change a file: the toy tools' `edit`, and the usual shell ways
-EDIT_COMMAND = re.compile(r"^\s*(edit|patch|apply_patch)\s|\bsed\s+-i|\bgit\s+apply\b|>\s*[\w./-]+\.\w+|\btee\s")
+# the filter's default thresholds: one command this many times in a row, or this many times in all, is a loop
+REPEAT_IN_A_ROW = FilterConfig.model_fields["max_repeat_consecutive"].default
+REPEAT_TOTAL = FilterConfig.model_fields["max_repeat_total"].default + 1  # the filter allows that many
 
 # name -> what a reader is told; the order is the rules' precedence
 CATEGORIES = {
@@ -52,18 +51,6 @@ CATEGORIES = {
 RESOLVED = "resolved"
 
 
-def _commands(traj: Trajectory) -> list[str]:
-    return [s.action.command for s in traj.steps if s.action and s.action.kind == "bash"]
-
-
-def _longest_repeat(cmds: list[str]) -> int:
-    best = run = 0
-    for i, c in enumerate(cmds):
-        run = run + 1 if i and c == cmds[i - 1] else 1
-        best = max(best, run)
-    return best
-
-
 def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str | None]]:
     """category -> rule returning the evidence when it holds, else None."""
     gold = set(patch_paths(task.gold_patch)) if isinstance(task, Task) and task.gold_patch else None
@@ -80,10 +67,7 @@ def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str 
         return f"{n} format errors; ended {t.exit_status}" if t.exit_status == "format_errors" else None
 
     def repeated(t):
-        cmds = _commands(t)
-        row = _longest_repeat(cmds)
-        # running the tests after each edit is what an agent should do: only other commands count in all
-        cmd, total = (Counter(c for c in cmds if not TEST_COMMAND.search(c)).most_common(1) or [("", 0)])[0]
+        row, cmd, total = repetition(commands(t))
         if row >= REPEAT_IN_A_ROW or total >= REPEAT_TOTAL:
             return f"the same command {row} times in a row" if row >= REPEAT_IN_A_ROW else f"`{cmd[:60]}` {total} times"
         return None
@@ -110,7 +94,7 @@ def _rules(task: Task | Problem | None) -> dict[str, Callable[[Trajectory], str 
         return f"edited {', '.join(extra[:3])}; the gold patch touches {', '.join(sorted(gold)[:3])}" if extra else None
 
     def never_ran_tests(t):
-        return None if any(TEST_COMMAND.search(c) for c in _commands(t)) else "no test command among its commands"
+        return None if any(TEST_COMMAND.search(c) for c in commands(t)) else "no test command among its commands"
 
     def failing(t):
         return [k for k, v in (t.verdict.tests.items() if t.verdict else []) if v.outcome != "passed"]

@@ -19,6 +19,7 @@ import re
 import shlex
 from dataclasses import asdict, dataclass
 
+from oec.core.shell_facts import written_paths
 from oec.core.types import Task, Trajectory
 from oec.env.repos import patch_paths, template
 
@@ -52,22 +53,6 @@ class FirstError:
 NONE = FirstError("none", "none", None)
 
 
-def _written(command: str) -> list[str]:
-    """Paths COMMAND writes: `edit PATH`, `sed -i ... PATH`, `> PATH` / `>> PATH`, `tee PATH`."""
-    out = re.findall(r">>?\s*([^\s;&|<>]+)", command)
-    try:
-        words = shlex.split(command.split("<<", 1)[0])
-    except ValueError:
-        return out
-    if words[:1] == ["edit"] and len(words) > 1:
-        out.append(words[1])
-    if words[:1] == ["sed"] and any(w.startswith("-i") for w in words):
-        out.append(words[-1])
-    if words[:1] == ["tee"]:
-        out += [w for w in words[1:] if not w.startswith("-")]
-    return [p.removeprefix("./") for p in out if p not in ("/dev/null", "&1", "&2")]
-
-
 def _named(command: str) -> tuple[list[str], list[str]]:
     """(paths, function names) that COMMAND looks for: .py paths among its words, names in `def NAME(` patterns."""
     try:
@@ -99,7 +84,7 @@ def first_error(traj: Trajectory, task: Task) -> FirstError:
         if step.action is None or step.action.kind != "bash":
             continue
         command = step.action.command
-        written = _written(command)
+        written = written_paths(command)
         paths, names = _named(command)
         for path in paths:
             if path not in files | gold | created | set(written):
