@@ -34,9 +34,9 @@ from unittest import mock
 
 from common import machine, med, ms, toy_tasks, tree_cpu, verdict_line, write_files
 
+from oec.core.protocols import CommandResult
 from oec.core.store import read_trajectories
 from oec.core.types import TestResult, Verdict
-from oec.env.sandbox.shell import CommandResult
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from oec.core.protocols import CommandResult
 from oec.core.types import Completion, Verdict
 from oec.env.memory import MemoryEnv
-from oec.env.sandbox.shell import CommandResult
 from oec.formats import TextFormat
 from oec.rollout.loop import LoopConfig, rollout
 from oec.rollout.policies import make_policy

@@ -56,10 +56,22 @@ class Policy(Protocol):
     def close(self) -> None: ...  # frees what it holds (a loaded model, an HTTP client); called once, at the end
 
 
+@dataclass(frozen=True)
+class CommandResult:
+    """What one shell command gave the agent: its output as shown (cut past the limit) and its exit code (None:
+    killed on a timeout)."""
+
+    output: str
+    returncode: int | None
+    timed_out: bool = False
+    truncated: bool = False
+    restarted: bool = False  # the shell was started afresh (cwd and variables reset)
+
+
 class Env(Protocol):
     workspace: Path  # host path; only privileged (scripted) policies read it
 
-    def execute(self, command: str): ...  # -> oec.env.sandbox.shell.CommandResult
+    def execute(self, command: str) -> CommandResult: ...
 
     def verify(self) -> Verdict: ...
 
@@ -80,6 +92,24 @@ class EpisodePlan(Protocol):
     info: dict  # recorded in the trajectory as switch_info
 
     def actor(self, turn: int, steps: Sequence[Step]) -> Actor: ...
+
+
+class Backend(Protocol):
+    """Where a collection's episodes run (threads here, or Ray actors); collect.py drives it."""
+
+    capacity: int  # episodes worth submitting ahead of the results
+    running: dict  # episodes in flight, by handle
+    retried: int  # episodes run again after their worker died
+
+    def submit(self, task: Task, sample: int) -> None: ...
+
+    def finished(self, timeout: float) -> list[Trajectory]: ...  # those done within TIMEOUT seconds (maybe none)
+
+    def cancel(self) -> None: ...  # episodes in flight end at their next turn, as "cancelled"
+
+    def drain(self) -> list[Trajectory]: ...  # waits for every episode in flight
+
+    def close(self, abandon: bool) -> None: ...
 
 
 Probe = Callable[[], Trajectory]  # runs a student-only episode of the same task (for switch samplers)

@@ -31,10 +31,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oec.core.protocols import CommandResult
 from oec.core.types import Task, Verdict
 from oec.env.repos import template
 from oec.env.sandbox.bwrap import TOOLS_DIR
-from oec.env.sandbox.shell import MAX_STREAM, CommandResult, cap_output
+from oec.env.sandbox.shell import MAX_STREAM, cap_output
 from oec.env.sandbox.tempdirs import owned_tempdir
 from oec.env.verify import sentinel_source, verify_workspace
 

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from oec.core.protocols import CommandResult
 from oec.core.types import Task, Verdict
-from oec.env.sandbox.shell import CommandResult
 
 HEREDOC = re.compile(r"^(?P<head>[^\n]*?)<<\s*'?(?P<tag>\w+)'?\n(?P<body>.*?)\n?(?P=tag)\s*$", re.S)
 SEPARATOR = "======="

@@ -12,12 +12,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from oec.core.errors import InputError, SandboxError
+from oec.core.protocols import CommandResult
 from oec.core.types import Task, Verdict
 from oec.env.docker import DockerConfig
 from oec.env.repos import template
 from oec.env.sandbox.bwrap import WORKSPACE, python_prefixes
 from oec.env.sandbox.limits import Limits
-from oec.env.sandbox.shell import CommandResult, Slot, SlotPool, pool_for
+from oec.env.sandbox.shell import Slot, SlotPool, pool_for
 from oec.env.verify import sentinel_source, verify_workspace
 
 

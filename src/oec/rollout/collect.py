@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from oec.core.atomic import check_output
+from oec.core.protocols import Backend
 from oec.core.stage import guard_config
 from oec.core.store import MANIFEST, TRAJECTORIES, TrajectoryWriter, read_manifest, read_trajectories
 from oec.core.types import Trajectory
@@ -82,7 +83,7 @@ def _check_manifest(run: Path, cfg: CollectConfig) -> None:
                  fix="use a new --out, or the same options to resume")
 
 
-def make_backend(cfg: CollectConfig):
+def make_backend(cfg: CollectConfig) -> Backend:
     if cfg.backend == "ray":
         from oec.rollout.backends.ray import RayBackend  # ray is an optional extra, imported only when asked for
 

@@ -23,10 +23,10 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 
 from oec.core.errors import SandboxError
+from oec.core.protocols import CommandResult
 from oec.env.sandbox import cgroup, seccomp
 from oec.env.sandbox.bwrap import TOOLS, bwrap_argv, bwrap_path
 from oec.env.sandbox.limits import Limits, can_cap_workspace, capped_workspace
@@ -35,15 +35,6 @@ from oec.env.sandbox.tempdirs import clear_dir, owned_tempdir, remove_tree
 IO = "/oec/io"
 CGROUP = "/oec/cgroup"  # the slot's memory cgroup, read-only, where its watchdog reads the usage (cgroup.py)
 MAX_STREAM = 64 << 20  # output bytes read before a command is killed: past this it only burns CPU on both sides
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    output: str
-    returncode: int | None
-    timed_out: bool = False
-    truncated: bool = False
-    restarted: bool = False
 
 
 def cap_output(head: bytes, tail: bytes, total: int, limit: int) -> tuple[str, bool]:
