@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oec.core.errors import InputError, PolicyError
 from oec.core.protocols import Message
-from oec.core.types import Problem, Step, Task
+from oec.core.types import Action, Problem, Step, Task
 
 
 class FormatConfig(BaseModel):
@@ -22,17 +22,28 @@ class FormatConfig(BaseModel):
                                                  "[swebench_backticks.yaml]")
 
 
+def text_reply(thought: str, action: Action) -> str:
+    """The canonical text rendering of a thought and an action."""
+    command = "submit" if action.kind == "submit" else action.command
+    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```" if thought else f"```bash\n{command}\n```"
+
+
 class OecFormat:
     """What oec's own formats share: oec's tools (`runtests`, `edit`) are offered, and `submit` ends an episode."""
 
     name: str
+    default_system: str
     plain = False  # False: the scripted expert may use oec's tools
 
-    def __init__(self, config: FormatConfig | None, system: str):
+    def __init__(self, config: FormatConfig | None = None):
         self.config = config or FormatConfig()
         if self.config.config is not None:
             raise InputError(f"format {self.name}: `config` is an option of the miniswe format only")
-        self.system = self.config.system or system
+        self.system = self.config.system or self.default_system
+
+    def write(self, thought: str, action: Action) -> str:
+        """A reply as text (for tool-call formats, a DAgger label for a text-trained student)."""
+        return text_reply(thought, action)
 
     def submits(self, output: str, returncode: int | None) -> bool:
         return False  # an episode ends by the `submit` action, never by what a command printed

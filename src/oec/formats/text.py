@@ -8,7 +8,7 @@ from typing import Sequence
 from oec.core.errors import FormatError
 from oec.core.protocols import Message
 from oec.core.types import Action, Completion, Problem, Step, Task
-from oec.formats.base import FormatConfig, OecFormat, opening, windowed
+from oec.formats.base import OecFormat, opening, text_reply, windowed
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Reply with a short thought and exactly one bash block:
 ```bash
@@ -34,21 +34,10 @@ FENCE_LINE = re.compile(r"^```", re.MULTILINE)
 ACTION_END = re.compile(r"^```(?:bash|sh)?[ \t]*\n.*?^```[ \t]*\n", re.DOTALL | re.MULTILINE)
 
 
-def text_reply(thought: str, action: Action) -> str:
-    """The canonical text rendering of a thought and an action."""
-    command = "submit" if action.kind == "submit" else action.command
-    return f"THOUGHT: {thought}\n\n```bash\n{command}\n```" if thought else f"```bash\n{command}\n```"
-
-
 class TextFormat(OecFormat):
     name = "text"
     tools = None
-
-    def __init__(self, config: FormatConfig | None = None):
-        super().__init__(config, SYSTEM)
-
-    def write(self, thought: str, action: Action) -> str:
-        return text_reply(thought, action)
+    default_system = SYSTEM
 
     def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]:
         messages = opening(self.system, task)

@@ -13,8 +13,7 @@ from oec.core.errors import FormatError
 from oec.core.protocols import Message
 from oec.core.shell_facts import edit_command, parse_edit
 from oec.core.types import Action, Completion, Problem, Step, Task, ToolCall
-from oec.formats.base import FormatConfig, OecFormat, opening, windowed
-from oec.formats.text import text_reply
+from oec.formats.base import OecFormat, opening, windowed
 
 SYSTEM = """You fix bugs in a Python repository at /workspace. Call exactly one tool per reply: `bash` runs a shell
 command (`runtests [pytest args]` runs the tests and prints one line per failure), `edit` replaces one exact, unique
@@ -50,13 +49,7 @@ def tool_call(action: Action, call_id: str) -> ToolCall:
 class ToolCallFormat(OecFormat):
     name = "toolcalls"
     tools = TOOLS
-
-    def __init__(self, config: FormatConfig | None = None):
-        super().__init__(config, SYSTEM)
-
-    def write(self, thought: str, action: Action) -> str:
-        """The step as text (a DAgger label for a text-trained student): tool calls have no text form."""
-        return text_reply(thought, action)
+    default_system = SYSTEM
 
     def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]:
         messages = opening(self.system, task)

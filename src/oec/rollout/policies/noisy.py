@@ -60,7 +60,7 @@ def perturb(line: str, rng) -> str | None:
 class NoisyStudent:
     def __init__(self, spec: str = "scripted:noisy", config: NoisyConfig | None = None, format: Format | None = None):
         self.spec, self.config, self.format = spec, config or NoisyConfig(), format or TextFormat()
-        self._expert = ScriptedExpert()
+        self._expert = ScriptedExpert(format=self.format)  # its fallback acts in the same scaffold
 
     def close(self) -> None:
         pass
