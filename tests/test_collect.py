@@ -97,7 +97,7 @@ def test_bad_inputs_name_file_line_and_field(tmp_path, train_tasks):
     data = json.loads(good)
     del data["problem_statement"]
     bad.write_text(good + "\n" + json.dumps(data) + "\n")
-    with pytest.raises(InputError, match=r"line 2: field 'problem_statement': Field required"):
+    with pytest.raises(InputError, match=r"line 2: problem_statement: Field required"):
         load_tasks(bad)
     with pytest.raises(InputError, match=r"loop.step_limt.*unknown key"):
         load_config(CollectConfig, None, {"tasks": "t", "out": "o"}, ["loop.step_limt=3"])

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from oec.core.errors import InputError
+from oec.core.errors import InputError, describe
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,9 +75,4 @@ def load_config(model: type[M], path: str | Path | None = None, options: dict | 
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(map(str, err["loc"]))
-            hint = " (unknown key: check its spelling)" if err["type"] == "extra_forbidden" else ""
-            problems.append(f"{key}: {err['msg']}{hint}")
-        raise InputError(f"invalid config ({where}): " + "; ".join(problems)) from None
+        raise InputError(f"invalid config ({where}): {describe(e)}") from None

@@ -75,5 +75,8 @@ USER_ERRORS = (UserError, ValidationError)
 
 
 def describe(e: ValidationError) -> str:
-    """A pydantic error as one line naming each field."""
-    return "; ".join(f"field '{'.'.join(map(str, err['loc'])) or '<root>'}': {err['msg']}" for err in e.errors())
+    """A pydantic error as one line naming each field, and saying so when a key is unknown (a misspelling): the one
+    way every config, record and option error is worded."""
+    hint = {"extra_forbidden": " (unknown key: check its spelling)"}
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}{hint.get(err['type'], '')}"
+                     for err in e.errors())

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from oec.core.atomic import atomic_output, check_output, write_text
 from oec.core.errors import InputError
-from oec.core.store import read_json_object
+from oec.core.store import TRAJECTORIES, read_json_object, read_trajectories
 
 BUILD_INFO = "oec_build.json"  # the marker of a dataset written by `oec build --format hf`
 TRAIN_INFO = "oec_train.json"  # the marker of a checkpoint written by `oec train`
@@ -55,6 +56,11 @@ def completed(out: str | Path, marker: str, key: Any = None) -> dict | None:
         return None
     info = read_json_object(path, f"remove {Path(out)} to make it again")
     return info if key is None or info.get("key") == _plain(key) else None
+
+
+def collected_all(run: str | Path, n: int) -> bool:
+    """Whether the collection RUN (a workspace) holds N finished episodes: collect writes only finished ones."""
+    return (Path(run) / TRAJECTORIES).exists() and len(read_trajectories(run)) >= n
 
 
 def load_info(out: str | Path, marker: str) -> dict:
@@ -100,3 +106,28 @@ def guard_config(path: str | Path, config: dict, *, what: str, fix: str, may_cha
 def _plain(value: Any) -> Any:
     """KEY as it reads back from JSON (tuples become lists), so a stored key compares equal to a fresh one."""
     return json.loads(json.dumps(value, default=str))
+
+
+# Spec prefixes followed by a path: `local:MODEL_DIR?options`, `trigger:DIR`.
+PATH_SPECS = ("local:", "trigger:")
+
+
+def relative_paths(config: dict, base: str | Path, paths: Iterable[str] = (), specs: Iterable[str] = ()) -> dict:
+    """CONFIG with the paths under the keys PATHS, and those inside the policy or switch specs under the keys SPECS,
+    relative to BASE, as a workspace's stored config keeps them: a directory moved or copied together with what it
+    refers to (an experiment directory) still resumes."""
+
+    def rel(path: str) -> str:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+
+    out = dict(config)
+    for key in paths:
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = rel(out[key])
+    for key in specs:
+        value = out.get(key)
+        for prefix in PATH_SPECS:
+            if isinstance(value, str) and value.startswith(prefix):
+                target, q, options = value[len(prefix):].partition("?")
+                out[key] = prefix + rel(target) + q + options
+    return out

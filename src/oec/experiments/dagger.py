@@ -14,7 +14,6 @@ Layout: OUT/dagger.json (the config), OUT/round-000/{tasks.jsonl, collect/, data
 from __future__ import annotations
 
 import csv
-import os
 import random
 import time
 from pathlib import Path
@@ -23,16 +22,16 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from oec.core.atomic import atomic_output, check_output
+from oec.core.errors import describe
 from oec.core.metrics import summarize
-from oec.core.stage import guard_config
-from oec.core.store import read_trajectories
-from oec.data.build import BuildConfig, build
+from oec.core.stage import collected_all, guard_config, relative_paths
 from oec.data.filter import FilterConfig, filter_run
+from oec.experiments.step import Fitting, build_train_eval
 from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import check_local_options, local_spec
 from oec.tasks.disjoint import check_disjoint
 from oec.tasks.io import load_tasks, write_tasks
-from oec.train.sft import TrainConfig, check_trl, matched_steps, train
+from oec.train.sft import check_trl
 
 ROUNDS_CSV = "rounds.csv"
 COLUMNS = ["round", "beta", "episodes", "labels", "kept", "examples", "trainable_tokens", "train_seconds",
@@ -114,30 +113,18 @@ def _sub(model: type[BaseModel], data: dict) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        hint = {"extra_forbidden": " (unknown key: check its spelling)"}
-        raise ValueError("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}{hint.get(err['type'], '')}"
-                                   for err in e.errors())) from None
+        raise ValueError(describe(e)) from None
 
 
-def _complete(run: Path, n: int) -> bool:
-    """A run directory holds N finished episodes (collect writes only finished ones)."""
-    return len(read_trajectories(run)) >= n if (run / "trajectories.jsonl").exists() else False
-
-
-def _took(t0: float, ran: bool) -> str:
-    return f"in {time.monotonic() - t0:.0f} s" if ran else "(done before)"
+def _took(seconds: float, ran: bool) -> str:
+    return f"in {seconds:.0f} s" if ran else "(done before)"
 
 
 def _check_config(out: Path, cfg: DaggerConfig) -> None:
     """A rerun must be the same rounds; `workers` only changes speed, and the rounds may have moved with OUT."""
-    guard_config(out / "dagger.json", _relative(cfg.model_dump(exclude={"workers", "out"}), out), what="set of rounds",
+    config = relative_paths(cfg.model_dump(exclude={"workers", "out"}), out, paths=("tasks", "heldout", "student"))
+    guard_config(out / "dagger.json", config, what="set of rounds",
                  fix="use a new out, or the same config to resume")
-
-
-def _relative(config: dict, out: Path) -> dict:
-    """CONFIG with its paths relative to OUT, as dagger.json stores them: a moved experiment directory resumes."""
-    return {k: os.path.relpath(os.path.abspath(v), os.path.abspath(out)) if k in ("tasks", "heldout", "student") and v
-            else v for k, v in config.items()}
 
 
 def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
@@ -145,11 +132,12 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
     out = check_output(cfg.out, "dir", "out")
     train_tasks = load_tasks(cfg.tasks)
     heldout = load_tasks(cfg.heldout) if cfg.heldout else []
-    heldout_n = len(heldout)
     # no leakage: the rounds' tasks and the held-out ones share none, and none is one the student trained on
     check_disjoint({"train": train_tasks, **({"held-out": heldout} if heldout else {})}, cfg.student)
     check_trl(cfg.train, "train")  # after the cheap refusals: importing trl takes ~9 s
     _check_config(out, cfg)
+    fitting = Fitting(trl=cfg.train, context_loss=cfg.context_loss, trained_tokens=cfg.trained_tokens,
+                      collect=cfg.collect, student_options=cfg.student_options, workers=cfg.workers, progress=progress)
     rows: list[dict] = []
     collected: list[str] = []
     expert_tokens = expert_calls = 0
@@ -163,7 +151,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
 
         run = rd / "collect"
         n = k * cfg.samples
-        t0, ran = time.monotonic(), not _complete(run, n)
+        t0, ran = time.monotonic(), not collected_all(run, n)
         if ran:
             ccfg = _sub(CollectConfig, {
                 **cfg.collect, "tasks": str(tasks_path), "out": str(run), "mode": "dagger", "beta": beta,
@@ -174,43 +162,26 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
                 raise KeyboardInterrupt
         spend = summarize(run)
         log(f"round {r}: collect: {spend['n']} episodes at beta {beta:.3f} from {student}, "
-            f"{spend['labelled_steps']} labels {_took(t0, ran)}")
+            f"{spend['labelled_steps']} labels {_took(time.monotonic() - t0, ran)}")
         collected.append(str(run))
 
         fsum = filter_run(run, _sub(FilterConfig, {**FILTER_DEFAULTS, **cfg.filter}))  # cheap: always
         log(f"round {r}: filter: kept {fsum['kept']} of {fsum['n']}")
 
-        data = rd / "data"
-        t0 = time.monotonic()
-        built = build(BuildConfig(runs=collected, out=str(data), student=cfg.student, mask="expert", seed=cfg.seed))
-        stats, ran = built["stats"], not built.get("reused")
-        log(f"round {r}: build: {stats['examples']} examples ({stats['trainable_tokens']} trainable tokens) from "
-            f"{stats['trajectories']} trajectories of rounds 0-{r} {_took(t0, ran)}")
-
-        ckpt = rd / "ckpt"
         init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
-        t0 = time.monotonic()
-        trl = {**cfg.train, "max_steps": matched_steps(data, cfg.train, cfg.trained_tokens)} \
-            if cfg.trained_tokens else cfg.train
-        tinfo = train(TrainConfig(data=str(data), model=init, out=str(ckpt), seed=cfg.seed, trl=trl,
-                                  context_loss=cfg.context_loss), progress=progress)
-        ran = not tinfo.get("reused")
-        log(f"round {r}: train: {tinfo['steps']} steps from {init} -> {ckpt} {_took(t0, ran)}")
-
+        step = build_train_eval(rd, [Path(c) for c in collected], cfg.student, init, cfg.heldout, fitting,
+                                seed=cfg.seed)
+        stats, tinfo, took = step["built"], step["trained"], {k: _took(step["seconds"][k], ran)
+                                                              for k, ran in step["ran"].items()}
+        log(f"round {r}: build: {stats['examples']} examples ({stats['trainable_tokens']} trainable tokens) from "
+            f"{stats['trajectories']} trajectories of rounds 0-{r} {took['build']}")
+        log(f"round {r}: train: {tinfo['steps']} steps from {init} -> {rd / 'ckpt'} {took['train']}")
         ev = None
-        if cfg.heldout:
-            evrun = rd / "eval"
-            t0, ran = time.monotonic(), not _complete(evrun, heldout_n)
-            if ran:
-                ecfg = _sub(CollectConfig, {
-                    **cfg.collect, "tasks": cfg.heldout, "out": str(evrun), "mode": "student",
-                    "student": local_spec(ckpt, 0, cfg.student_options), "workers": cfg.workers, "seed": cfg.seed})
-                if collect(ecfg, progress=progress)["interrupted"]:
-                    raise KeyboardInterrupt
-            ev = summarize(evrun)
+        if step["eval"]:
+            ev = summarize(step["eval"])
             lo, hi = ev["resolve_rate_ci95"]
             log(f"round {r}: eval: resolved {ev['resolved']}/{ev['n']} = {ev['resolve_rate']:.1%} "
-                f"(95% CI {lo:.1%}-{hi:.1%}) {_took(t0, ran)}")
+                f"(95% CI {lo:.1%}-{hi:.1%}) {took['eval']}")
 
         expert_tokens += spend["tokens"]["expert"]["prompt_tokens"] + spend["tokens"]["expert"]["completion_tokens"]
         expert_calls += spend["tokens"]["expert"]["calls"]  # scripted experts spend no tokens; calls still count

@@ -31,20 +31,20 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, 
 from oec.core.atomic import check_output, write_text
 from oec.core.config import load_config, merge
 from oec.core.errors import InputError
-from oec.core.stage import TRAIN_INFO, guard_config, load_info
-from oec.data.build import BuildConfig, build
+from oec.core.stage import TRAIN_INFO, completed, guard_config, load_info
 from oec.data.filter import FilterConfig, filter_run
 from oec.experiments.mechanism import experiment_checks
 from oec.experiments.rows import eval_row, expert_tokens, kept_count, write_csv
 from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
+from oec.experiments.step import Fitting, build_train_eval
 from oec.experiments.task_sets import TaskSets, warm_seed
 from oec.rollout.collect import CollectConfig, collect
 from oec.rollout.policies import check_local_options, local_spec
 from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
 from oec.tasks.io import load_tasks, write_tasks
 from oec.tasks.toy import toy_config
-from oec.train.sft import TrainConfig, check_trl, matched_steps, train
-from oec.train.student import StudentConfig, init_student
+from oec.train.sft import check_trl
+from oec.train.student import STUDENT_INFO, StudentConfig, init_student
 
 Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
@@ -146,10 +146,6 @@ class ExperimentConfig(BaseModel):
 MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size"}  # arms: new ones only (checked by name)
 
 
-def _done(path: Path) -> bool:
-    return path.exists()
-
-
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, log: Callable[[str], None] = print):
         self.cfg, self.log = cfg, log
@@ -193,7 +189,7 @@ class Experiment:
         if self.cfg.student_model:
             return Path(self.cfg.student_model)
         out = self.root / "student0"
-        if not _done(out / "oec_student.json"):
+        if completed(out, STUDENT_INFO) is None:
             init_student(load_tasks(train_tasks), out, StudentConfig(**self.cfg.student))
             self.log(f"student: initialised {out}")
         return out
@@ -223,19 +219,17 @@ class Experiment:
                     **eval_row(self.root / "warm/eval"),
                     "note": "no kept trajectories: this arm's student is the warm-start student (claims: not measured)"}
         note = f"only {kept} kept trajectories (asked for {size})" if size and kept < size else ""
-        size = min(size, kept) if size else None
-        data, ckpt, ev = where / "data", where / "ckpt", where / "eval"
-        built = build(BuildConfig(runs=[str(r) for r in runs], out=str(data), student=str(model), mask=mask,
-                                  max_trajectories=size, seed=seed))["stats"]
-        trl = self.cfg.train if trl is None else trl
-        if self.cfg.trained_tokens and where != self.root / "warm":
-            trl = {**trl, "max_steps": matched_steps(data, trl, self.cfg.trained_tokens)}
-        trained = train(TrainConfig(data=str(data), model=str(model), out=str(ckpt), seed=seed,
-                                    context_loss=self.cfg.context_loss, trl=trl), progress=False)
-        self.collect(ev, heldout, mode="student", student=self.spec(ckpt, 0), seed=seed)
+        fitting = Fitting(trl=self.cfg.train if trl is None else trl, context_loss=self.cfg.context_loss,
+                          trained_tokens=None if where == self.root / "warm" else self.cfg.trained_tokens,
+                          collect=self.cfg.collect, student_options=self.cfg.student_options, workers=self.cfg.workers)
+        step = build_train_eval(where, runs, model, model, heldout, fitting, mask=mask,
+                                size=min(size, kept) if size else None, seed=seed)
+        if step["ran"]["eval"]:
+            self.log(f"eval {step['eval'].relative_to(self.root)}: {step['seconds']['eval']:.0f} s")
+        built, trained = step["built"], step["trained"]
         return {"trajectories": built["trajectories"], "kept": kept, "examples": built["examples"],
                 "trained_tokens": trained.get("trained_tokens", ""), "train_seconds": trained["seconds"],
-                **eval_row(ev), "eval": ev, "note": note}
+                **eval_row(step["eval"]), "eval": step["eval"], "note": note}
 
     def warm(self, warm_tasks: Path | None, heldout: Path, student0: Path) -> Path:
         w = self.root / "warm"
@@ -245,10 +239,12 @@ class Experiment:
             self.collect(w / "eval", heldout, mode="student", student=self.spec(student0, 0), seed=0)
             return student0
         tasks = load_tasks(warm_tasks)[: self.cfg.warm_start.trajectories]
-        seed_tasks = write_tasks(tasks, w / "tasks.jsonl") if not _done(w / "tasks.jsonl") else w / "tasks.jsonl"
+        seed_tasks = w / "tasks.jsonl"
+        if not seed_tasks.exists():  # written whole or not at all, as every tasks file
+            write_tasks(tasks, seed_tasks)
         bc = self.collect(w / "bc", seed_tasks, mode="expert", expert=self.cfg.expert)
         row = self.train_eval(w, [bc], student0, heldout, None, 0, trl={**self.cfg.train, **self.cfg.warm_start.train})
-        if not _done(w / "ckpt" / TRAINED_TASKS):  # so that a later experiment from this student can check its tasks
+        if not (w / "ckpt" / TRAINED_TASKS).exists():  # so that a later experiment from it can check its tasks
             s, trained = self.cfg.suite, load_tasks(seed_tasks)
             source = {"file": str(warm_tasks), "split": "train", "n": len(trained)} if s.warm_file else \
                 {"suite": "toy", "split": "train", "seed": warm_seed(s), "n": len(trained),
@@ -278,7 +274,7 @@ class Experiment:
         from oec.shift.config import ShiftConfig
 
         out = self.root / f"seed-{seed}/trigger"
-        if not _done(out / "trigger.json"):
+        if not (out / "trigger.json").exists():
             pops = {"expert": str(self.pool(seed, "bc", warm, train_tasks)),
                     "student": str(self.pool(seed, "student", warm, train_tasks))}
             analyze(pops, out, ShiftConfig(bootstrap=0), progress=False)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from oec.core.atomic import check_output
 from oec.core.protocols import Backend
-from oec.core.stage import guard_config
+from oec.core.stage import guard_config, relative_paths
 from oec.core.store import MANIFEST, TRAJECTORIES, TrajectoryWriter, read_manifest, read_trajectories
 from oec.core.types import Trajectory
 from oec.env.sandbox.cgroup import sweep_stale_groups
@@ -38,31 +38,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
-# Spec prefixes followed by a path: `local:MODEL_DIR?options`, `trigger:DIR`.
-PATH_SPECS = ("local:", "trigger:")
-
-
 def relative_config(config: dict, run: Path, stored_relative: bool = True) -> dict:
-    """CONFIG with its paths (tasks, local: models, trigger: dirs) relative to RUN, as the manifest stores them, so
-    that a run directory moved or copied together with what it refers to (an experiment directory) still resumes.
+    """CONFIG with its paths (tasks, local: models, trigger: dirs) relative to RUN, as the manifest stores them.
     STORED_RELATIVE=False: CONFIG comes from a manifest that stored paths as given (relative to the working
     directory); they are converted the same way."""
     if stored_relative:
         return config
-
-    def rel(path: str) -> str:
-        return os.path.relpath(os.path.abspath(path), os.path.abspath(run))
-
-    out = dict(config)
-    if isinstance(out.get("tasks"), str):
-        out["tasks"] = rel(out["tasks"])
-    for key in ("expert", "student", "switch"):
-        value = out.get(key)
-        for prefix in PATH_SPECS:
-            if isinstance(value, str) and value.startswith(prefix):
-                target, q, options = value[len(prefix):].partition("?")
-                out[key] = prefix + rel(target) + q + options
-    return out
+    return relative_paths(config, run, paths=("tasks",), specs=("expert", "student", "switch"))
 
 
 def _check_manifest(run: Path, cfg: CollectConfig) -> None:
