@@ -33,7 +33,7 @@ _WHERE = {
     "StudentConfig": "oec.train.student", "init_student": "oec.train.student",
     "TrainConfig": "oec.train.sft", "train_student": "oec.train.sft:train",
     "ShiftConfig": "oec.shift.config", "analyze": "oec.shift.analyze",
-    "Experiment": "oec.experiments.experiment", "ExperimentConfig": "oec.experiments.experiment",
+    "Experiment": "oec.experiments.experiment", "ExperimentConfig": "oec.experiments.config",
     "DaggerConfig": "oec.experiments.dagger", "run_dagger": "oec.experiments.dagger",
     "summarize": "oec.core.metrics",
 }

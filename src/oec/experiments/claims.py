@@ -15,9 +15,7 @@ run. C1 uses the covariate-shift analysis of the final students and the expert o
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
-from typing import Callable
 
 from oec.core.atomic import atomic_output
 from oec.experiments.stats import Paired, outcome_table, paired
@@ -171,39 +169,13 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def write_claims(root: Path, cfg, log: Callable[[str], None] = print) -> list[dict]:
-    """Claims from ROOT's outcomes.csv and results.csv, at cfg.claims_size (default: the largest size)."""
-    per_turn, student = None, None
-    results = read_csv(root / "results.csv")
-    if cfg.shift:
-        per_turn, student = run_shift(root, cfg, log)
-    size = cfg.claims_size or max(cfg.sizes)
-    table = claims(read_csv(root / "outcomes.csv"), results, {a.name: a.model_dump() for a in cfg.arms}, per_turn,
-                   student, size)
+def write_claims(root: Path, arms: dict[str, dict], size: int, per_turn: list[dict] | None = None,
+                 student: str | None = None) -> list[dict]:
+    """ROOT/claims.csv: the claims from ROOT's outcomes.csv and results.csv at SIZE (ARMS: name -> ArmConfig fields;
+    PER_TURN: the shift analysis of STUDENT's arm against the expert, for C1)."""
+    table = claims(read_csv(root / "outcomes.csv"), read_csv(root / "results.csv"), arms, per_turn, student, size)
     with atomic_output(root / "claims.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(table)
     return table
-
-
-def run_shift(root: Path, cfg, log) -> tuple[list[dict], str] | tuple[None, None]:
-    """The final BC student (at the claims' size, first seed) and the expert, on the held-out tasks."""
-    from oec.rollout.collect import CollectConfig, collect
-    from oec.shift.analyze import analyze
-    from oec.shift.config import ShiftConfig
-
-    bc = next((a.name for a in cfg.arms if a.kind == "bc"), None)
-    if bc is None:
-        return None, None
-    size, seed = cfg.claims_size or max(cfg.sizes), cfg.seeds[0]
-    expert = root / "expert-heldout"
-    collect(CollectConfig(tasks=str(root / "tasks/heldout.jsonl") if not cfg.suite.heldout_file
-                          else cfg.suite.heldout_file, out=str(expert), expert=cfg.expert, workers=cfg.workers),
-            progress=False)
-    student = root / f"seed-{seed}/{bc}/size-{size}/eval"
-    result = analyze({"expert": str(expert), bc: str(student)}, root / "shift", ShiftConfig(bootstrap=100),
-                     progress=False)
-    shutil.copyfile(root / "shift/fd.png", root / "shift.png")  # the report embeds top-level plots
-    log(f"shift: {bc} student vs expert on held-out tasks -> {root / 'shift'}")
-    return result["rows"], bc

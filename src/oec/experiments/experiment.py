@@ -22,125 +22,35 @@ trajectories, and is evaluated greedily on the same held-out tasks.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
+from typing import Callable
 
 from oec.core.atomic import check_output, write_text
 from oec.core.config import load_config, merge
 from oec.core.errors import InputError
 from oec.core.stage import TRAIN_INFO, completed, guard_config, load_info
 from oec.data.filter import FilterConfig, filter_run
-from oec.experiments.mechanism import experiment_checks
+from oec.experiments.config import ArmConfig, ExperimentConfig, SuiteConfig, WarmConfig  # noqa: F401 (public)
+from oec.experiments.mechanism import describe as describe_check
+from oec.experiments.mechanism import pool_check
 from oec.experiments.rows import eval_row, expert_tokens, kept_count, write_csv
 from oec.experiments.stats import OUTCOME_COLUMNS, outcome_rows
 from oec.experiments.step import Fitting, build_train_eval
 from oec.experiments.task_sets import TaskSets, warm_seed
 from oec.rollout.collect import CollectConfig, collect
-from oec.rollout.policies import check_local_options, local_spec
+from oec.rollout.policies import local_spec
 from oec.tasks.disjoint import TRAINED_TASKS, write_trained_on
 from oec.tasks.io import load_tasks, write_tasks
 from oec.tasks.toy import toy_config
 from oec.train.sft import check_trl
 from oec.train.student import STUDENT_INFO, StudentConfig, init_student
 
-Kind = Literal["bc", "on_policy", "oec", "oec_bc", "dagger"]
 NO_REPETITION_FILTERS = {"max_repeat_consecutive": None, "max_repeat_total": None, "max_read_only_run": None}
 RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expert_tokens", "n", "resolved",
                   "submitted", "mean_turns", "trajectories", "kept", "examples", "trained_tokens", "train_seconds",
                   "note", "slips", "decisions"]
-
-
-class SuiteConfig(BaseModel):
-    """The toy suite's size and difficulty (`oec tasks generate` knobs), or task files."""
-
-    model_config = ConfigDict(extra="forbid")
-    train: int = Field(200, ge=1, description="train tasks (pools are collected on these)")
-    heldout: int = Field(100, ge=1, description="held-out tasks every student is evaluated on")
-    seed: int = 0
-    preset: str | None = Field(None, description="named toy knobs (oec.tasks.toy.PRESETS: easy, multihop); "
-                                                 "`knobs` override its values")
-    knobs: dict[str, Any] = Field(default_factory=dict, description="toy generator knobs: hops, modules, ...")
-    train_file: str | None = Field(None, description="use this tasks file instead of generating")
-    heldout_file: str | None = None
-    warm_seed: int | None = Field(None, description="generator seed of the warm-start tasks [seed + 2]; the pool's "
-                                                    "are seed, the held-out ones seed + 1")
-    warm_file: str | None = Field(None, description="the warm-start tasks file (needed with train_file when the "
-                                                    "warm start trains)")
-
-
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, v: str | None) -> str | None:
-        toy_config(v)  # an unknown name is a ValueError that lists the known presets
-        return v
-
-
-class ArmConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    kind: Kind
-    switch: str = Field("uniform", description="oec / oec_bc: uniform | late[:A,B] | fixed:K | trigger (a model of "
-                                             "the expert pool's states, fitted by the runner)")
-    mask: Literal["expert", "all"] = Field("expert", description="all: the mask ablation (student turns trained too)")
-    filters: bool = Field(True, description="false: the repetition/read-only filters off (the filter ablation)")
-
-
-class WarmConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    trajectories: int = Field(40, ge=0, description="expert demonstrations the warm-start student is trained on; 0: "
-                                                    "`student_model` already is the warm start (e.g. shipped)")
-    train: dict[str, Any] = Field(default_factory=dict, description="trl overrides for the warm-start")
-
-
-DEFAULT_ARMS = [ArmConfig(name="bc", kind="bc"), ArmConfig(name="on_policy", kind="on_policy"),
-                ArmConfig(name="oec", kind="oec"), ArmConfig(name="oec_late", kind="oec", switch="late"),
-                ArmConfig(name="oec_bc", kind="oec_bc"), ArmConfig(name="oec_all_turns", kind="oec", mask="all"),
-                ArmConfig(name="oec_no_filter", kind="oec", filters=False), ArmConfig(name="dagger", kind="dagger")]
-
-
-class ExperimentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    out: str | None = Field(None, description="run directory [runs/<name>]")
-    suite: SuiteConfig = Field(default_factory=SuiteConfig)
-    student: dict[str, Any] = Field(default_factory=dict, description="StudentConfig fields (`oec student init`)")
-    student_model: str | None = Field(None, description="start from this model directory instead of a fresh one")
-    expert: str = "scripted:expert"
-    warm_start: WarmConfig = Field(default_factory=WarmConfig)
-    arms: list[ArmConfig] = Field(default_factory=lambda: list(DEFAULT_ARMS))
-    sizes: list[PositiveInt] = Field([50], min_length=1, description="trajectories per dataset (the scaling axis)")
-    seeds: list[int] = Field([0], min_length=1)
-    pool_samples: int = Field(2, ge=1, description="episodes per train task in the student and OEC pools "
-                                                   "(the expert pool has one)")
-    student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
-    student_options: str = Field("", description="more local: policy options, e.g. max_new_tokens=128")
-    train: dict[str, Any] = Field(default_factory=dict, description="trl overrides, the same for every arm")
-    context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss for every training (copying)")
-    dagger: dict[str, Any] = Field(default_factory=dict, description="DaggerConfig fields: rounds, beta, schedule")
-    collect: dict[str, Any] = Field(default_factory=dict, description="CollectConfig fields, e.g. loop.step_limit")
-    workers: int = Field(8, ge=1)
-    shift: bool = Field(True, description="covariate shift of the final students vs the expert (claim C1)")
-    claims_size: int | None = Field(None, description="the dataset size the claims are made at [the largest of "
-                                                      "sizes]; sizes are never pooled")
-    trained_tokens: int | None = Field(None, ge=1, description="token-matched arms: each arm trains the steps that "
-                                       "reach this many trained tokens on its own dataset instead of train.max_steps "
-                                       "(unset: every arm trains the same steps)")
-
-    @field_validator("student_options")
-    @classmethod
-    def _check_options(cls, v: str) -> str:
-        return check_local_options(v)
-
-    @field_validator("claims_size")
-    @classmethod
-    def _check_claims_size(cls, v: int | None, info: ValidationInfo) -> int | None:
-        sizes = info.data.get("sizes", [])  # declared above, so validated first
-        if v is not None and v not in sizes:
-            raise ValueError(f"{v} is not one of sizes {sizes}; claims are made at a size the arms were trained at")
-        return v
 
 
 MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size"}  # arms: new ones only (checked by name)
@@ -336,7 +246,7 @@ class Experiment:
                  "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",
                  "note": f"given: {self.cfg.student_model}" if given else ""}]
         self.write_tables(rows)
-        early = experiment_checks(self, self.cfg.seeds[:1], warm, train_tasks)  # before any arm trains
+        early = self.mechanism(self.cfg.seeds[:1], warm, train_tasks)  # before any arm trains
         write_text(self.root / "calibration.json", json.dumps({"warm_start_resolve_rate": rows[0]["resolve_rate"],
                                                                "mechanism": early}, indent=2) + "\n")
         for seed in self.cfg.seeds:
@@ -349,15 +259,52 @@ class Experiment:
                     self.write_tables(rows)
         # every seed's pools: the first seed's were checked and logged before any arm trained
         calibration = {"warm_start_resolve_rate": rows[0]["resolve_rate"],
-                       "mechanism": experiment_checks(self, self.cfg.seeds, warm, train_tasks, known=early)}
+                       "mechanism": self.mechanism(self.cfg.seeds, warm, train_tasks, known=early)}
         write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
         from oec.experiments.claims import write_claims
 
-        write_claims(self.root, self.cfg, log=self.log)
+        write_claims(self.root, {a.name: a.model_dump() for a in self.cfg.arms}, self.claims_size, *self.shift())
         from oec.experiments.report import plots, write_report
 
         plots(self.root)
         return write_report(self.root)
+
+    @property
+    def claims_size(self) -> int:
+        return self.cfg.claims_size or max(self.cfg.sizes)
+
+    def mechanism(self, seeds: list[int], warm: Path, train_tasks: Path, known: dict | None = None) -> dict:
+        """The mechanism check of each OEC pool of SEEDS, each logged in one line; the pools in KNOWN (an earlier
+        answer) are not checked again. The pools are collected here if they are not yet (this runs before any arm
+        trains; the arms then reuse them), the student pool too when an on_policy arm uses one."""
+        out = dict(known or {})
+        own = any(a.kind == "on_policy" for a in self.cfg.arms)
+        for seed, arm in ((s, a) for s in seeds for a in self.cfg.arms if a.kind in ("oec", "oec_bc")):
+            oec = self.pool(seed, "oec", warm, train_tasks, arm.switch)
+            name = str(oec.relative_to(self.root))
+            if name not in out:
+                out[name] = pool_check(oec, self.pool(seed, "student", warm, train_tasks) if own else None)
+                self.log(describe_check(name, out[name]))
+        return out
+
+    def shift(self) -> tuple[list[dict] | None, str | None]:
+        """C1's evidence: the shift of the BC student (at the claims' size, first seed) from the expert, per turn,
+        on the held-out tasks; (None, None) without a shift analysis or a BC arm."""
+        bc = next((a.name for a in self.cfg.arms if a.kind == "bc"), None)
+        if not self.cfg.shift or bc is None:
+            return None, None
+        from oec.shift.analyze import analyze
+        from oec.shift.config import ShiftConfig
+
+        expert = self.root / "expert-heldout"
+        collect(CollectConfig(tasks=str(self.sets.sets["heldout"][0]), out=str(expert), expert=self.cfg.expert,
+                              workers=self.cfg.workers), progress=False)
+        student = self.root / f"seed-{self.cfg.seeds[0]}/{bc}/size-{self.claims_size}/eval"
+        result = analyze({"expert": str(expert), bc: str(student)}, self.root / "shift", ShiftConfig(bootstrap=100),
+                         progress=False)
+        shutil.copyfile(self.root / "shift/fd.png", self.root / "shift.png")  # the report embeds top-level plots
+        self.log(f"shift: {bc} student vs expert on held-out tasks -> {self.root / 'shift'}")
+        return result["rows"], bc
 
     def write_tables(self, rows: list[dict]) -> None:
         """results.csv, and outcomes.csv: per held-out task, every evaluation a row of results.csv points at."""

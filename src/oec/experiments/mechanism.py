@@ -104,22 +104,6 @@ def pool_check(oec_run: Path, student_run: Path | None) -> dict:
     return mechanism_check(kept(oec_run), student)
 
 
-def experiment_checks(exp, seeds: list[int], warm: Path, train_tasks: Path, known: dict | None = None) -> dict:
-    """The check of each OEC pool of EXP (an oec.experiments.experiment.Experiment) for SEEDS, by pool, each logged
-    in one line; the pools in KNOWN (an earlier call's answer) are neither checked nor logged again.
-    The pools (and the student pool, when an on_policy arm uses one) are collected here if they are not yet: the
-    experiment calls this before any arm trains, and the arms then reuse them."""
-    out = dict(known or {})
-    own = any(a.kind == "on_policy" for a in exp.cfg.arms)
-    for seed, arm in ((s, a) for s in seeds for a in exp.cfg.arms if a.kind in ("oec", "oec_bc")):
-        oec = exp.pool(seed, "oec", warm, train_tasks, arm.switch)
-        name = str(oec.relative_to(exp.root))
-        if name not in out:
-            out[name] = pool_check(oec, exp.pool(seed, "student", warm, train_tasks) if own else None)
-            exp.log(describe(name, out[name]))
-    return out
-
-
 def describe(name: str, check: dict) -> str:
     """One log line: the figures and which goals are met or missed."""
     def pct(v):
