@@ -56,6 +56,7 @@ def test_every_verdict_follows_the_known_truth(run):
     t = table(run, results(kept={"oec": 30, "oec_no_filter": 34}))
     expected = {"C2": "reproduced",  # OEC 0.7 vs BC 0.4: a clear win
                 "C3": "reproduced",  # on-policy 0.4 vs warm start 0.4: a null, and a gain of 5 points is ruled out
+                "C3bc": "reproduced",  # on-policy 0.4 vs BC 0.4: the same null against BC
                 "C4": "not_reproduced",  # OEC+BC 0.4 vs the best other arm (dagger 0.9): a clear loss
                 "C5": "reproduced",  # OEC 0.7 vs the mask ablation 0.4
                 "C6": "inconclusive",  # OEC 0.7 vs no filters 0.7: a null, so no claim either way
@@ -66,6 +67,7 @@ def test_every_verdict_follows_the_known_truth(run):
     c2 = t["C2"]
     assert c2["size"] == 20 and 0.25 < c2["effect"] < 0.35 and c2["lo"] < c2["effect"] < c2["hi"]
     assert c2["half_width"] == pytest.approx((c2["hi"] - c2["lo"]) / 2, abs=1e-4) and c2["half_width"] < 0.06
+    assert c2["detectable"] == pytest.approx(1.4286 * c2["half_width"], rel=1e-3)  # 80% power, 5% level
     assert "paired on 400 tasks x 2 seed(s)" in c2["detail"] and "McNemar" in c2["detail"]
     assert "vs dagger" in t["C4"]["detail"] and "vs oec" in t["C8"]["detail"]  # the best of the others, by rate
     # sizes are never pooled: at size 10 BC is the better arm

@@ -20,12 +20,13 @@ from pathlib import Path
 from oec.core.atomic import atomic_output
 from oec.experiments.stats import Paired, outcome_table, paired
 
-COLUMNS = ["claim", "size", "effect", "lo", "hi", "half_width", "verdict", "description", "detail"]
+COLUMNS = ["claim", "size", "effect", "lo", "hi", "half_width", "verdict", "description", "detail", "detectable"]
 VERDICTS = ("reproduced", "not_reproduced", "inconclusive", "not_measured")
 CLAIMS = {
     "C1": "student-expert divergence grows with the turn; expert-expert stays flat",
     "C2": "OEC beats BC at equal data",
     "C3": "on-policy data alone gives no gain (or hurts)",
+    "C3bc": "C3 against BC: on-policy data gives no gain over BC at equal data",
     "C4": "OEC+BC is the best arm",
     "C5": "training on the student's turns hurts (mask ablation)",
     "C6": "repetition filtering matters",
@@ -43,7 +44,7 @@ def verdict(lo: float, hi: float, null_claim: bool = False) -> str:
 
 
 def unmeasured(claim: str, why: str, size: int | str = "") -> dict:
-    return {"claim": claim, "size": size, "effect": "", "lo": "", "hi": "", "half_width": "",
+    return {"claim": claim, "size": size, "effect": "", "lo": "", "hi": "", "half_width": "", "detectable": "",
             "verdict": "not_measured", "description": CLAIMS[claim], "detail": f"not measured: {why}"}
 
 
@@ -80,7 +81,8 @@ def row(claim: str, size: int, a: str, b: str, p: Paired, null_claim: bool = Fal
     detail = (f"{a} {p.rate_a:.1%} vs {b} {p.rate_b:.1%}, paired on {p.tasks} tasks x {len(p.seeds)} seed(s) "
               f"{p.seeds}; exact McNemar p per seed: {mc}")
     return {"claim": claim, "size": size, "effect": round(p.effect, 4), "lo": round(p.lo, 4), "hi": round(p.hi, 4),
-            "half_width": round(p.half_width, 4), "verdict": verdict(p.lo, p.hi, null_claim),
+            "half_width": round(p.half_width, 4), "detectable": round(p.detectable, 4),
+            "verdict": verdict(p.lo, p.hi, null_claim),
             "description": CLAIMS[claim], "detail": detail}
 
 
@@ -149,6 +151,8 @@ def claims(outcomes: list[dict], results: list[dict], arms: dict[str, dict], per
            unmeasured("C1", "no shift analysis (shift: false, or no bc arm to analyse)")]
     out.append(compare(ev, "C2", size, oec, bc, ("oec", "bc")))
     out.append(compare(ev, "C3", size, on_policy, WARM, ("on_policy", ""), null_claim=True))
+    # against the warm start alone, "no gain from on-policy data" cannot be told from "no gain from any such fine-tune"
+    out.append(compare(ev, "C3bc", size, on_policy, bc, ("on_policy", "bc"), null_claim=True))
     out.append(compare(ev, "C4", size, oec_bc, [n for n in arms if n != oec_bc], ("oec_bc", "other")))
     out.append(compare(ev, "C5", size, oec, all_turns, ("oec", "mask=all oec")))
     c6 = compare(ev, "C6", size, oec, nofilter, ("oec", "filters=false oec"))

@@ -161,8 +161,10 @@ def _claims(rows: list[dict]) -> str:
         if math.isnan(_num(r.get("effect"))):
             effect = ""
         body.append([escape(r.get("claim") or ""), *(escape(r[c] or "") for c in desc), escape(r.get("size") or ""),
-                     effect, _fmt(_num(r.get("half_width"))), cell, *(escape(r[c] or "") for c in detail)])
-    return _table(["claim", *desc, "size", "effect [95% CI]", "± (half-width)", "verdict", *detail], body,
+                     effect, _fmt(_num(r.get("half_width"))), _fmt(_num(r.get("detectable"))), cell,
+                     *(escape(r[c] or "") for c in detail)])
+    return _table(["claim", *desc, "size", "effect [95% CI]", "± (half-width)", "detectable (80% power)", "verdict",
+                   *detail], body,
                   text_cols=1 + len(desc)) + ("<p>Each claim pairs two arms on the same held-out tasks at one dataset "
                                               "size, seeds as replicates; an effect much smaller than its half-width "
                                               "could not have shown in this run.</p>")

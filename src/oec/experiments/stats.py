@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import norm
 
 from oec.core.metrics import wilson
 
@@ -45,6 +46,13 @@ class Paired:
     def half_width(self) -> float:
         """Half the interval's width: a true effect much smaller than this cannot come out significant here."""
         return (self.hi - self.lo) / 2
+
+    @property
+    def detectable(self) -> float:
+        """The effect this comparison detects with 80% power at the 5% level (two-sided), from the interval's
+        standard error: (z_0.975 + z_0.8) standard errors, about 1.43 half-widths."""
+        z = norm.ppf(0.975)
+        return self.half_width / z * (z + norm.ppf(0.8))
 
 
 def outcome_rows(evaluations: list[dict]) -> list[dict]:
