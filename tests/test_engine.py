@@ -175,3 +175,38 @@ def test_the_same_seed_gives_the_same_trajectories_for_any_number_of_workers(tmp
                          for t in trajs]
     assert len(runs[1]) == 6 and sum(len(steps) for *_, steps in runs[1]) >= 6
     assert runs[1] == runs[8]
+
+
+def test_engine_hf_greedy_replies_do_not_depend_on_their_batch_mates(tiny_model, train_tasks):
+    """engine=hf left-pads a batch, and padding changes the float sums: a greedy reply is generated alone and
+    unpadded (the batch-1 reference), whatever else is pending. Sampled replies are still batched."""
+    spec = f"local:{tiny_model}?engine=hf&temperature=0&max_new_tokens=24&batch_wait_ms=300"
+    pol = make_policy(spec)
+    try:
+        prompts = [pol.format.render(t, []) for t in train_tasks[:6]]
+        alone = pol.act(prompts[0], Episode(train_tasks[0], None, [], random.Random(0), "student")).text
+        results = [None] * 6
+
+        def go(i):
+            results[i] = pol.act(prompts[i], Episode(train_tasks[i], None, [], random.Random(i), "student")).text
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results[0] == alone and set(pol.batch_sizes) == {1}
+    finally:
+        pol.close()
+    sampled = make_policy(spec.replace("temperature=0", "temperature=1"))
+    try:
+        threads = [threading.Thread(target=sampled.act, args=(prompts[i], Episode(train_tasks[i], None, [],
+                                                                                 random.Random(i), "student")))
+                   for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert max(sampled.batch_sizes) > 1
+    finally:
+        sampled.close()
