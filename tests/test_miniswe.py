@@ -28,6 +28,7 @@ from oec.formats import make_format
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import generate_tasks, write_tasks
 
+pytestmark = pytest.mark.tools  # the episodes run in the bubblewrap sandbox
 
 def stock_config() -> dict:
     """mini-swe-agent's stock SWE-bench text config (imported here, not at collection: litellm takes seconds)."""
