@@ -210,3 +210,27 @@ def test_engine_hf_greedy_replies_do_not_depend_on_their_batch_mates(tiny_model,
         assert max(sampled.batch_sizes) > 1
     finally:
         sampled.close()
+
+
+def test_engine_kv_greedy_replies_do_not_depend_on_their_batch_mates(tiny_model, train_tasks):
+    """engine=kv packs every running sequence into one row, with per-sequence attention and a prompt budget shared
+    with its batch mates; an untrained model's near-tie logits would show any float difference that brings. Each
+    greedy reply equals the one the same prompt gets alone."""
+    pol = make_policy(f"local:{tiny_model}?temperature=0&max_new_tokens=32")
+    try:
+        prompts = [pol.format.render(t, []) for t in train_tasks[:6]]
+        alone = [pol.act(p, Episode(t, None, [], random.Random(i), "student")).text
+                 for i, (p, t) in enumerate(zip(prompts, train_tasks))]
+        results = [None] * 6
+
+        def go(i):  # new episodes (other RNG objects): no cache of the solo runs is reused
+            results[i] = pol.act(prompts[i], Episode(train_tasks[i], None, [], random.Random(10 + i), "student")).text
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert max(pol.batch_sizes) > 1 and results == alone
+    finally:
+        pol.close()
