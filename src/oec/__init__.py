@@ -34,7 +34,7 @@ _WHERE = {
     "TrainConfig": "oec.train.sft", "train_student": "oec.train.sft:train",
     "ShiftConfig": "oec.shift.config", "analyze": "oec.shift.analyze",
     "Experiment": "oec.experiments.experiment", "ExperimentConfig": "oec.experiments.config",
-    "DaggerConfig": "oec.experiments.dagger", "run_dagger": "oec.experiments.dagger",
+    "DaggerConfig": "oec.experiments.config", "run_dagger": "oec.experiments.dagger",
     "summarize": "oec.core.metrics",
 }
 __all__ = sorted(_WHERE)

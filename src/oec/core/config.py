@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from oec.core.errors import InputError, describe
 
@@ -76,3 +76,16 @@ def load_config(model: type[M], path: str | Path | None = None, options: dict | 
         return model.model_validate(data)
     except ValidationError as e:
         raise InputError(f"invalid config ({where}): {describe(e)}") from None
+
+
+def options_of(model: type[M], exclude: set[str], name: str) -> type[BaseModel]:
+    """MODEL's fields but EXCLUDE, as a model of its own (unknown keys refused): the part of a config that an outer
+    config may set for it, each field still declared once, on MODEL. MODEL's own cross-field checks do not run on
+    it: build the whole config (with `given`) to check them."""
+    fields = {k: (f.annotation, f) for k, f in model.model_fields.items() if k not in exclude}
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def given(options: BaseModel) -> dict:
+    """The keys OPTIONS were given, nested ones too: the defaults are left to the config they are merged into."""
+    return options.model_dump(exclude_unset=True)

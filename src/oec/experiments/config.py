@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from oec.core.config import given, options_of
+from oec.core.errors import describe
+from oec.data.filter import FilterConfig
+from oec.rollout.collect import CollectConfig
 from oec.rollout.policies import check_local_options
 from oec.tasks.toy import toy_config
 
@@ -28,7 +42,6 @@ class SuiteConfig(BaseModel):
                                                     "are seed, the held-out ones seed + 1")
     warm_file: str | None = Field(None, description="the warm-start tasks file (needed with train_file when the "
                                                     "warm start trains)")
-
 
     @field_validator("preset")
     @classmethod
@@ -60,6 +73,105 @@ DEFAULT_ARMS = [ArmConfig(name="bc", kind="bc"), ArmConfig(name="on_policy", kin
                 ArmConfig(name="oec_no_filter", kind="oec", filters=False), ArmConfig(name="dagger", kind="dagger")]
 
 
+def not_owned(v: Any) -> Any:
+    """`collect:` may not set what each collection sets itself (a clearer error than an unknown key)."""
+    owned = sorted(OWNED & set(v)) if isinstance(v, dict) else []
+    if owned:
+        raise ValueError(f"{owned} are set for each collection; use the top-level keys (beta, samples, ...) instead")
+    return v
+
+
+def dump_given(v: BaseModel) -> dict:
+    """Sub-configs are stored as given (defaults left out), so a stored config reads as its file did."""
+    return given(v)
+
+
+def check_collect(options: BaseModel) -> None:
+    """The whole collection config these options make (its own cross-field checks), refused in one line now."""
+    try:
+        CollectConfig(tasks="-", out="-", **given(options))
+    except ValidationError as e:
+        raise ValueError(f"collect: {describe(e)}") from None
+
+
+# DAgger's targets are the expert's labels and the expert's own turns, never the student's actions. So an episode
+# that failed, ran out of steps or repeated itself still carries useful labels: they are exactly the corrections at
+# the states where the student goes wrong. The verifier gate and the degeneracy filters (which judge the *acting*
+# policy's behaviour) are therefore off by default; only episodes that ended in an error (no usable states) go.
+FILTER_DEFAULTS = {"require_resolved": False, "max_repeat_consecutive": None, "max_repeat_total": None,
+                   "max_read_only_run": None, "max_format_errors": None, "reject_empty_patch": False,
+                   "reject_step_limit": False}
+# Collection fields that each round (or arm) sets itself; giving them under `collect:` would silently fight it.
+OWNED = {"tasks", "out", "mode", "beta", "student", "expert", "samples", "workers", "seed", "switch"}
+# the rest of a collection's config, which a DAgger or experiment config may set for all its collections
+CollectOptions = options_of(CollectConfig, OWNED, "CollectOptions")
+
+
+class DaggerConfig(BaseModel):
+    """DAgger rounds on one task set, from one warm-start student."""
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: str = Field(description="train tasks file; each round samples from it")
+    heldout: str | None = Field(None, description="tasks file for the per-round greedy evaluation (none: no eval)")
+    student: str = Field(description="model directory of the warm-start student")
+    expert: str = Field("scripted:expert", description="expert policy spec")
+    out: str = Field(description="directory of the rounds")
+    rounds: int = Field(3, ge=1)
+    beta: float = Field(1.0, ge=0, le=1, description="beta at round 0 (1: the first round is the expert alone, as in "
+                        "classic DAgger, giving the aggregate a base of demonstrations)")
+    schedule: Literal["linear", "exponential"] = Field(
+        "linear", description="linear: beta*(1 - r/rounds); exponential: beta*decay**r")
+    decay: float = Field(0.5, gt=0, le=1, description="exponential schedule: factor per round")
+    episodes_per_round: int | None = Field(None, ge=1, description="train tasks sampled per round (seeded) [all]")
+    samples: int = Field(1, ge=1, description="episodes per sampled task")
+    workers: int = Field(4, ge=1, description="concurrent episodes")
+    seed: int = 0
+    student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
+    student_options: str | None = Field(None, description="more `local:` options for rollouts and eval alike, "
+                                        "e.g. max_new_tokens=160")
+    init_from: Literal["warm", "previous"] = Field(
+        "warm", description="warm: every round trains the warm-start weights on the aggregate (DAgger; comparable "
+        "with the other arms); previous: continue from the previous round's checkpoint")
+    train: dict[str, Any] = Field(default_factory=dict, description="trl.SFTConfig overrides, e.g. max_steps")
+    trained_tokens: int | None = Field(None, ge=1, description="token-matched: each round trains the steps that reach "
+                                       "this many trained tokens on its aggregate, instead of train.max_steps")
+    context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss (auxiliary loss on the context)")
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="FilterConfig fields over the DAgger "
+                                 "defaults (FILTER_DEFAULTS)")
+    collect: CollectOptions = Field(default_factory=CollectOptions,
+                                    description="other CollectConfig fields, e.g. loop.step_limit")
+
+    # validated now, so that a typo fails before hours of rounds rather than at the first use
+    _collect_not_owned = field_validator("collect", mode="before")(not_owned)
+    _dump_given = field_serializer("filter", "collect")(dump_given)
+
+    @field_validator("student_options")
+    @classmethod
+    def _check_options(cls, v: str | None) -> str | None:
+        return check_local_options(v)
+
+    @model_validator(mode="after")
+    def _whole_configs(self) -> DaggerConfig:
+        check_collect(self.collect)
+        return self
+
+    def filters(self) -> FilterConfig:
+        """The rounds' filter: the DAgger defaults with what was given on top."""
+        return FilterConfig(**{**FILTER_DEFAULTS, **given(self.filter)})
+
+    def beta_at(self, r: int) -> float:
+        """beta of round R: the probability that the expert acts at a turn."""
+        if self.schedule == "linear":
+            return self.beta * (1 - r / self.rounds)
+        return self.beta * self.decay ** r
+
+
+# what an experiment may set for its DAgger arms: the rest it sets itself, from its own keys
+DaggerOptions = options_of(DaggerConfig, {"tasks", "heldout", "student", "expert", "out", "seed", "workers",
+                                          "trained_tokens", "episodes_per_round", "student_temperature", "train",
+                                          "student_options", "context_loss", "collect"}, "DaggerOptions")
+
+
 class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -78,8 +190,10 @@ class ExperimentConfig(BaseModel):
     student_options: str = Field("", description="more local: policy options, e.g. max_new_tokens=128")
     train: dict[str, Any] = Field(default_factory=dict, description="trl overrides, the same for every arm")
     context_loss: float = Field(0.0, ge=0, description="`oec train` context_loss for every training (copying)")
-    dagger: dict[str, Any] = Field(default_factory=dict, description="DaggerConfig fields: rounds, beta, schedule")
-    collect: dict[str, Any] = Field(default_factory=dict, description="CollectConfig fields, e.g. loop.step_limit")
+    dagger: DaggerOptions = Field(default_factory=DaggerOptions, description="DaggerConfig fields: rounds, beta, "
+                                  "schedule...")
+    collect: CollectOptions = Field(default_factory=CollectOptions, description="CollectConfig fields, e.g. "
+                                    "loop.step_limit")
     workers: int = Field(8, ge=1)
     shift: bool = Field(True, description="covariate shift of the final students vs the expert (claim C1)")
     claims_size: int | None = Field(None, description="the dataset size the claims are made at [the largest of "
@@ -88,10 +202,18 @@ class ExperimentConfig(BaseModel):
                                        "reach this many trained tokens on its own dataset instead of train.max_steps "
                                        "(unset: every arm trains the same steps)")
 
+    _collect_not_owned = field_validator("collect", mode="before")(not_owned)
+    _dump_given = field_serializer("dagger", "collect")(dump_given)
+
     @field_validator("student_options")
     @classmethod
     def _check_options(cls, v: str) -> str:
         return check_local_options(v)
+
+    @model_validator(mode="after")
+    def _whole_configs(self) -> ExperimentConfig:
+        check_collect(self.collect)
+        return self
 
     @field_validator("claims_size")
     @classmethod

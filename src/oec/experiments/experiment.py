@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from oec.core.atomic import check_output, write_text
-from oec.core.config import load_config, merge
+from oec.core.config import given, load_config, merge
 from oec.core.errors import InputError
 from oec.core.stage import TRAIN_INFO, completed, guard_config, load_info
 from oec.data.filter import FilterConfig, filter_run
@@ -105,8 +105,8 @@ class Experiment:
         return out
 
     def collect(self, out: Path, tasks: Path, **fields) -> Path:
-        cfg = load_config(CollectConfig, None, merge(self.cfg.collect, {"tasks": str(tasks), "out": str(out),
-                                                                        "workers": self.cfg.workers, **fields}))
+        cfg = load_config(CollectConfig, None, merge(given(self.cfg.collect), {
+            "tasks": str(tasks), "out": str(out), "workers": self.cfg.workers, **fields}))
         t0 = time.perf_counter()
         result = collect(cfg, progress=False)
         if result["written"]:
@@ -131,7 +131,8 @@ class Experiment:
         note = f"only {kept} kept trajectories (asked for {size})" if size and kept < size else ""
         fitting = Fitting(trl=self.cfg.train if trl is None else trl, context_loss=self.cfg.context_loss,
                           trained_tokens=None if where == self.root / "warm" else self.cfg.trained_tokens,
-                          collect=self.cfg.collect, student_options=self.cfg.student_options, workers=self.cfg.workers)
+                          collect=given(self.cfg.collect), student_options=self.cfg.student_options,
+                          workers=self.cfg.workers)
         step = build_train_eval(where, runs, model, model, heldout, fitting, mask=mask,
                                 size=min(size, kept) if size else None, seed=seed)
         if step["ran"]["eval"]:
@@ -214,14 +215,14 @@ class Experiment:
         from oec.experiments.dagger import DaggerConfig, run_dagger
 
         where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
-        fields = {"rounds": 3, **self.cfg.dagger}
+        fields = {"rounds": 3, **given(self.cfg.dagger)}
         cfg = DaggerConfig(tasks=str(train_tasks), heldout=str(heldout), student=str(warm), expert=self.cfg.expert,
                            out=str(where), seed=seed, workers=self.cfg.workers, trained_tokens=self.cfg.trained_tokens,
                            episodes_per_round=max(1, size // fields["rounds"]),
                            student_temperature=self.cfg.student_temperature, train=self.cfg.train,
                            student_options=self.cfg.student_options or None,
                            context_loss=self.cfg.context_loss,
-                           collect=self.cfg.collect, **fields)
+                           collect=given(self.cfg.collect), **fields)
         rows = run_dagger(cfg, progress=False, log=lambda m: self.log(f"dagger {arm.name} seed {seed}: {m}"))
         last = rows[-1]
         evals = sorted(where.glob("round-*/eval"))  # the last round's student is this arm's student
