@@ -56,3 +56,11 @@ def test_a_script_of_its_own_is_no_error_and_resolved_or_expert_turns_have_none(
     mixed = _episode(task, ["cat lupo_peva/kepe.py", f"cat {buggy}"])
     mixed = mixed.model_copy(update={"steps": [mixed.steps[0].model_copy(update={"actor": "expert"}), mixed.steps[1]]})
     assert first_error(mixed, task).category == "not_fixed"
+
+
+def test_a_wrong_fix_before_a_later_slip_is_the_first_error(task):
+    buggy = task.meta["buggy_file"]
+    episode = _episode(task, [f"cat {buggy}", f"sed -i 's/hi - lo/hi + lo/' {buggy}", "cat lupo_peva/kepe.py"],
+                       patch=_diff(buggy))
+    got = first_error(episode, task)
+    assert (got.kind, got.category, got.turn) == ("decision", "wrong_fix", 1)

@@ -62,6 +62,34 @@ def _named(command: str) -> tuple[list[str], list[str]]:
     return [w.removeprefix("./") for w in words if PATH.match(w)], DEF.findall(command)
 
 
+def _in_step(step, files: set[str], gold: set[str], defined: set[str], packages: set[str],
+             created: set[str]) -> FirstError | None:
+    """The error STEP makes by itself (a slip, or a write to a file the fix does not touch), if any; the files it
+    creates of its own are added to CREATED."""
+    if step.format_error:
+        return FirstError("slip", "format_error", step.turn, step.output[:120])
+    if step.action is None or step.action.kind != "bash":
+        return None
+    command = step.action.command
+    written = written_paths(command)
+    paths, names = _named(command)
+    for path in paths:
+        if path not in files | gold | created | set(written):
+            return FirstError("slip", "missing_path", step.turn, path)
+    for name in names:
+        if name not in defined:
+            return FirstError("slip", "missing_function", step.turn, name)
+    for path in written:
+        if path in gold:
+            continue
+        if path in files:
+            return FirstError("decision", "wrong_file", step.turn, path)
+        if os.path.dirname(path) in packages and path.endswith(".py"):  # a module the package does not have
+            return FirstError("slip", "missing_path", step.turn, path)
+        created.add(path)  # a file of its own (a script, the scaffold's patch file): no error in itself
+    return None
+
+
 def first_error(traj: Trajectory, task: Task) -> FirstError:
     """The first error of TRAJ (NONE when it resolved or could not run)."""
     if traj.verdict is None or traj.verdict.resolved or traj.exit_status in ("error", "cancelled") \
@@ -74,39 +102,25 @@ def first_error(traj: Trajectory, task: Task) -> FirstError:
                for name in re.findall(r"^\s*def (\w+)\(", text, re.M)}
     packages = {os.path.dirname(p) for p in files if p.endswith(".py")}
     final = set(patch_paths(traj.verdict.patch or ""))
-    first_gold_write, seen_gold, created = None, False, set()
+    first_gold_write, seen_gold, created, found = None, False, set(), None
     for step in traj.steps:
         if step.actor != "student":
             seen_gold = seen_gold or any(p in step.observation for p in gold)
             continue
-        if step.format_error:
-            return FirstError("slip", "format_error", step.turn, step.output[:120])
-        if step.action is None or step.action.kind != "bash":
-            continue
-        command = step.action.command
-        written = written_paths(command)
-        paths, names = _named(command)
-        for path in paths:
-            if path not in files | gold | created | set(written):
-                return FirstError("slip", "missing_path", step.turn, path)
-        for name in names:
-            if name not in defined:
-                return FirstError("slip", "missing_function", step.turn, name)
-        for path in written:
-            if path in gold:
-                first_gold_write = first_gold_write or step
-            elif path in files:
-                return FirstError("decision", "wrong_file", step.turn, path)
-            elif os.path.dirname(path) in packages and path.endswith(".py"):  # a module the package does not have
-                return FirstError("slip", "missing_path", step.turn, path)
-            else:  # a file of its own (a script, the scaffold's patch file): no error in itself
-                created.add(path)
+        found = _in_step(step, files, gold, defined, packages, created)
+        if found is not None:
+            break
+        if step.action is not None and any(p in gold for p in written_paths(step.action.command)):
+            first_gold_write = first_gold_write or step
+        command = step.action.command if step.action is not None else ""
         seen_gold = seen_gold or any(p in command or p in step.observation for p in gold)
-    if first_gold_write is not None:
+    if first_gold_write is not None:  # earlier than anything found after it: how that write ended
         changed = gold & final
         if not changed:
             return FirstError("slip", "edit_missed", first_gold_write.turn, first_gold_write.action.command[:120])
         return FirstError("decision", "wrong_fix", first_gold_write.turn, ", ".join(sorted(changed)))
+    if found is not None:
+        return found
     end = traj.steps[-1].turn if traj.steps else None
     if (final & files) - gold:  # changed by a command the rules above do not read as a write (python -c, mv...)
         return FirstError("decision", "wrong_file", end, ", ".join(sorted((final & files) - gold)))
