@@ -28,8 +28,8 @@ def test_beta_schedules():
 
 @pytest.mark.parametrize("overrides, named", [
     (["roundz=3"], "roundz"),
-    (["collect.loop.step_limt=5"], "collect: .*loop.step_limt"),
-    (["filter.max_repeat=2"], "filter: .*max_repeat"),
+    (["collect.loop.step_limt=5"], r"collect\.loop\.step_limt: .*unknown key"),
+    (["filter.max_repeat=2"], r"filter\.max_repeat: .*unknown key"),
     (["collect.beta=0.3"], "collect: .*beta"),
     (["schedule=cosine"], "schedule"),
     (["student_options=max_new_tokenz=5"], "student_options: .*max_new_tokenz"),  # before round 0 writes dagger.json

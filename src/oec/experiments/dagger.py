@@ -92,8 +92,8 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
         step = build_train_eval(rd, [Path(c) for c in collected], cfg.student, init, cfg.heldout, fitting,
                                 seed=cfg.seed)
-        stats, tinfo, took = step["built"], step["trained"], {k: _took(step["seconds"][k], ran)
-                                                              for k, ran in step["ran"].items()}
+        stats, tinfo = step["built"], step["trained"]
+        took = {stage: _took(step["seconds"][stage], did) for stage, did in step["ran"].items()}
         log(f"round {r}: build: {stats['examples']} examples ({stats['trainable_tokens']} trainable tokens) from "
             f"{stats['trajectories']} trajectories of rounds 0-{r} {took['build']}")
         log(f"round {r}: train: {tinfo['steps']} steps from {init} -> {rd / 'ckpt'} {took['train']}")
