@@ -81,6 +81,22 @@ def test_resume_skips_finished_pairs_and_isolates_a_cut_line(tasks_file, tmp_pat
     assert collect(cfg, progress=False)["written"] == 0
 
 
+def test_a_finished_run_is_resumed_without_building_its_policies(tiny_model, train_tasks, tmp_path):
+    """Nothing left to run: the rerun checks the config and loads no model (here the student's directory is gone, so
+    loading it would fail), as an experiment or DAgger rerun skips every finished evaluation."""
+    import shutil
+
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    cfg = CollectConfig(tasks=str(write_tasks(train_tasks[:2], tmp_path / "t.jsonl")), out=str(tmp_path / "run"),
+                        mode="student", student=f"local:{model}?max_new_tokens=8", loop={"step_limit": 1})
+    assert collect(cfg, progress=False)["written"] == 2
+    shutil.rmtree(model)
+    assert collect(cfg, progress=False) | {"run": ""} == {"run": "", "written": 0, "skipped_done": 2, "remaining": 0,
+                                                          "interrupted": False, "retried": 0}
+    with pytest.raises(InputError, match="differs in: loop"):
+        collect(cfg.model_copy(update={"loop": {"step_limit": 2}}), progress=False)
+
+
 def test_a_run_directory_refuses_another_config(tasks_file, tmp_path):
     collect(CollectConfig(tasks=str(tasks_file), out=str(tmp_path / "r")), progress=False)
     with pytest.raises(InputError, match="differs in: mode"):

@@ -83,6 +83,10 @@ def collect(cfg: CollectConfig, progress: bool = True, retry_errors: bool = Fals
     sweep_stale_groups()
     done = {t.key for t in read_trajectories(run / TRAJECTORIES) if not (retry_errors and t.exit_status == "error")}
     todo = [(t, s) for t in tasks for s in range(cfg.samples) if (t.task_id, s) not in done]
+    if not todo:  # a finished run: still the same collection, but no policy is built (a local model loads in seconds)
+        _check_manifest(run, cfg)
+        return {"run": str(run), "written": 0, "skipped_done": len(done), "remaining": 0, "interrupted": False,
+                "retried": 0}
     backend = make_backend(cfg)
     try:
         run.mkdir(parents=True, exist_ok=True)
