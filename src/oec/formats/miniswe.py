@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -79,6 +79,10 @@ class MiniSweFormat:
         self.agent = AgentConfig(**agent)
         self.model = model
         self.system = self._template(self.agent.system_template, {})
+        # every turn renders the whole history again, and Jinja compiles a template on each call (40 ms for 18
+        # steps): an output, and a task's instructions, are rendered once
+        self._observe = lru_cache(maxsize=1024)(self._render_observation)
+        self._instance = lru_cache(maxsize=256)(self._render_instance)
 
     @cached_property
     def action_regex(self) -> str:
@@ -140,15 +144,20 @@ class MiniSweFormat:
     # ---- submitting --------------------------------------------------------------------------------------------
     def submits(self, output: str, returncode: int | None) -> bool:
         """Whether mini-swe-agent's environment would end the episode on this output (its own rule)."""
-        _minisweagent()
-        from minisweagent.environments.local import LocalEnvironment
         from minisweagent.exceptions import Submitted
 
         try:
-            LocalEnvironment()._check_finished({"output": output, "returncode": returncode})
+            self._environment._check_finished({"output": output, "returncode": returncode})
         except Submitted:
             return True
         return False
+
+    @cached_property
+    def _environment(self):
+        _minisweagent()
+        from minisweagent.environments.local import LocalEnvironment
+
+        return LocalEnvironment()
 
     @cached_property
     def submit_command(self) -> str:
@@ -167,19 +176,23 @@ class MiniSweFormat:
 
     # ---- rendering ---------------------------------------------------------------------------------------------
     def observation(self, step: Step) -> str:
-        from minisweagent.models.utils.actions_text import format_observation_messages
-
         if step.format_error:  # already the config's format-error message
             return step.observation
-        output = {"output": _uncut(step.observation), "returncode": -1 if step.returncode is None else
-                  step.returncode, "exception_info": ""}
+        return self._observe(step.observation, step.returncode)
+
+    def _render_observation(self, shown: str, returncode: int | None) -> str:
+        from minisweagent.models.utils.actions_text import format_observation_messages
+
+        output = {"output": _uncut(shown), "returncode": -1 if returncode is None else returncode, "exception_info": ""}
         return format_observation_messages([output], observation_template=self.model["observation_template"],
                                            template_vars=self.agent.model_dump())[0]["content"]
 
+    def _render_instance(self, problem_statement: str) -> str:
+        return self._template(self.agent.instance_template, {"task": problem_statement})
+
     def render(self, task: Task | Problem, steps: Sequence[Step]) -> list[Message]:
         messages = [{"role": "system", "content": self.system},
-                    {"role": "user", "content": self._template(self.agent.instance_template,
-                                                                {"task": task.problem_statement})}]
+                    {"role": "user", "content": self._instance(task.problem_statement)}]
         for step in steps:
             messages.append({"role": "assistant", "content": self.output(step)})
             messages.append({"role": "user", "content": self.observation(step)})
