@@ -78,5 +78,10 @@ def describe(e: ValidationError) -> str:
     """A pydantic error as one line naming each field, and saying so when a key is unknown (a misspelling): the one
     way every config, record and option error is worded."""
     hint = {"extra_forbidden": " (unknown key: check its spelling)"}
-    return "; ".join(f"{'.'.join(map(str, err['loc'])) or '<root>'}: {err['msg']}{hint.get(err['type'], '')}"
-                     for err in e.errors())
+
+    def one(err) -> str:
+        # our validators' own messages name their fields; pydantic's "Value error, " prefix says nothing more
+        msg = err["msg"].removeprefix("Value error, ") + hint.get(err["type"], "")
+        return f"{'.'.join(map(str, err['loc']))}: {msg}" if err["loc"] else msg
+
+    return "; ".join(one(err) for err in e.errors())
