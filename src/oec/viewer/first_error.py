@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from oec.core.shell_facts import written_paths
 from oec.core.types import Task, Trajectory
@@ -90,17 +91,27 @@ def _in_step(step, files: set[str], gold: set[str], defined: set[str], packages:
     return None
 
 
+@lru_cache(maxsize=256)
+def _repository(task_json: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(files, functions defined, package directories) of a task's base repository: read once per task, not per
+    episode (a real repository has thousands of Python files). An inline repository is read as it is given."""
+    task = Task.model_validate_json(task_json)
+    if task.repo.kind == "inline":
+        texts: dict[str, str | None] = dict(task.repo.files)
+    else:
+        base = template(task)
+        texts = {p: base.read(p) if p.endswith(".py") else None for p in base.files}
+    defined = {name for text in texts.values() if text for name in re.findall(r"^\s*def (\w+)\(", text, re.M)}
+    return frozenset(texts), frozenset(defined), frozenset(os.path.dirname(p) for p in texts if p.endswith(".py"))
+
+
 def first_error(traj: Trajectory, task: Task) -> FirstError:
     """The first error of TRAJ (NONE when it resolved or could not run)."""
     if traj.verdict is None or traj.verdict.resolved or traj.exit_status in ("error", "cancelled") \
             or traj.verdict.error or not task.gold_patch:
         return NONE
-    base = template(task)
-    files = set(base.files)
+    files, defined, packages = _repository(task.model_dump_json())
     gold = set(patch_paths(task.gold_patch))
-    defined = {name for p in files if p.endswith(".py") and (text := base.read(p))
-               for name in re.findall(r"^\s*def (\w+)\(", text, re.M)}
-    packages = {os.path.dirname(p) for p in files if p.endswith(".py")}
     final = set(patch_paths(traj.verdict.patch or ""))
     first_gold_write, seen_gold, created, found = None, False, set(), None
     for step in traj.steps:
