@@ -124,9 +124,12 @@ def test_stock_mini_swe_agent_replaying_the_dataset_sends_its_messages_and_submi
             model = LitellmTextbasedModel(**{**config["model"], "model_name": "openai/replay", "cost_tracking":
                                              "ignore_errors", "model_kwargs": {"api_base": server.url,
                                                                                "api_key": "none"}})
-            # the interpreter with pytest first on PATH, as oec's sandbox has it; the terminal width pytest sees
+            # the interpreter with pytest first on PATH, as oec's sandbox has it; the terminal width pytest sees; no
+            # CI marker: LocalEnvironment passes the host's environment on, and pytest prints whole multi-line
+            # summary lines where CI or BUILD_NUMBER is set (as on a CI machine), oec's sandbox sets neither
             env = LocalEnvironment(cwd=str(repo), env={"PATH": f"{os.path.dirname(sys.executable)}:"
-                                                               f"{os.environ['PATH']}", "COLUMNS": "80"})
+                                                               f"{os.environ['PATH']}", "COLUMNS": "80",
+                                                       "CI": "", "BUILD_NUMBER": ""})
             saved = tmp_path / f"{traj.task_id}.traj.json"
             agent = DefaultAgent(model, env, **{**config["agent"], "output_path": saved})
             result = agent.run(task.problem_statement)
