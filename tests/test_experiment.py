@@ -71,6 +71,27 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     assert (run / "report.html").exists() and (run / "scaling.png").exists()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)  # everything is done: nothing re-runs
     assert r.returncode == 0 and "collect " not in r.stdout and "student: initialised" not in r.stdout, r.stdout
+    # the rechecks, set on the finished run: every kept student evaluated again at another step limit and on
+    # unseen-template tasks, with claims of their own; nothing trains again
+    trained = {p: p.stat().st_mtime_ns for p in run.glob("**/ckpt/oec_train.json")}
+    r = subprocess.run(cmd + ["recheck_step_limit=3", "unseen_heldout=2"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "collect seed-0/pools" not in r.stdout, r.stdout
+    assert {p: p.stat().st_mtime_ns for p in run.glob("**/ckpt/oec_train.json")} == trained
+    from oec.tasks.toy_shapes import UNSEEN_SHAPES
+
+    unseen = load_tasks(run / "tasks/unseen.jsonl")
+    assert len(unseen) == 2 and {t.meta["shape"] for t in unseen} <= set(UNSEEN_SHAPES)
+    for view, n, limit in (("steps3", 3, 3), ("unseen", 2, 8)):
+        again = list(csv.DictReader((run / f"results_{view}.csv").open()))
+        assert [a["arm"] for a in again] == [r["arm"] for r in rows] and all(int(a["n"]) == n for a in again)
+        assert [a["trained_tokens"] for a in again] == [r["trained_tokens"] for r in rows]  # the same students
+        episodes = read_trajectories(run / f"seed-0/bc/size-2/eval-{view}")
+        assert len(episodes) == n and all(len(t.steps) <= limit for t in episodes)
+        view_claims = {c["claim"]: c for c in csv.DictReader((run / f"claims_{view}.csv").open())}
+        assert list(view_claims) == list(claims_rows) and "main held-out" in view_claims["C1"]["detail"]
+        assert f'id="view-{view}"' in (run / "report.html").read_text()
+    assert {t.task_id for t in read_trajectories(run / "seed-0/bc/size-2/eval-unseen")} == {t.task_id for t in unseen}
 
 
 def test_a_bad_experiment_config_names_the_key(tmp_path):

@@ -1,7 +1,11 @@
 import re
+import subprocess
+import sys
+
+import pytest
 
 from oec.tasks.toy import ToyConfig, generate, split_of
-from oec.tasks.toy_shapes import LEAF_SHAPES, MUTATION_KINDS, leaf
+from oec.tasks.toy_shapes import LEAF_SHAPES, MUTATION_KINDS, UNSEEN_SHAPES, leaf
 
 
 def _identifiers(task):
@@ -32,7 +36,7 @@ def test_every_mutation_kind_and_shape_is_reachable():
         assert {t.meta["mutation"] for t in tasks} == {kind}
     import random
 
-    for shape in LEAF_SHAPES:  # each mutation really changes behaviour on some input
+    for shape in LEAF_SHAPES + UNSEEN_SHAPES:  # each mutation really changes behaviour on some input
         fn = leaf(shape, "f", random.Random(0))
         for m in fn.mutations:
             rng = random.Random(1)
@@ -57,3 +61,37 @@ def test_hidden_direct_test_means_multi_hop():
         buggy = t.meta["chain"][-1]
         assert not any(tid.endswith(f"::test_{buggy}") for tid in t.FAIL_TO_PASS)
         assert len(t.FAIL_TO_PASS) == 1
+
+
+def test_unseen_shapes_are_in_no_default_task_set():
+    """The held-out templates that measure generalisation: no default or preset task holds one, asked for they are all
+    there, and each is a shape of its own (no unseen function body equals a default shape's)."""
+    from oec.tasks.toy import PRESETS
+
+    assert not set(UNSEEN_SHAPES) & set(ToyConfig().shapes)
+    for preset in (None, *PRESETS):
+        cfg = ToyConfig(**PRESETS.get(preset, {}))
+        assert not {t.meta["shape"] for t in generate("train", 30, seed=3, cfg=cfg)} & set(UNSEEN_SHAPES)
+    unseen = generate("heldout", 40, seed=3, cfg=ToyConfig(shapes=list(UNSEEN_SHAPES), hops=0))
+    assert {t.meta["shape"] for t in unseen} == set(UNSEEN_SHAPES)
+    import random
+
+    def bodies(shapes):
+        return {tuple(leaf(s, "f", random.Random(i)).body) for s in shapes for i in range(20)}
+    assert not bodies(UNSEEN_SHAPES) & bodies(LEAF_SHAPES)
+
+
+@pytest.mark.tools
+def test_the_expert_resolves_unseen_shape_tasks_with_real_pytest(tmp_path):
+    """Each unseen template is a real bug: its tests fail in the sandbox, the scripted expert's fix makes them pass
+    (one-hop tasks, so the bug is also one call away)."""
+    from oec.core.store import read_trajectories
+    from oec.tasks.io import write_tasks
+
+    tasks = [t for seed, shape in enumerate(UNSEEN_SHAPES)  # a seed per shape: ids name the seed and index
+             for t in generate("heldout", 2, seed=seed, cfg=ToyConfig(shapes=[shape], hops=1))]
+    path = write_tasks(tasks, tmp_path / "tasks.jsonl")
+    subprocess.run([sys.executable, "-m", "oec", "collect", "--tasks", str(path), "--out", str(tmp_path / "run"),
+                    "--mode", "expert", "--workers", "2", "--quiet"], check=True, capture_output=True)
+    trajs = read_trajectories(tmp_path / "run")
+    assert len(trajs) == 10 and all(t.resolved for t in trajs), [t.task_id for t in trajs if not t.resolved]

@@ -174,11 +174,16 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def write_claims(root: Path, arms: dict[str, dict], size: int, per_turn: list[dict] | None = None,
-                 student: str | None = None) -> list[dict]:
+                 student: str | None = None, view: str = "") -> list[dict]:
     """ROOT/claims.csv: the claims from ROOT's outcomes.csv and results.csv at SIZE (ARMS: name -> ArmConfig fields;
-    PER_TURN: the shift analysis of STUDENT's arm against the expert, for C1)."""
-    table = claims(read_csv(root / "outcomes.csv"), read_csv(root / "results.csv"), arms, per_turn, student, size)
-    with atomic_output(root / "claims.csv") as tmp, tmp.open("w", newline="") as f:
+    PER_TURN: the shift analysis of STUDENT's arm against the expert, for C1). VIEW: claims_VIEW.csv from
+    outcomes_VIEW.csv and results_VIEW.csv, another held-out evaluation of the same students."""
+    suffix = f"_{view}" if view else ""
+    table = claims(read_csv(root / f"outcomes{suffix}.csv"), read_csv(root / f"results{suffix}.csv"), arms, per_turn,
+                   student, size)
+    if view:  # the shift analysis is of the main evaluation's students and episodes
+        table[0] = unmeasured("C1", "C1 is measured on the main held-out evaluation only (claims.csv)")
+    with atomic_output(root / f"claims{suffix}.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(table)

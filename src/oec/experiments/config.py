@@ -201,6 +201,14 @@ class ExperimentConfig(BaseModel):
     trained_tokens: int | None = Field(None, ge=1, description="token-matched arms: each arm trains the steps that "
                                        "reach this many trained tokens on its own dataset instead of train.max_steps "
                                        "(unset: every arm trains the same steps)")
+    # two more held-out evaluations of every student (the warm start's and each arm's), each with its own claims; they
+    # only add evaluations, so either may be set on a finished experiment to re-evaluate its kept checkpoints
+    recheck_step_limit: int | None = Field(None, ge=1, description="evaluate every student again at this step "
+                                           "limit (results_stepsN.csv, claims_stepsN.csv): a claim that rests on "
+                                           "collect.loop.step_limit shows here")
+    unseen_heldout: int = Field(0, ge=0, description="a second held-out set of this many tasks from bug templates no "
+                                "default task holds (the toy shapes UNSEEN_SHAPES), the suite's knobs otherwise "
+                                "(results_unseen.csv, claims_unseen.csv): generalisation beside recall")
 
     _collect_not_owned = field_validator("collect", mode="before")(not_owned)
     _dump_given = field_serializer("dagger", "collect")(dump_given)

@@ -53,7 +53,8 @@ RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expe
                   "note", "slips", "decisions"]
 
 
-MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size"}  # arms: new ones only (checked by name)
+# arms: new ones only (checked by name); the rechecks only add evaluations of the students there are
+MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size", "recheck_step_limit", "unseen_heldout"}
 
 
 class Experiment:
@@ -140,7 +141,7 @@ class Experiment:
         built, trained = step["built"], step["trained"]
         return {"trajectories": built["trajectories"], "kept": kept, "examples": built["examples"],
                 "trained_tokens": trained.get("trained_tokens", ""), "train_seconds": trained["seconds"],
-                **eval_row(step["eval"]), "eval": step["eval"], "note": note}
+                **eval_row(step["eval"]), "eval": step["eval"], "model": where / "ckpt", "note": note}
 
     def warm(self, warm_tasks: Path | None, heldout: Path, student0: Path) -> Path:
         w = self.root / "warm"
@@ -230,7 +231,8 @@ class Experiment:
         return {"trajectories": sum(r["episodes"] for r in rows), "kept": sum(r["kept"] for r in rows),
                 "examples": last["examples"], "trained_tokens": trained.get("trained_tokens", ""),
                 "train_seconds": sum(r["train_seconds"] or 0 for r in rows), **eval_row(evals[-1]),
-                "eval": evals[-1], "expert_tokens": last["expert_tokens"], "note": f"{len(rows)} rounds"}
+                "eval": evals[-1], "model": evals[-1].parent / "ckpt", "expert_tokens": last["expert_tokens"],
+                "note": f"{len(rows)} rounds"}
 
     # ---- the whole experiment -----------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -244,7 +246,7 @@ class Experiment:
         trained = {} if given else load_info(self.root / "warm/ckpt", TRAIN_INFO)
         rows = [{"arm": "warm_start", "size": self.cfg.warm_start.trajectories, "seed": 0, "expert_tokens":
                  0 if given else expert_tokens(self.root / "warm/bc"), **eval_row(self.root / "warm/eval"),
-                 "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval",
+                 "trained_tokens": trained.get("trained_tokens", 0), "eval": self.root / "warm/eval", "model": warm,
                  "note": f"given: {self.cfg.student_model}" if given else ""}]
         self.write_tables(rows)
         early = self.mechanism(self.cfg.seeds[:1], warm, train_tasks)  # before any arm trains
@@ -264,11 +266,40 @@ class Experiment:
         write_text(self.root / "calibration.json", json.dumps(calibration, indent=2) + "\n")
         from oec.experiments.claims import write_claims
 
-        write_claims(self.root, {a.name: a.model_dump() for a in self.cfg.arms}, self.claims_size, *self.shift())
+        arms = {a.name: a.model_dump() for a in self.cfg.arms}
+        write_claims(self.root, arms, self.claims_size, *self.shift())
+        for view, tasks, fields in self.views(heldout):
+            self.recheck(rows, view, tasks, fields)
+            write_claims(self.root, arms, self.claims_size, view=view)
         from oec.experiments.report import plots, write_report
 
         plots(self.root)
         return write_report(self.root)
+
+    def views(self, heldout: Path) -> list[tuple[str, Path, dict]]:
+        """The held-out evaluations besides the main one: (name, tasks, the CollectConfig fields they change)."""
+        out = []
+        if self.cfg.recheck_step_limit:
+            n = self.cfg.recheck_step_limit
+            out.append((f"steps{n}", heldout, {"loop": {"step_limit": n}}))
+        if self.cfg.unseen_heldout:
+            out.append(("unseen", self.sets.unseen(), {}))
+        return out
+
+    def recheck(self, rows: list[dict], view: str, tasks: Path, fields: dict) -> None:
+        """Evaluate the student of each of ROWS again, beside its evaluation (eval-VIEW), on TASKS with FIELDS;
+        results_VIEW.csv and outcomes_VIEW.csv, as the main tables. An arm that kept nothing has the warm start's
+        numbers (ROWS[0]) and no evaluation of its own, as in the main tables."""
+        again = []
+        for r in rows:
+            if "eval" not in r:
+                again.append({**r, **eval_row(again[0]["eval"])})
+                continue
+            ev = r["eval"].parent / f"eval-{view}"
+            self.collect(ev, tasks, mode="student", student=self.spec(r["model"], 0), seed=r["seed"], **fields)
+            again.append({**r, **eval_row(ev), "eval": ev})
+            self.log(f"{view}: seed {r['seed']} size {r['size']} {r['arm']}: {again[-1]['resolve_rate']:.1%}")
+        self.write_tables(again, view)
 
     @property
     def claims_size(self) -> int:
@@ -307,10 +338,12 @@ class Experiment:
         self.log(f"shift: {bc} student vs expert on held-out tasks -> {self.root / 'shift'}")
         return result["rows"], bc
 
-    def write_tables(self, rows: list[dict]) -> None:
-        """results.csv, and outcomes.csv: per held-out task, every evaluation a row of results.csv points at."""
-        write_csv(self.root / "results.csv", rows, RESULT_COLUMNS)
-        write_csv(self.root / "outcomes.csv", outcome_rows(rows), OUTCOME_COLUMNS)
+    def write_tables(self, rows: list[dict], view: str = "") -> None:
+        """results.csv, and outcomes.csv: per held-out task, every evaluation a row of results.csv points at (VIEW:
+        results_VIEW.csv and outcomes_VIEW.csv, another held-out evaluation of the same students)."""
+        suffix = f"_{view}" if view else ""
+        write_csv(self.root / f"results{suffix}.csv", rows, RESULT_COLUMNS)
+        write_csv(self.root / f"outcomes{suffix}.csv", outcome_rows(rows), OUTCOME_COLUMNS)
 
 
 def run_experiment(path: str | Path | None, overrides: list[str] | None = None,

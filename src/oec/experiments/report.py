@@ -170,6 +170,18 @@ def _claims(rows: list[dict]) -> str:
                                               "could not have shown in this run.</p>")
 
 
+def _view(run: Path, claims: Path) -> str:
+    """Another held-out evaluation of the same students (`recheck_step_limit`, `unseen_heldout`): its results and
+    claims."""
+    view = claims.stem.removeprefix("claims_")
+    results = run / f"results_{view}.csv"
+    what = {"unseen": "held-out tasks of bug templates no student trained on"}.get(
+        view, f"the same held-out tasks at a step limit of {view.removeprefix('steps')}")
+    return (f'<section id="view-{escape(view)}"><h2>Another held-out evaluation: {escape(view)}</h2>'
+            f"<p>Every student again, on {escape(what)}.</p>"
+            + (_results(_rows(results)) if results.exists() else "") + _claims(_rows(claims)) + "</section>")
+
+
 def _facts(path: Path) -> str:
     try:
         facts = json.loads(path.read_text())
@@ -295,6 +307,7 @@ def write_report(run_dir: str | Path) -> Path:
         '<section id="claims"><h2>Claims</h2>'
         + (_claims(_rows(claims)) if claims.exists() else '<p class="missing">No claims.csv.</p>')
         + "</section>",
+        *(_view(run, claims_file) for claims_file in sorted(run.glob("claims_*.csv"))),
         f'<section id="plots"><h2>Plots</h2>{_plots(run)}</section>',
         '<section id="facts"><h2>Configuration and calibration</h2>'
         + "".join(_facts(run / n) for n in FACT_FILES if (run / n).exists()) + "</section>",

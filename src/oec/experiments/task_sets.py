@@ -1,9 +1,10 @@
 """The task sets of `oec experiment`: the pool's (train), the held-out and the warm start's, each from its own seed.
 
 The pools are collected on `suite.seed`, the held-out tasks come from `suite.seed + 1` and the warm start's from
-`suite.warm_seed` (default `suite.seed + 2`), or from given files. They are checked disjoint by content, and against
-the tasks the given student was trained on (`oec.tasks.disjoint`), before the experiment writes anything, so that a
-refused config leaves nothing behind that a corrected rerun would have to match.
+`suite.warm_seed` (default `suite.seed + 2`), or from given files; the unseen-template held-out set (`unseen_heldout`)
+from `suite.seed + 3`, with the suite's knobs but only the shapes no default task holds. They are checked disjoint
+by content, and against the tasks the given student was trained on (`oec.tasks.disjoint`), before the experiment
+writes anything, so that a refused config leaves nothing behind that a corrected rerun would have to match.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from oec.core.errors import InputError
 from oec.core.types import Task
 from oec.tasks.disjoint import check_disjoint
 from oec.tasks.io import generate_tasks, load_tasks, write_tasks
+from oec.tasks.toy_shapes import UNSEEN_SHAPES
 
-LABELS = {"train": "train (pool)", "heldout": "held-out", "warm": "warm-start"}  # as the errors name them
+# as the errors name them
+LABELS = {"train": "train (pool)", "heldout": "held-out", "warm": "warm-start", "unseen": "unseen-template held-out"}
 
 
 def warm_seed(suite) -> int:
@@ -37,6 +40,10 @@ class TaskSets:
             if n:
                 self.sets[name] = (Path(given), None) if given else (
                     root / f"tasks/{name}.jsonl", generate_tasks("toy", split, n, seed, s.preset, **s.knobs))
+        if cfg.unseen_heldout:
+            knobs = {**s.knobs, "shapes": list(UNSEEN_SHAPES)}
+            self.sets["unseen"] = (root / "tasks/unseen.jsonl",
+                                   generate_tasks("toy", "heldout", cfg.unseen_heldout, s.seed + 3, s.preset, **knobs))
 
     def check(self) -> None:
         """The sets in use share no task, and the given student trained on none of them."""
@@ -54,3 +61,6 @@ class TaskSets:
                 write_tasks(made, path)
                 log(f"tasks: {len(made)} {name} tasks -> {path}")
         return self.sets["train"][0], self.sets["heldout"][0], self.sets["warm"][0] if "warm" in self.sets else None
+
+    def unseen(self) -> Path | None:
+        return self.sets["unseen"][0] if "unseen" in self.sets else None

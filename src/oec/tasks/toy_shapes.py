@@ -119,10 +119,42 @@ def leaf(shape: str, name: str, rng: random.Random) -> Fn:
         return Fn(name, ("x",), body, ok, lambda r: (r.choice([r.randint(-9, -1), 0, r.randint(1, 9)]),), shape,
                   [M("negated_condition", 0, ["if not x < 0:"], impl=lambda x: -1 if x >= 0 else (0 if x == 0 else 1)),
                    M("wrong_constant", 3, ["    return 1"], impl=lambda x: -1 if x < 0 else 1)])
-    raise InputError(f"unknown function shape {shape!r}; known: {', '.join(LEAF_SHAPES)}")
+    return unseen_leaf(shape, name, rng, k, c)
+
+
+def unseen_leaf(shape: str, name: str, rng: random.Random, k: int, c: int) -> Fn:
+    """The shapes no default task set holds (UNSEEN_SHAPES): held-out tasks of bug templates a student trained on the
+    defaults never saw, to tell generalisation from copying a known template. Asked for by name only."""
+    M = Mutation
+    if shape == "product":
+        return Fn(name, ("a", "b"), ["return a * b"], lambda a, b: a * b, lambda r: _ints(r, 2, 2, 9), shape,
+                  [M("operator_swap", 0, ["return a + b"], impl=lambda a, b: a + b)])
+    if shape == "tail_sum":
+        return Fn(name, ("xs", "n"), ["return sum(xs[-n:])"], lambda xs, n: sum(xs[-n:]),
+                  lambda r: (_lst(r, 1, 9), r.randint(1, 3)), shape,
+                  [M("off_by_one", 0, ["return sum(xs[-n - 1:])"], impl=lambda xs, n: sum(xs[-n - 1:])),
+                   M("wrong_constant", 0, ["return sum(xs[-n:]) + 1"], impl=lambda xs, n: sum(xs[-n:]) + 1)])
+    if shape == "square_plus":
+        body = ["y = a * a", f"return y + {k} * a"]
+        return Fn(name, ("a",), body, lambda a: a * a + k * a, lambda r: _ints(r, 1, 1, 9), shape,
+                  [M("wrong_constant", 1, [f"return y + {k + 1} * a"], impl=lambda a: a * a + (k + 1) * a),
+                   M("operator_swap", 1, [f"return y - {k} * a"], impl=lambda a: a * a - k * a)])
+    if shape == "cap":
+        body = ["if x > hi:", "    x = hi", f"return x * {k}"]
+        return Fn(name, ("x", "hi"), body, lambda x, hi: min(x, hi) * k, lambda r: (r.randint(-5, 15), r.randint(2, 8)),
+                  shape, [M("comparison_flip", 0, ["if x < hi:"], impl=lambda x, hi: (hi if x < hi else x) * k),
+                          M("removed_branch", 0, [], span=2, impl=lambda x, hi: x * k)])
+    if shape == "count_even":
+        body = ["n = 0", "for v in xs:", "    if v % 2 == 0:", "        n += 1", "return n"]
+        ok = lambda xs: sum(1 for v in xs if v % 2 == 0)  # noqa: E731
+        return Fn(name, ("xs",), body, ok, lambda r: (_lst(r),), shape,
+                  [M("negated_condition", 2, ["    if v % 2 != 0:"], impl=lambda xs: sum(1 for v in xs if v % 2)),
+                   M("wrong_constant", 0, ["n = 1"], impl=lambda xs: 1 + ok(xs))])
+    raise InputError(f"unknown function shape {shape!r}; known: {', '.join(LEAF_SHAPES + UNSEEN_SHAPES)}")
 
 
 LEAF_SHAPES = ("add", "diff", "affine", "larger", "head_sum", "span", "clamp", "count_above", "weighted", "sign")
+UNSEEN_SHAPES = ("product", "tail_sum", "square_plus", "cap", "count_even")
 ONE_LINERS = ("add", "diff", "affine", "larger", "head_sum", "span")
 
 
