@@ -49,6 +49,8 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     for arm in ("bc", "oec", "oec_bc"):
         info = json.loads((run / f"seed-0/{arm}/size-2/ckpt/oec_train.json").read_text())
         assert info["config"]["model"] == str(run / "warm/ckpt") and info["steps"] == 2
+    # the DAgger arm's student is its last round's: the rounds before it are not evaluated
+    assert [p.parent.name for p in sorted(run.glob("seed-0/dagger/size-2/round-*/eval"))] == ["round-001"]
     # per-task outcomes of every evaluation (an arm that kept nothing never trained: it has none of its own)
     outcomes = list(csv.DictReader((run / "outcomes.csv").open()))
     evaluated = [r for r in rows if r["trajectories"] != "0"]
@@ -92,6 +94,10 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
         assert list(view_claims) == list(claims_rows) and "main held-out" in view_claims["C1"]["detail"]
         assert f'id="view-{view}"' in (run / "report.html").read_text()
     assert {t.task_id for t in read_trajectories(run / "seed-0/bc/size-2/eval-unseen")} == {t.task_id for t in unseen}
+    r = subprocess.run(cmd + ["recheck_step_limit=4", "recheck_arms=[bc]"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]  # only the arms named, beside the warm start
+    assert [a["arm"] for a in csv.DictReader((run / "results_steps4.csv").open())] == ["warm_start", "bc"]
+    assert not (run / "seed-0/oec/size-2/eval-steps4").exists()
 
 
 def test_a_bad_experiment_config_names_the_key(tmp_path):
@@ -99,6 +105,9 @@ def test_a_bad_experiment_config_names_the_key(tmp_path):
     config.write_text(yaml.safe_dump({**TINY, "arms": [{"name": "x", "kind": "bc", "swich": "late"}]}))
     r = subprocess.run([sys.executable, "-m", "oec", "experiment", str(config)], capture_output=True, text=True)
     assert r.returncode == 2 and "arms.0.swich" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "oec", "experiment", str(config), "arms=[{name: bc, kind: bc}]",
+                        "recheck_arms=[bc, oec]"], capture_output=True, text=True)
+    assert r.returncode == 2 and "recheck_arms: oec is not an arm's name" in r.stderr, r.stderr
 
 
 def test_a_rerun_must_be_the_same_experiment_but_may_grow(tmp_path):

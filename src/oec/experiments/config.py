@@ -129,6 +129,9 @@ class DaggerConfig(BaseModel):
     student_temperature: float = Field(0.7, ge=0, description="the student's sampling temperature in rollouts")
     student_options: str | None = Field(None, description="more `local:` options for rollouts and eval alike, "
                                         "e.g. max_new_tokens=160")
+    eval_rounds: Literal["every", "last"] = Field(
+        "every", description="every: each round's student is evaluated on heldout (the learning curve); last: only the "
+        "final one (an experiment's DAgger arm, whose student is the last round's)")
     init_from: Literal["warm", "previous"] = Field(
         "warm", description="warm: every round trains the warm-start weights on the aggregate (DAgger; comparable "
         "with the other arms); previous: continue from the previous round's checkpoint")
@@ -209,6 +212,8 @@ class ExperimentConfig(BaseModel):
     unseen_heldout: int = Field(0, ge=0, description="a second held-out set of this many tasks from bug templates no "
                                 "default task holds (the toy shapes UNSEEN_SHAPES), the suite's knobs otherwise "
                                 "(results_unseen.csv, claims_unseen.csv): generalisation beside recall")
+    recheck_arms: list[str] | None = Field(None, description="the arms those two evaluate again [every arm]; the warm "
+                                           "start always")
 
     _collect_not_owned = field_validator("collect", mode="before")(not_owned)
     _dump_given = field_serializer("dagger", "collect")(dump_given)
@@ -221,6 +226,9 @@ class ExperimentConfig(BaseModel):
     @model_validator(mode="after")
     def _whole_configs(self) -> ExperimentConfig:
         check_collect(self.collect)
+        unknown = sorted(set(self.recheck_arms or []) - {a.name for a in self.arms})
+        if unknown:
+            raise ValueError(f"recheck_arms: {', '.join(unknown)} is not an arm's name; name arms of `arms`")
         return self
 
     @field_validator("claims_size")

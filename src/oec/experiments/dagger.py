@@ -41,8 +41,10 @@ def _took(seconds: float, ran: bool) -> str:
 
 
 def _check_config(out: Path, cfg: DaggerConfig) -> None:
-    """A rerun must be the same rounds; `workers` only changes speed, and the rounds may have moved with OUT."""
-    config = relative_paths(cfg.model_dump(exclude={"workers", "out"}), out, paths=("tasks", "heldout", "student"))
+    """A rerun must be the same rounds; `workers` only changes speed, `eval_rounds` only which rounds are evaluated,
+    and the rounds may have moved with OUT."""
+    config = relative_paths(cfg.model_dump(exclude={"workers", "out", "eval_rounds"}), out,
+                            paths=("tasks", "heldout", "student"))
     guard_config(out / "dagger.json", config, what="set of rounds",
                  fix="use a new out, or the same config to resume")
 
@@ -90,8 +92,8 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         log(f"round {r}: filter: kept {fsum['kept']} of {fsum['n']}")
 
         init = cfg.student if cfg.init_from == "warm" or r == 0 else str(out / f"round-{r - 1:03d}" / "ckpt")
-        step = build_train_eval(rd, [Path(c) for c in collected], cfg.student, init, cfg.heldout, fitting,
-                                seed=cfg.seed)
+        heldout = cfg.heldout if cfg.eval_rounds == "every" or r == cfg.rounds - 1 else None
+        step = build_train_eval(rd, [Path(c) for c in collected], cfg.student, init, heldout, fitting, seed=cfg.seed)
         stats, tinfo = step["built"], step["trained"]
         took = {stage: _took(step["seconds"][stage], did) for stage, did in step["ran"].items()}
         log(f"round {r}: build: {stats['examples']} examples ({stats['trainable_tokens']} trainable tokens) from "

@@ -54,7 +54,8 @@ RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expe
 
 
 # arms: new ones only (checked by name); the rechecks only add evaluations of the students there are
-MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size", "recheck_step_limit", "unseen_heldout"}
+MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size", "recheck_step_limit", "unseen_heldout",
+              "recheck_arms"}
 
 
 class Experiment:
@@ -216,7 +217,8 @@ class Experiment:
         from oec.experiments.dagger import DaggerConfig, run_dagger
 
         where = self.root / f"seed-{seed}/{arm.name}/size-{size}"
-        fields = {"rounds": 3, **given(self.cfg.dagger)}
+        # only the last round's student is the arm's: the rounds before it need no held-out evaluation of their own
+        fields = {"rounds": 3, "eval_rounds": "last", **given(self.cfg.dagger)}
         cfg = DaggerConfig(tasks=str(train_tasks), heldout=str(heldout), student=str(warm), expert=self.cfg.expert,
                            out=str(where), seed=seed, workers=self.cfg.workers, trained_tokens=self.cfg.trained_tokens,
                            episodes_per_round=max(1, size // fields["rounds"]),
@@ -290,8 +292,10 @@ class Experiment:
         """Evaluate the student of each of ROWS again, beside its evaluation (eval-VIEW), on TASKS with FIELDS;
         results_VIEW.csv and outcomes_VIEW.csv, as the main tables. An arm that kept nothing has the warm start's
         numbers (ROWS[0]) and no evaluation of its own, as in the main tables."""
-        again = []
+        again, arms = [], self.cfg.recheck_arms
         for r in rows:
+            if arms is not None and r["arm"] not in ("warm_start", *arms):
+                continue
             if "eval" not in r:
                 again.append({**r, **eval_row(again[0]["eval"])})
                 continue
