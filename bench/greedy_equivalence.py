@@ -49,6 +49,19 @@ def margin(hf, messages, common: list[int]) -> float:
     return float(top[0] - top[1])
 
 
+def student_episodes(n: int, options: str) -> tuple[list, list]:
+    """N held-out tasks and the shipped student's episodes of them by engine=kv (8 workers, 12 steps, OPTIONS)."""
+    tasks = generate("heldout", n, 21, ToyConfig(**KNOBS))
+    with tempfile.TemporaryDirectory() as d:
+        tasks_file = write_tasks(tasks, Path(d) / "heldout.jsonl")
+        collector = Collector(CollectConfig(tasks=str(tasks_file), out=d, mode="student", workers=8,
+                                            student=f"local:{STUDENT}?{options}", loop=LoopConfig(step_limit=12)))
+        with ThreadPoolExecutor(8) as pool:
+            trajs = list(pool.map(lambda t: collector.run_episode(t, 0), tasks))
+        collector.close()
+    return tasks, trajs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=None, help="held-out episodes [30, ~220 turns; --quick: 6]")
@@ -58,14 +71,7 @@ def main() -> None:
     print(f"greedy_equivalence  {machine()}")
     options = OPTIONS + (f"&threads={args.threads}" if args.threads else "")
     args.tasks = args.tasks or (6 if args.quick else 30)
-    tasks = generate("heldout", args.tasks, 21, ToyConfig(**KNOBS))
-    with tempfile.TemporaryDirectory() as d:
-        tasks_file = write_tasks(tasks, Path(d) / "heldout.jsonl")
-        collector = Collector(CollectConfig(tasks=str(tasks_file), out=d, mode="student", workers=8,
-                                            student=f"local:{STUDENT}?{options}", loop=LoopConfig(step_limit=12)))
-        with ThreadPoolExecutor(8) as pool:
-            trajs = list(pool.map(lambda t: collector.run_episode(t, 0), tasks))
-        collector.close()
+    tasks, trajs = student_episodes(args.tasks, options)
     from oec.rollout.policies import make_policy
 
     hf = make_policy(f"local:{STUDENT}?{options}&engine=hf&max_batch=1")
