@@ -31,6 +31,17 @@ elif [ "$attempt" = 2 ]; then
       student_model=src/oec/assets/warm-student warm_start.train.max_steps=1000 "$lr"
   "$oec" experiment configs/decision-student.yaml name=decision-student-2b suite.warm_file="$tasks/stage2b.jsonl" \
       student_model=runs/decision-student-2a/warm/ckpt warm_start.train.max_steps=1000 "$lr"
+elif [ "$attempt" = 3 ]; then
+  # attempt 3: attempt 2's start and rate, with the expert's local route (each function found by a grep that shows
+  # its body, no module read): attempts 1-2 copied the issue's function but never once a callee out of a `cat`, so
+  # here the callee is on the line below the definition the student just found
+  mix "$tasks/stage3a.jsonl" 1000 96 97
+  mix "$tasks/stage3b.jsonl" 1000 98 99
+  local=("expert=scripted:expert?routes=local" warm_start.train.learning_rate=2e-4 warm_start.train.max_steps=1000)
+  "$oec" experiment configs/decision-student.yaml name=decision-student-3a suite.warm_file="$tasks/stage3a.jsonl" \
+      student_model=src/oec/assets/warm-student "${local[@]}"
+  "$oec" experiment configs/decision-student.yaml name=decision-student-3b suite.warm_file="$tasks/stage3b.jsonl" \
+      student_model=runs/decision-student-3a/warm/ckpt "${local[@]}"
 else
-  echo "usage: $0 [1|2]" >&2; exit 2
+  echo "usage: $0 [1|2|3]" >&2; exit 2
 fi

@@ -90,6 +90,33 @@ def test_seeded_routes_differ_by_seed_and_every_route_resolves(tmp_path):
     assert any(_commands(t)[0] != "runtests" for t in a.values())
 
 
+def test_the_local_route_shows_each_callee_a_line_below_its_caller(tmp_path):
+    """routes=local on one-hop and easy tasks: every episode resolves, no module is read whole, and the function the
+    next grep looks for is in the previous grep's output right below the definition it found (a copy of one line)."""
+    from oec.core.store import read_trajectories
+    from oec.tasks.io import write_tasks
+
+    tasks = generate_tasks("toy", "train", 4, 12, preset="multihop") + generate_tasks("toy", "train", 2, 13,
+                                                                                       preset="easy")
+    by_id = {t.task_id: t for t in tasks}
+    path = write_tasks(tasks, tmp_path / "tasks.jsonl")
+    subprocess.run([sys.executable, "-m", "oec", "collect", "--tasks", str(path), "--out", str(tmp_path / "run"),
+                    "--mode", "expert", "--expert", "scripted:expert?routes=local", "--workers", "2", "--quiet"],
+                   check=True, capture_output=True)
+    trajs = read_trajectories(tmp_path / "run")
+    assert len(trajs) == 6 and all(t.resolved for t in trajs)
+    for t in trajs:
+        chain, commands = by_id[t.task_id].meta["chain"], _commands(t)
+        assert commands[0] == "runtests" and commands[-2:] == ["runtests", "submit"], commands
+        greps = [s for s in t.steps if s.action.kind == "bash" and s.action.command.startswith("grep -rn -A6")]
+        assert [g.action.command.split("'")[1] for g in greps] == [f"def {fn}(" for fn in chain]
+        assert not any(c.split()[0] in ("cat", "head") for c in commands)
+        for grep, caller, callee in zip(greps, chain, chain[1:]):
+            lines = grep.observation.splitlines()
+            at = next(i for i, line in enumerate(lines) if f"def {caller}(" in line)
+            assert f"{callee}(" in lines[at + 1], grep.observation
+
+
 def test_routes_are_drawn_without_consuming_the_stream_and_fixed_is_the_old_script():
     from oec.rollout.policies.routes import FIXED, draw_route
 

@@ -34,7 +34,7 @@ EDIT_STYLES = ("edit", "sed", "rewrite")
 class Route:
     tests_first: bool = True  # run the tests before looking for the function (else right after the first read)
     locate: str = LOCATES[0]  # how a function's definition is found
-    read: str = READS[0]  # how a module is read
+    read: str = READS[0]  # how a module is read ("": not at all, the locating grep shows the function's body)
     read_test: bool = False  # also read the failing test of the function the issue names, before its source
     edit: str = "edit"  # edit | sed (single-line fixes; else edit) | rewrite (the whole fixed file)
     review: bool = False  # look at `git diff` once the fix is in, before the last test run
@@ -42,6 +42,10 @@ class Route:
 
 
 FIXED = Route()  # the expert's one script before routes existed (and with `routes=fixed`, still)
+# `routes=local`: each function found by a grep that shows its body, no module read, so every name the student must
+# copy (the callee of the function the issue names) is a line below where it was found, not somewhere in a whole
+# module: students trained on FIXED on one-hop tasks never copied a callee out of a `cat` (bench/RESULTS.md §16)
+LOCAL = Route(locate="grep -rn -A6 'def {fn}(' {pkg}", read="")
 
 
 def draw_route(stream: random.Random) -> Route:
@@ -79,7 +83,7 @@ def chain_probes(chain: list[str], pkg: str, home: dict[str, str], tests: dict[s
         if i == 0 and route.read_test and tests.get(fn):
             out.append((f"Let me read the test of `{fn}` first.", route.read.format(path=tests[fn]),
                         Need("read", tests[fn])))
-        if home[fn] not in seen:
+        if route.read and home[fn] not in seen:
             seen.add(home[fn])
             out.append((f"Let me read {home[fn]}.", route.read.format(path=home[fn]), Need("read", home[fn])))
         if i == 0 and not route.tests_first:

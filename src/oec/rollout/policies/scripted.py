@@ -28,6 +28,7 @@ from oec.formats import TextFormat, tool_call
 from oec.rollout.policies.edits import Edit, edits_from_patch, rewrite_command
 from oec.rollout.policies.routes import (
     FIXED,
+    LOCAL,
     Need,
     Route,
     chain_probes,
@@ -217,8 +218,9 @@ class ExpertConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     latency: float = Field(0.0, ge=0, description="seconds to sleep per call (benchmarks: simulate an API)")
     chars_per_token: float = Field(4.0, gt=0, description="for the token counts an API expert would be billed")
-    routes: Literal["fixed", "seeded"] = Field("fixed", description="seeded: one of several equivalent routes per "
-                                               "episode (oec.rollout.policies.routes), so BC data is not one script")
+    routes: Literal["fixed", "seeded", "local"] = Field(
+        "fixed", description="seeded: one of several equivalent routes per episode (oec.rollout.policies.routes), so "
+        "BC data is not one script; local: functions found by a grep that shows their bodies, no module read")
 
 
 def estimated_tokens(text: str, chars_per_token: float) -> int:
@@ -248,7 +250,8 @@ class ScriptedExpert:
                                              "completion_tokens": estimated_tokens(said, cpt)})
 
     def route(self, episode: Episode) -> Route:
-        route = draw_route(episode.rng) if self.config.routes == "seeded" else FIXED
+        route = draw_route(episode.rng) if self.config.routes == "seeded" else LOCAL if self.config.routes == "local" \
+            else FIXED
         if self.format.plain:  # no `edit` tool: sed where it can, else the whole file
             route = replace(route, plain=True, edit="sed" if route.edit == "edit" else route.edit)
         return route
