@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine  # noqa: E402
 from eval_throughput import OPTIONS, STUDENT  # noqa: E402
-from greedy_equivalence import student_episodes  # noqa: E402
+from greedy_equivalence import cut_at_action, student_episodes  # noqa: E402
 
 from oec.core.protocols import Episode  # noqa: E402
 from oec.rollout.policies import make_policy  # noqa: E402
@@ -52,8 +52,8 @@ def padded(hf, prompts: list[list[dict]]) -> tuple[float, list[str]]:
         pad = tok.pad_token_id
         with torch.inference_mode():
             out = hf.model.generate(
-                input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in ids]),
-                attention_mask=torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids]),
+                input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in ids], device=hf.device),
+                attention_mask=torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids], device=hf.device),
                 max_new_tokens=hf.config.max_new_tokens, do_sample=False, top_k=None, temperature=None, top_p=None,
                 pad_token_id=pad, eos_token_id=tok.eos_token_id)
         for row in out[:, width:].tolist():
@@ -82,7 +82,9 @@ def main() -> None:
     times["hf padded"], replies["hf padded"] = padded(hf, prompts)
     hf.close()
     kv.close()
-    ref = replies["hf alone"]  # the batch-1 unpadded reference
+    # the batch-1 unpadded reference; engine=hf writes on past the action, where engine=kv stops: compare up to there
+    replies = {name: [cut_at_action(r) for r in rs] for name, rs in replies.items()}
+    ref = replies["hf alone"]
     print(f"{len(prompts)} turns of {args.tasks} held-out episodes, greedy, max_new_tokens=160, {WORKERS} at once, "
           f"{args.threads} thread(s)")
     for name in ("hf padded", "hf alone", "kv"):

@@ -82,9 +82,9 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in run.glob("**/ckpt/oec_train.json")} == trained
     from oec.tasks.toy_shapes import UNSEEN_SHAPES
 
-    unseen = load_tasks(run / "tasks/unseen.jsonl")
+    unseen = load_tasks(run / "tasks/unseen-2.jsonl")
     assert len(unseen) == 2 and {t.meta["shape"] for t in unseen} <= set(UNSEEN_SHAPES)
-    for view, n, limit in (("steps3", 3, 3), ("unseen", 2, 8)):
+    for view, n, limit in (("steps3", 3, 3), ("unseen2", 2, 8)):
         again = list(csv.DictReader((run / f"results_{view}.csv").open()))
         assert [a["arm"] for a in again] == [r["arm"] for r in rows] and all(int(a["n"]) == n for a in again)
         assert [a["trained_tokens"] for a in again] == [r["trained_tokens"] for r in rows]  # the same students
@@ -93,11 +93,16 @@ def test_a_tiny_experiment_runs_end_to_end_and_resumes(tmp_path):
         view_claims = {c["claim"]: c for c in csv.DictReader((run / f"claims_{view}.csv").open())}
         assert list(view_claims) == list(claims_rows) and "main held-out" in view_claims["C1"]["detail"]
         assert f'id="view-{view}"' in (run / "report.html").read_text()
-    assert {t.task_id for t in read_trajectories(run / "seed-0/bc/size-2/eval-unseen")} == {t.task_id for t in unseen}
+    assert {t.task_id for t in read_trajectories(run / "seed-0/bc/size-2/eval-unseen2")} == {t.task_id for t in unseen}
     r = subprocess.run(cmd + ["recheck_step_limit=4", "recheck_arms=[bc]"], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]  # only the arms named, beside the warm start
     assert [a["arm"] for a in csv.DictReader((run / "results_steps4.csv").open())] == ["warm_start", "bc"]
     assert not (run / "seed-0/oec/size-2/eval-steps4").exists()
+    view_claims = {c["claim"]: c for c in csv.DictReader((run / "claims_steps4.csv").open())}
+    assert all(view_claims[c]["verdict"] == "not_measured" and "recheck_arms" in view_claims[c]["detail"]
+               for c in ("C4", "C8"))
+    report = (run / "report.html").read_text()  # the views of this config only: steps3's files are an earlier one's
+    assert 'id="view-steps4"' in report and 'id="view-steps3"' not in report and 'id="view-unseen2"' not in report
 
 
 def test_a_bad_experiment_config_names_the_key(tmp_path):

@@ -95,3 +95,11 @@ def test_the_expert_resolves_unseen_shape_tasks_with_real_pytest(tmp_path):
                     "--mode", "expert", "--workers", "2", "--quiet"], check=True, capture_output=True)
     trajs = read_trajectories(tmp_path / "run")
     assert len(trajs) == 10 and all(t.resolved for t in trajs), [t.task_id for t in trajs if not t.resolved]
+
+
+def test_shapes_without_a_mutation_of_the_kinds_asked_are_refused_not_drawn_forever():
+    from oec.core.errors import InputError
+
+    with pytest.raises(InputError, match="none has a mutation of the kinds"):
+        generate("heldout", 1, seed=0, cfg=ToyConfig(shapes=list(UNSEEN_SHAPES), mutation_kinds=["swapped_args"]))
+    assert len(generate("heldout", 2, seed=0, cfg=ToyConfig(shapes=["cap"], mutation_kinds=["removed_branch"]))) == 2

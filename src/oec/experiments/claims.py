@@ -174,15 +174,19 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def write_claims(root: Path, arms: dict[str, dict], size: int, per_turn: list[dict] | None = None,
-                 student: str | None = None, view: str = "") -> list[dict]:
+                 student: str | None = None, view: str = "", partial: bool = False) -> list[dict]:
     """ROOT/claims.csv: the claims from ROOT's outcomes.csv and results.csv at SIZE (ARMS: name -> ArmConfig fields;
     PER_TURN: the shift analysis of STUDENT's arm against the expert, for C1). VIEW: claims_VIEW.csv from
-    outcomes_VIEW.csv and results_VIEW.csv, another held-out evaluation of the same students."""
+    outcomes_VIEW.csv and results_VIEW.csv, another held-out evaluation of the same students; PARTIAL: of only some
+    arms, so the claims against every other arm (C4, C8) are not made."""
     suffix = f"_{view}" if view else ""
     table = claims(read_csv(root / f"outcomes{suffix}.csv"), read_csv(root / f"results{suffix}.csv"), arms, per_turn,
                    student, size)
     if view:  # the shift analysis is of the main evaluation's students and episodes
         table[0] = unmeasured("C1", "C1 is measured on the main held-out evaluation only (claims.csv)")
+    if partial:
+        table = [unmeasured(r["claim"], "it compares an arm with every other, and recheck_arms evaluated only some "
+                                        "arms again", size) if r["claim"] in ("C4", "C8") else r for r in table]
     with atomic_output(root / f"claims{suffix}.csv") as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()

@@ -175,6 +175,13 @@ DaggerOptions = options_of(DaggerConfig, {"tasks", "heldout", "student", "expert
                                           "student_options", "context_loss", "collect"}, "DaggerOptions")
 
 
+def view_names(recheck_step_limit: int | None, unseen_heldout: int) -> list[str]:
+    """The names of an experiment's second held-out evaluations (results_NAME.csv, claims_NAME.csv, eval-NAME/): each
+    names its setting, so a changed setting is another evaluation, never mixed with the old one's episodes."""
+    return ([f"steps{recheck_step_limit}"] if recheck_step_limit else []) + (
+        [f"unseen{unseen_heldout}"] if unseen_heldout else [])
+
+
 class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str

@@ -32,7 +32,7 @@ from oec.core.config import given, load_config, merge
 from oec.core.errors import InputError
 from oec.core.stage import TRAIN_INFO, completed, guard_config, load_info
 from oec.data.filter import FilterConfig, filter_run
-from oec.experiments.config import ArmConfig, ExperimentConfig, SuiteConfig, WarmConfig  # noqa: F401 (public)
+from oec.experiments.config import ArmConfig, ExperimentConfig, SuiteConfig, WarmConfig, view_names  # noqa: F401
 from oec.experiments.mechanism import describe as describe_check
 from oec.experiments.mechanism import pool_check
 from oec.experiments.rows import eval_row, expert_tokens, kept_count, write_csv
@@ -270,9 +270,11 @@ class Experiment:
 
         arms = {a.name: a.model_dump() for a in self.cfg.arms}
         write_claims(self.root, arms, self.claims_size, *self.shift())
+        # C4 and C8 compare one arm with every other: a view that evaluated only some arms again cannot make them
+        partial = self.cfg.recheck_arms is not None and set(self.cfg.recheck_arms) != set(arms)
         for view, tasks, fields in self.views(heldout):
             self.recheck(rows, view, tasks, fields)
-            write_claims(self.root, arms, self.claims_size, view=view)
+            write_claims(self.root, arms, self.claims_size, view=view, partial=partial)
         from oec.experiments.report import plots, write_report
 
         plots(self.root)
@@ -280,13 +282,10 @@ class Experiment:
 
     def views(self, heldout: Path) -> list[tuple[str, Path, dict]]:
         """The held-out evaluations besides the main one: (name, tasks, the CollectConfig fields they change)."""
-        out = []
-        if self.cfg.recheck_step_limit:
-            n = self.cfg.recheck_step_limit
-            out.append((f"steps{n}", heldout, {"loop": {"step_limit": n}}))
-        if self.cfg.unseen_heldout:
-            out.append(("unseen", self.sets.unseen(), {}))
-        return out
+        steps, unseen = self.cfg.recheck_step_limit, self.cfg.unseen_heldout
+        settings = ([(heldout, {"loop": {"step_limit": steps}})] if steps else []) + (
+            [(self.sets.unseen(), {})] if unseen else [])
+        return [(name, *setting) for name, setting in zip(view_names(steps, unseen), settings)]
 
     def recheck(self, rows: list[dict], view: str, tasks: Path, fields: dict) -> None:
         """Evaluate the student of each of ROWS again, beside its evaluation (eval-VIEW), on TASKS with FIELDS;

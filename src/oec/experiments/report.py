@@ -21,6 +21,7 @@ from oec.core.atomic import atomic_output, write_text
 from oec.core.errors import InputError
 from oec.core.store import TRAJECTORIES, read_trajectories
 from oec.core.types import Action, Step, Trajectory
+from oec.experiments.config import view_names
 from oec.tasks.io import tasks_of_run
 from oec.viewer import failures_report
 
@@ -170,13 +171,24 @@ def _claims(rows: list[dict]) -> str:
                                               "could not have shown in this run.</p>")
 
 
+def _views(run: Path) -> list[str]:
+    """The second evaluations to show: those experiment.json's config asks for (files of an earlier config's are
+    left out: they were not redone with this one's arms and seeds), or without it every claims_VIEW.csv."""
+    try:
+        config = json.loads((run / "experiment.json").read_text())["config"]
+        names = view_names(config.get("recheck_step_limit"), config.get("unseen_heldout") or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        names = [p.stem.removeprefix("claims_") for p in sorted(run.glob("claims_*.csv"))]
+    return [n for n in names if (run / f"claims_{n}.csv").exists()]
+
+
 def _view(run: Path, claims: Path) -> str:
     """Another held-out evaluation of the same students (`recheck_step_limit`, `unseen_heldout`): its results and
     claims."""
     view = claims.stem.removeprefix("claims_")
     results = run / f"results_{view}.csv"
-    what = {"unseen": "held-out tasks of bug templates no student trained on"}.get(
-        view, f"the same held-out tasks at a step limit of {view.removeprefix('steps')}")
+    what = f"{view.removeprefix('unseen')} held-out tasks of bug templates no student trained on" \
+        if view.startswith("unseen") else f"the same held-out tasks at a step limit of {view.removeprefix('steps')}"
     return (f'<section id="view-{escape(view)}"><h2>Another held-out evaluation: {escape(view)}</h2>'
             f"<p>Every student again, on {escape(what)}.</p>"
             + (_results(_rows(results)) if results.exists() else "") + _claims(_rows(claims)) + "</section>")
@@ -307,7 +319,7 @@ def write_report(run_dir: str | Path) -> Path:
         '<section id="claims"><h2>Claims</h2>'
         + (_claims(_rows(claims)) if claims.exists() else '<p class="missing">No claims.csv.</p>')
         + "</section>",
-        *(_view(run, claims_file) for claims_file in sorted(run.glob("claims_*.csv"))),
+        *(_view(run, run / f"claims_{view}.csv") for view in _views(run)),
         f'<section id="plots"><h2>Plots</h2>{_plots(run)}</section>',
         '<section id="facts"><h2>Configuration and calibration</h2>'
         + "".join(_facts(run / n) for n in FACT_FILES if (run / n).exists()) + "</section>",

@@ -40,10 +40,13 @@ class TaskSets:
             if n:
                 self.sets[name] = (Path(given), None) if given else (
                     root / f"tasks/{name}.jsonl", generate_tasks("toy", split, n, seed, s.preset, **s.knobs))
-        if cfg.unseen_heldout:
+        if cfg.unseen_heldout:  # the file names its size: another size is another set (and view)
             knobs = {**s.knobs, "shapes": list(UNSEEN_SHAPES)}
-            self.sets["unseen"] = (root / "tasks/unseen.jsonl",
-                                   generate_tasks("toy", "heldout", cfg.unseen_heldout, s.seed + 3, s.preset, **knobs))
+            try:
+                made = generate_tasks("toy", "heldout", cfg.unseen_heldout, s.seed + 3, s.preset, **knobs)
+            except InputError as e:
+                raise InputError(f"unseen_heldout: {e}") from None
+            self.sets["unseen"] = (root / f"tasks/unseen-{cfg.unseen_heldout}.jsonl", made)
 
     def check(self) -> None:
         """The sets in use share no task, and the given student trained on none of them."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import random
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -98,6 +99,13 @@ def _call(fn: Fn, args: tuple) -> str:
     return f"{fn.name}({', '.join(repr(a) for a in args)})"
 
 
+@lru_cache(maxsize=64)
+def mutable(shapes: tuple[str, ...], kinds: tuple[str, ...]) -> bool:
+    """Whether a leaf of one of SHAPES has a mutation of one of KINDS (a shape's mutation kinds do not depend on its
+    random constants)."""
+    return any(m.kind in kinds for s in shapes for m in leaf(s, "f", random.Random(0)).mutations)
+
+
 def generate_task(seed: int, index: int, split: str, cfg: ToyConfig) -> Task:
     """One task, fully determined by (seed, index, split, cfg)."""
     rng = random.Random(f"toy:{split}:{seed}:{index}")
@@ -107,6 +115,8 @@ def generate_task(seed: int, index: int, split: str, cfg: ToyConfig) -> Task:
     kinds = [k for k in cfg.mutation_kinds if k in MUTATION_KINDS]
     if not kinds:
         raise InputError(f"mutation_kinds: none of {cfg.mutation_kinds} is known; choose from {MUTATION_KINDS}")
+    if not mutable(tuple(cfg.shapes), tuple(kinds)):  # else the draw below would never end
+        raise InputError(f"shapes {cfg.shapes}: none has a mutation of the kinds {kinds}; add shapes or kinds")
 
     # The buggy leaf and its mutation.
     while True:
