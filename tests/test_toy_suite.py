@@ -99,7 +99,8 @@ def test_the_expert_resolves_unseen_shape_tasks_with_real_pytest(tmp_path):
 
 def test_shapes_without_a_mutation_of_the_kinds_asked_are_refused_not_drawn_forever():
     from oec.core.errors import InputError
+    from oec.tasks.io import generate_tasks
 
-    with pytest.raises(InputError, match="none has a mutation of the kinds"):
-        generate("heldout", 1, seed=0, cfg=ToyConfig(shapes=list(UNSEEN_SHAPES), mutation_kinds=["swapped_args"]))
+    with pytest.raises(InputError, match="none has a mutation of the kinds"):  # refused at the config, before a draw
+        generate_tasks("toy", "heldout", 1, 0, shapes=list(UNSEEN_SHAPES), mutation_kinds=["swapped_args"])
     assert len(generate("heldout", 2, seed=0, cfg=ToyConfig(shapes=["cap"], mutation_kinds=["removed_branch"]))) == 2

@@ -11,13 +11,22 @@ from __future__ import annotations
 import difflib
 import hashlib
 import random
-from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from oec.core.errors import InputError
 from oec.core.types import InlineRepo, Task
-from oec.tasks.toy_shapes import LEAF_SHAPES, MUTATION_KINDS, ONE_LINERS, Fn, Mutation, leaf, rewrap, wrapper
+from oec.tasks.toy_shapes import (
+    LEAF_SHAPES,
+    MUTATION_KINDS,
+    ONE_LINERS,
+    UNSEEN_SHAPES,
+    Fn,
+    Mutation,
+    leaf,
+    rewrap,
+    wrapper,
+)
 
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"
@@ -43,6 +52,18 @@ class ToyConfig(BaseModel):
         if self.hops >= self.modules:
             raise ValueError(f"hops={self.hops} needs at least {self.hops + 1} modules (modules={self.modules}): "
                              "each wrapper sits in another module; raise modules or lower hops")
+        return self
+
+    @model_validator(mode="after")
+    def _a_bug_can_be_drawn(self) -> ToyConfig:
+        # the generator draws shapes until one has a mutation of the kinds asked: with none it would never end (a
+        # shape's mutation kinds do not depend on its random constants; unknown names are refused where they are used)
+        kinds = set(self.mutation_kinds) & set(MUTATION_KINDS)
+        known = [s for s in self.shapes if s in LEAF_SHAPES + UNSEEN_SHAPES]
+        drawable = any(m.kind in kinds for s in known for m in leaf(s, "f", random.Random(0)).mutations)
+        if kinds and known and not drawable:
+            raise ValueError(f"shapes {self.shapes}: none has a mutation of the kinds {sorted(kinds)}; add shapes or "
+                             "kinds")
         return self
 
 
@@ -99,13 +120,6 @@ def _call(fn: Fn, args: tuple) -> str:
     return f"{fn.name}({', '.join(repr(a) for a in args)})"
 
 
-@lru_cache(maxsize=64)
-def mutable(shapes: tuple[str, ...], kinds: tuple[str, ...]) -> bool:
-    """Whether a leaf of one of SHAPES has a mutation of one of KINDS (a shape's mutation kinds do not depend on its
-    random constants)."""
-    return any(m.kind in kinds for s in shapes for m in leaf(s, "f", random.Random(0)).mutations)
-
-
 def generate_task(seed: int, index: int, split: str, cfg: ToyConfig) -> Task:
     """One task, fully determined by (seed, index, split, cfg)."""
     rng = random.Random(f"toy:{split}:{seed}:{index}")
@@ -115,8 +129,6 @@ def generate_task(seed: int, index: int, split: str, cfg: ToyConfig) -> Task:
     kinds = [k for k in cfg.mutation_kinds if k in MUTATION_KINDS]
     if not kinds:
         raise InputError(f"mutation_kinds: none of {cfg.mutation_kinds} is known; choose from {MUTATION_KINDS}")
-    if not mutable(tuple(cfg.shapes), tuple(kinds)):  # else the draw below would never end
-        raise InputError(f"shapes {cfg.shapes}: none has a mutation of the kinds {kinds}; add shapes or kinds")
 
     # The buggy leaf and its mutation.
     while True:
