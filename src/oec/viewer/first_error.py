@@ -64,31 +64,31 @@ def _named(command: str) -> tuple[list[str], list[str]]:
 
 
 def _in_step(step, files: set[str], gold: set[str], defined: set[str], packages: set[str],
-             created: set[str]) -> FirstError | None:
-    """The error STEP makes by itself (a slip, or a write to a file the fix does not touch), if any; the files it
-    creates of its own are added to CREATED."""
+             created: set[str]) -> tuple[FirstError | None, bool]:
+    """The error STEP makes by itself (a slip, or a write to a file the fix does not touch), if any, and whether it
+    writes a file of the fix; the files it creates of its own are added to CREATED."""
     if step.format_error:
-        return FirstError("slip", "format_error", step.turn, step.output[:120])
+        return FirstError("slip", "format_error", step.turn, step.output[:120]), False
     if step.action is None or step.action.kind != "bash":
-        return None
+        return None, False
     command = step.action.command
     written = written_paths(command)
     paths, names = _named(command)
     for path in paths:
         if path not in files | gold | created | set(written):
-            return FirstError("slip", "missing_path", step.turn, path)
+            return FirstError("slip", "missing_path", step.turn, path), False
     for name in names:
         if name not in defined:
-            return FirstError("slip", "missing_function", step.turn, name)
+            return FirstError("slip", "missing_function", step.turn, name), False
     for path in written:
         if path in gold:
             continue
         if path in files:
-            return FirstError("decision", "wrong_file", step.turn, path)
+            return FirstError("decision", "wrong_file", step.turn, path), False
         if os.path.dirname(path) in packages and path.endswith(".py"):  # a module the package does not have
-            return FirstError("slip", "missing_path", step.turn, path)
+            return FirstError("slip", "missing_path", step.turn, path), False
         created.add(path)  # a file of its own (a script, the scaffold's patch file): no error in itself
-    return None
+    return None, any(p in gold for p in written)
 
 
 @lru_cache(maxsize=256)
@@ -118,10 +118,10 @@ def first_error(traj: Trajectory, task: Task) -> FirstError:
         if step.actor != "student":
             seen_gold = seen_gold or any(p in step.observation for p in gold)
             continue
-        found = _in_step(step, files, gold, defined, packages, created)
+        found, wrote_gold = _in_step(step, files, gold, defined, packages, created)
         if found is not None:
             break
-        if step.action is not None and any(p in gold for p in written_paths(step.action.command)):
+        if wrote_gold:
             first_gold_write = first_gold_write or step
         command = step.action.command if step.action is not None else ""
         seen_gold = seen_gold or any(p in command or p in step.observation for p in gold)
