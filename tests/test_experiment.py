@@ -126,6 +126,7 @@ def test_a_rerun_must_be_the_same_experiment_but_may_grow(tmp_path):
              "arms": TINY["arms"] + [{"name": "x", "kind": "bc"}]}
     Experiment(ExperimentConfig(**grown)).check_config()  # more of the same experiment: fine, and recorded
     assert json.loads((tmp_path / "run/experiment.json").read_text())["config"]["seeds"] == [0, 1]
+    Experiment(ExperimentConfig(**{**grown, "name": "renamed"})).check_config()  # the directory is the experiment
     for change, named in (({"train": {"max_steps": 3}}, "differs in: train"),
                           ({"suite": {**TINY["suite"], "heldout": 4}}, "differs in: suite"),
                           ({"arms": [{"name": "bc", "kind": "oec"}]}, r"differs in: arms\[bc\]")):

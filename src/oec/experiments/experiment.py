@@ -53,9 +53,10 @@ RESULT_COLUMNS = ["arm", "size", "seed", "resolve_rate", "ci_lo", "ci_hi", "expe
                   "note", "slips", "decisions"]
 
 
-# arms: new ones only (checked by name); the rechecks only add evaluations of the students there are
-MAY_CHANGE = {"seeds", "sizes", "arms", "workers", "shift", "claims_size", "recheck_step_limit", "unseen_heldout",
-              "recheck_arms"}
+# arms: new ones only (checked by name); the rechecks only add evaluations of the students there are; `name` only
+# picks the default directory (runs/NAME), so a run directory renamed, or resumed through `out`, is the same experiment
+MAY_CHANGE = {"name", "seeds", "sizes", "arms", "workers", "shift", "claims_size", "recheck_step_limit",
+              "unseen_heldout", "recheck_arms"}
 
 
 class Experiment:
