@@ -4,15 +4,21 @@ killed with -9 mid-way and rerun for real. (`oec experiment`, killed at three st
 test_robust_outputs.py.)"""
 
 import json
+import os
+import shutil
 
 import pytest
 from test_robust_outputs import OEC, kill_when_seen
 from typer.testing import CliRunner
 
 from oec.cli import app
+from oec.core import stage
 from oec.core.atomic import partial_path
 from oec.core.errors import InputError
 from oec.core.stage import BUILD_INFO, TRAIN_INFO, completed, fingerprint, guard_config, making
+from oec.core.store import read_trajectories
+from oec.data.build import BuildConfig, build_key
+from oec.experiments.step import set_aside_evaluations
 from oec.rollout.collect import CollectConfig, collect
 from oec.tasks.io import write_tasks
 
@@ -65,6 +71,70 @@ def test_fingerprints_follow_contents_not_places(tmp_path):
     assert fingerprint(tmp_path / "b/f", tmp_path / "b") == before
     (tmp_path / "b/f").write_text("2")
     assert fingerprint(tmp_path / "b/f", tmp_path / "b") != before
+
+
+def test_fingerprints_ignore_modification_times_so_a_clone_or_copy_resumes(tmp_path):
+    """A fresh clone or a reinstall rewrites every file with new modification times and the same bytes: the
+    shipped warm student must still match, or every finished stage of an experiment is made again."""
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "sub/weights").write_bytes(bytes(range(256)) * 8)
+    before = fingerprint(model)
+    shutil.copytree(model, tmp_path / "clone", copy_function=shutil.copyfile)  # new files, new times
+    os.utime(tmp_path / "clone/config.json", (1, 1))
+    assert fingerprint(tmp_path / "clone") == before
+    (tmp_path / "clone/sub/weights").write_bytes(bytes(range(256)) * 7 + bytes(256))  # same size, other bytes
+    assert fingerprint(tmp_path / "clone") != before
+
+
+def test_a_file_over_the_limit_is_fingerprinted_by_samples_from_first_to_last_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(stage, "READ_WHOLE", 1024)
+    monkeypatch.setattr(stage, "SAMPLE_BYTES", 16)
+    data = bytearray(10_000)
+    (tmp_path / "w").write_bytes(data)
+    before = fingerprint(tmp_path / "w")
+    for where in (0, len(data) - 1):  # the first and the last sample reach the file's two ends
+        changed = bytearray(data)
+        changed[where] = 1
+        (tmp_path / "w").write_bytes(changed)
+        assert fingerprint(tmp_path / "w") != before
+    (tmp_path / "w").write_bytes(data + b"\0")  # one byte longer: the size is in the fingerprint
+    assert fingerprint(tmp_path / "w") != before
+
+
+def test_a_dataset_is_stale_only_when_its_runs_keep_other_trajectories(run, tmp_path):
+    """Arms that share a pool rewrite its filter verdicts under their own settings before they build: the same kept
+    trajectories (other reasons, other order) must leave another arm's dataset as it is."""
+    pool = tmp_path / "pool"
+    shutil.copytree(run / "bc", pool)
+    keys = sorted(t.key for t in read_trajectories(pool))
+
+    def verdicts(kept: list[bool], reason: str) -> dict:
+        lines = [{"task_id": t, "sample": s, "kept": k, "reasons": [] if k else [reason]}
+                 for (t, s), k in zip(keys, kept)]
+        (pool / "filter.jsonl").write_text("".join(json.dumps(v) + "\n" for v in lines))
+        return build_key(BuildConfig(runs=[str(pool)], out=str(tmp_path / "d"), format="trl"))
+
+    first = verdicts([True, True, False], "the tests do not pass")
+    assert verdicts([True, True, False], "ran out of steps") == first
+    assert verdicts([True, False, True], "the tests do not pass") != first
+
+
+def test_a_checkpoint_trained_again_sets_its_old_evaluations_aside(tmp_path):
+    """An evaluation resumes by episode; after the checkpoint beside it is trained again, its episodes belong to
+    another student. They are moved (the user's results), never deleted, and never resumed."""
+    where = tmp_path / "arm"
+    for name in ("eval", "eval-steps30"):
+        (where / name).mkdir(parents=True)
+        (where / name / "trajectories.jsonl").write_text(name)
+    (where / "ckpt").mkdir()
+    assert set_aside_evaluations(where) == [where / "stale-0/eval", where / "stale-0/eval-steps30"]
+    assert (where / "stale-0/eval-steps30/trajectories.jsonl").read_text() == "eval-steps30"
+    assert not (where / "eval").exists() and (where / "ckpt").is_dir()
+    (where / "eval").mkdir()
+    assert set_aside_evaluations(where) == [where / "stale-1/eval"]
+    assert set_aside_evaluations(where) == []
 
 
 def test_a_workspace_refuses_another_config_and_names_the_keys(tmp_path):

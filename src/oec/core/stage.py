@@ -29,24 +29,46 @@ BUILD_INFO = "oec_build.json"  # the marker of a dataset written by `oec build -
 TRAIN_INFO = "oec_train.json"  # the marker of a checkpoint written by `oec train`
 
 
+# A file up to this size is read whole; a bigger one (model weights) by SAMPLES slices of SAMPLE_BYTES, spread from its
+# first byte to its last, so that gigabytes of weights are not read and a retrained model (whose bytes all change)
+# still differs. Sizes and modification times are not used: a clone, a copy or a reinstall changes those alone.
+READ_WHOLE, SAMPLES, SAMPLE_BYTES = 64 << 20, 16, 1 << 16
+
+
+def _digest(path: Path) -> bytes:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if size <= READ_WHOLE:
+            return hashlib.file_digest(f, "sha256").digest()
+        h = hashlib.sha256(f"sampled {size}\n".encode())
+        for i in range(SAMPLES):
+            f.seek((size - SAMPLE_BYTES) * i // (SAMPLES - 1))
+            h.update(f.read(SAMPLE_BYTES))
+        return h.digest()
+
+
 def fingerprint(*paths: str | Path) -> str:
-    """What the inputs PATHS hold. A file (a run's trajectories, its filter verdicts, a build record) by its content;
-    a directory (a model) by its files' paths inside it, sizes and modification times, so that gigabytes of weights
-    are not read. No absolute path goes in: a directory moved together with its inputs still matches."""
+    """What the inputs PATHS hold: a file (a run's trajectories, a build record) by its content, a directory (a
+    model) by its files' paths inside it and their contents (a file over READ_WHOLE by samples of it). No absolute
+    path and no modification time goes in: a directory moved, copied or cloned together with its inputs still
+    matches, and a changed file does not."""
     h = hashlib.sha256()
     for p in map(Path, paths):
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file())
             h.update(f"dir {len(files)}\n".encode())
             for f in files:
-                st = f.stat()
-                h.update(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                h.update(f"{f.relative_to(p)}:".encode() + _digest(f))
         elif p.is_file():
-            with p.open("rb") as f:
-                h.update(b"file " + hashlib.file_digest(f, "sha256").digest())
+            h.update(b"file " + _digest(p))
         else:
             h.update(b"missing\n")
     return h.hexdigest()[:16]
+
+
+def digest(value: Any) -> str:
+    """A short fingerprint of a JSON-able VALUE (e.g. which trajectories a filter kept)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def completed(out: str | Path, marker: str, key: Any = None) -> dict | None:

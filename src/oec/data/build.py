@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat
 from oec.core.atomic import atomic_output, check_output, write_text
 from oec.core.errors import InputError, PolicyError
 from oec.core.protocols import Message
-from oec.core.stage import BUILD_INFO, completed, fingerprint, making
+from oec.core.stage import BUILD_INFO, completed, digest, fingerprint, making
 from oec.core.store import TRAJECTORIES, read_trajectories
 from oec.core.types import Task, Trajectory
-from oec.data.filter import FILTER_LINES, kept_keys
+from oec.data.filter import kept_keys
 from oec.formats import make_format
 from oec.formats.base import fit_to_context
 from oec.tasks.io import tasks_of_run
@@ -206,12 +206,17 @@ def check_inputs(cfg: BuildConfig) -> None:
 
 def build_key(cfg: BuildConfig) -> dict:
     """What a built dataset is made from: its config and what its inputs hold now (a run that has grown, a filter
-    rerun, another tokenizer all change it)."""
-    inputs = [Path(r) / name for r in cfg.runs for name in (TRAJECTORIES, FILTER_LINES)]
+    rerun that keeps other trajectories, another tokenizer all change it)."""
+    inputs = [Path(r) / TRAJECTORIES for r in cfg.runs]
     inputs += [Path(cfg.student)] if cfg.student else []
     inputs += [Path(cfg.tasks)] if cfg.tasks else []
+    # Which trajectories each run's filter keeps, not its verdict file's bytes: arms that share a pool rewrite its
+    # verdicts under their own filter settings before they build, and one arm's rewrite must not make another's
+    # finished dataset (and so its checkpoint) look stale when it keeps the same trajectories.
+    kept = [sorted(k) if (k := kept_keys(r)) is not None else None for r in cfg.runs]
     # the paths are left out (their contents are in the fingerprint), so an experiment moved elsewhere resumes
-    return {"config": cfg.model_dump(exclude={"out", "runs", "student", "tasks"}), "inputs": fingerprint(*inputs)}
+    return {"config": cfg.model_dump(exclude={"out", "runs", "student", "tasks"}), "inputs": fingerprint(*inputs),
+            "kept": digest(kept)}
 
 
 def build(cfg: BuildConfig) -> dict:

@@ -45,6 +45,8 @@ def build_train_eval(where: Path, runs: list[Path], tokenizer: Path | str, init:
     trained = train(TrainConfig(data=str(data), model=str(init), out=str(ckpt), seed=seed, trl=trl,
                                 context_loss=fitting.context_loss), progress=fitting.progress)
     t2 = time.monotonic()
+    if not trained.get("reused"):
+        set_aside_evaluations(where)
     evaluated, written = None, 0
     if heldout is not None:
         cfg = load_config(CollectConfig, None, merge(fitting.collect, {
@@ -58,3 +60,17 @@ def build_train_eval(where: Path, runs: list[Path], tokenizer: Path | str, init:
     return {"built": built["stats"], "trained": trained, "eval": evaluated,
             "ran": {"build": not built.get("reused"), "train": not trained.get("reused"), "eval": written > 0},
             "seconds": {"build": t1 - t0, "train": t2 - t1, "eval": t3 - t2}}
+
+
+def set_aside_evaluations(where: Path) -> list[Path]:
+    """Move WHERE's evaluations (eval, eval-VIEW) into WHERE/stale-N/ when its checkpoint was trained again: an
+    evaluation resumes by episode, so without this the new student would inherit the old one's episodes. Moved, not
+    deleted (they are the user's results of the checkpoint that was replaced). Returns where they went."""
+    old = sorted(p for p in where.glob("eval*") if p.is_dir())
+    if not old:
+        return []
+    n = 0
+    while (where / f"stale-{n}").exists():
+        n += 1
+    (where / f"stale-{n}").mkdir()
+    return [p.rename(where / f"stale-{n}" / p.name) for p in old]
