@@ -18,9 +18,9 @@ from oec.core.errors import InputError
 from oec.core.stage import BUILD_INFO, TRAIN_INFO, completed, fingerprint, guard_config, making
 from oec.core.store import read_trajectories
 from oec.data.build import BuildConfig, build_key
-from oec.experiments.step import set_aside_evaluations
+from oec.experiments.step import Fitting, build_train_eval, set_aside_evaluations
 from oec.rollout.collect import CollectConfig, collect
-from oec.tasks.io import write_tasks
+from oec.tasks.io import load_tasks, write_tasks
 
 # needs the system tools `make test` installs (bubblewrap, podman or chromium): not in `make test-fast`
 pytestmark = pytest.mark.tools
@@ -195,3 +195,23 @@ def test_kill_9_mid_train_then_rerun_trains_from_scratch(run, tiny_model, tmp_pa
     assert kept in _cli(*train, "--out", out)
     assert "differs" not in _cli(*train[:-2], "trl.max_steps=3", "trl.logging_steps=1", "--out", out)
     assert completed(out, TRAIN_INFO)["steps"] == 3  # another config: trained again, replacing it
+
+
+@pytest.mark.slow
+def test_an_arm_trained_again_is_evaluated_again(run, tiny_model, tmp_path):
+    """The wiring of the set-aside: a finished arm resumes without any work; trained again with another recipe, its
+    old evaluation goes to stale-0/ and the new student is evaluated from scratch."""
+    heldout = write_tasks(load_tasks(run / "tasks.jsonl")[:1], tmp_path / "heldout.jsonl")
+    arm = tmp_path / "arm"
+
+    def step(steps: int) -> dict:
+        fitting = Fitting(trl={"max_steps": steps}, collect={"loop": {"step_limit": 1}},
+                          student_options="max_new_tokens=8", workers=1)
+        return build_train_eval(arm, [run / "bc"], tiny_model, tiny_model, heldout, fitting)
+
+    assert step(1)["ran"] == {"build": True, "train": True, "eval": True}
+    assert step(1)["ran"] == {"build": False, "train": False, "eval": False}
+    first = (arm / "eval/trajectories.jsonl").read_text()
+    assert step(2)["ran"] == {"build": False, "train": True, "eval": True}
+    assert (arm / "stale-0/eval/trajectories.jsonl").read_text() == first
+    assert len(read_trajectories(arm / "eval")) == 1
