@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# configs/claims-easy.yaml in the two parts results/claims-easy/ was run in (one part per session's time on 2 cores);
+# configs/claims-easy.yaml in the parts results/claims-easy/ was run in (one part per session's time on 2 cores);
 # `oec experiment configs/claims-easy.yaml` alone runs the same experiment in one go.
 #   scripts/claims_easy.sh a   # bc, on_policy, oec, oec_all_turns, oec_bc, the rechecks and the shift (~1.5 h)
 #   scripts/claims_easy.sh b   # adds oec_nofilter, oec_late and dagger to the same run directory (~1.5 h)
