@@ -3,7 +3,8 @@ oec's own claim comparison (oec.experiments.claims.compare: paired effect, inter
 For an arm run in its own directory after the others (results/claims-easy/c8-steps/):
 
     .venv/bin/python scripts/pair_outcomes.py results/claims-easy/c8-steps/paired.csv --seeds 0 \
-        dagger_150=results/claims-easy/c8-steps/outcomes.csv:dagger on_policy=results/claims-easy/outcomes.csv:on_policy ...
+        dagger_150=results/claims-easy/c8-steps/outcomes.csv:dagger \
+        on_policy=results/claims-easy/outcomes.csv:on_policy ...   (the whole command: results/claims-easy/run.json)
 
 The first NAME=OUTCOMES:ARM is compared with each of the others, its verdict that of the claim "the first arm beats
 this one"; give arms evaluated on the same held-out tasks.
