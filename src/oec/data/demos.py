@@ -18,7 +18,6 @@ goes on. Importing again into the same run adds only what is not there yet.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from typing import Iterator, Literal
 
 from oec.core.atomic import write_text
 from oec.core.errors import ConversionError, InputError
+from oec.core.stage import digest
 from oec.core.store import PROBLEMS, TRAJECTORIES, TrajectoryWriter, read_trajectories
 from oec.core.types import Action, Problem, Step, Trajectory, Verdict
 
@@ -282,8 +282,8 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
     try:
         with (run / PROBLEMS).open("a") as problems, (run / ERRORS).open("a") as errors:
             for where, record, error in _records([Path(p) for p in paths], source):
-                digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
-                if where in seen_sources or (record is not None and digest in seen_content):
+                content = digest(record)
+                if where in seen_sources or (record is not None and content in seen_content):
                     counts["already_there"] += 1
                     continue
                 try:
@@ -308,9 +308,9 @@ def import_demos(paths: list[str | Path], out: str | Path, source: Literal["mini
                 problems.flush()
                 os.fsync(problems.fileno())
                 writer.write(traj.model_copy(update={"exit_message": f"{traj.exit_message} from {where} "
-                                                                     f"(sha256 {digest})"}))
+                                                                     f"(sha256 {content})"}))
                 seen_sources.add(where)
-                seen_content.add(digest)
+                seen_content.add(content)
                 counts["imported"] += 1
     finally:
         writer.close()
